@@ -1,0 +1,136 @@
+"""The `mipo-local` command. Without arguments it opens the app; subcommands run single stages.
+
+Heavy libraries are imported inside the commands that need them so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from . import __version__
+from .errors import MipoError
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .catalog import download, get_card, load_catalog
+
+    if args.download:
+        from .cli_progress import TerminalProgress
+
+        path = download(get_card(args.download), progress=TerminalProgress())
+        print(path)
+        return 0
+    print(f"{'name':24} {'arch':6} {'params':>6} {'size':>8} {'memory':>7}  available")
+    for card in load_catalog():
+        where = card.local_path()
+        status = f"yes ({'bundled' if card.source_kind == 'bundled' else where})" if where else f"no: `mipo-local models --download {card.name}`"
+        mark = "*" if card.default else " "
+        print(f"{card.name + mark:24} {card.architecture:6} {card.parameters:>6} {card.size_mb:>5} MB {card.memory_gb:>5.1f} GB  {status}")
+    print("* the default. Any GGUF file or Hugging Face model folder also works as --base.")
+    return 0
+
+
+def _cmd_checkpoint(args: argparse.Namespace) -> int:
+    from .catalog import resolve_base
+    from .cli_progress import TerminalProgress
+    from .modelio import base_checkpoint
+
+    base = resolve_base(args.base)
+    print(base_checkpoint(base, progress=TerminalProgress()))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .cli_progress import TerminalProgress
+    from .modelio import export_model
+
+    result = export_model(
+        args.base,
+        Path(args.checkpoint),
+        Path(args.out),
+        quant=args.quant,
+        name=args.name,
+        verify=not args.no_verify,
+        overwrite=args.force,
+        progress=TerminalProgress(),
+    )
+    check = ""
+    if result.correlation is not None:
+        check = f"; F16 logits vs checkpoint: correlation {result.correlation:.5f}, argmax {result.argmax_agreement:.1%}"
+    print(f"wrote {result.path} ({result.quant}, {result.size_bytes / 1e6:.1f} MB{check})")
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_doctor
+
+    checks = run_doctor(probe=not args.no_probe)
+    for check in checks:
+        print(f"{'ok ' if check.ok else 'BAD'} {check.name:16} {check.detail}")
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    try:
+        from tui.app import run_app
+    except ImportError as exc:
+        raise MipoError(f"the app cannot start ({exc}); run `make setup` to install its dependencies") from None
+    run_app()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mipo-local",
+        description="Make a small language model personal to you, entirely on this machine. "
+        "Without a command, the app opens.",
+    )
+    parser.add_argument("--version", action="version", version=f"mipo-local {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("models", help="list the catalog of base models and which are on this machine")
+    p.add_argument("--download", metavar="NAME", help="fetch a catalog model from the Hugging Face hub")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("checkpoint", help="prepare a base as a trainable PyTorch checkpoint (cached) and print its folder")
+    p.add_argument("--base", default=None, help="catalog name, GGUF path or model folder (default: the bundled model)")
+    p.set_defaults(func=_cmd_checkpoint)
+
+    p = sub.add_parser("export", help="write a (merged) checkpoint as a GGUF, metadata from its base, quantized")
+    p.add_argument("--base", required=True, help="catalog name, GGUF path or model folder the checkpoint came from")
+    p.add_argument("--checkpoint", required=True, help="folder of the merged model (safetensors + config.json)")
+    p.add_argument("--quant", default="Q8_0", help="F16, Q8_0, Q6_K, Q5_K_M or Q4_K_M (default Q8_0)")
+    p.add_argument("--out", required=True, help="the .gguf file to write")
+    p.add_argument("--name", default=None, help="general.name of the new model")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--no-verify", action="store_true", help="skip the logit check of the F16 file against the checkpoint")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("doctor", help="versions, device, threads, disk, and whether llama.cpp can decode here")
+    p.add_argument("--no-probe", action="store_true", help="skip the decode test")
+    p.set_defaults(func=_cmd_doctor)
+
+    p = sub.add_parser("app", help="open the app (the same as no command)")
+    p.set_defaults(func=_cmd_app)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", _cmd_app)
+    try:
+        return func(args)
+    except MipoError as exc:
+        print(f"mipo-local: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mipo-local: interrupted; nothing partial was kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

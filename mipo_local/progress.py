@@ -1,0 +1,32 @@
+"""Progress events: library code reports through a callback and never prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    stage: str                      # e.g. "checkpoint", "write-gguf", "quantize"
+    message: str = ""
+    done: Optional[float] = None    # units done so far (None: unknown)
+    total: Optional[float] = None   # units in all (None: unknown)
+    unit: str = ""
+    finished: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fraction(self) -> Optional[float]:
+        if self.done is None or not self.total:
+            return None
+        return max(0.0, min(1.0, self.done / self.total))
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+def report(callback: Optional[ProgressCallback], stage: str, message: str = "", **kw: Any) -> None:
+    """Send one event to `callback` if there is one."""
+    if callback is not None:
+        callback(ProgressEvent(stage=stage, message=message, **kw))

