@@ -27,6 +27,26 @@ def physical_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+_LOG_CALLBACK = None
+
+
+def quiet_llama_logs() -> None:
+    """Route llama.cpp's own log lines away from the terminal (they bypass `verbose=False`)."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None:
+        return
+    import ctypes
+
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def _ignore(level, text, user_data):  # noqa: ARG001
+        return None
+
+    _LOG_CALLBACK = _ignore
+    llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+
+
 def open_llama(path: Path, *, n_ctx: int = 2048, n_threads: Optional[int] = None, **kwargs: Any):
     """A `llama_cpp.Llama` for `path`. Call `.close()` when done (or use `llama_model`)."""
     from llama_cpp import Llama
@@ -34,6 +54,7 @@ def open_llama(path: Path, *, n_ctx: int = 2048, n_threads: Optional[int] = None
     from .modelio.gguf_file import open_reader
 
     open_reader(Path(path))  # a clear error for a missing, foreign or truncated file
+    quiet_llama_logs()
     threads = n_threads or physical_cores()
     return Llama(
         model_path=str(path),

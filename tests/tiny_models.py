@@ -42,10 +42,24 @@ def build_tiny_model(arch: str, folder: Path, tokenizer_from: Path, *, seed: int
                 param.copy_(1.0 + 0.1 * torch.randn_like(param))
             else:
                 param.copy_(torch.randn_like(param) * (0.5 if param.ndim == 1 else 0.15))
+            if name.endswith("embed_tokens.weight"):
+                # rows of very different norms, as in trained models: the argmax is decisive,
+                # not a near-tie between thousands of equally likely tokens
+                param.mul_(torch.exp(1.0 * torch.randn(param.shape[0], 1)))
             param.copy_(param.half().float())  # exactly representable in the F16 GGUF
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
     for name in TOKENIZER_FILES:
         if (tokenizer_from / name).exists():
             shutil.copy(tokenizer_from / name, folder / name)
+    if arch in ("qwen2", "qwen3"):
+        # transformers tokenizes a Qwen model with Qwen's own pre-tokenizer regex: give the
+        # tokenizer file that splitting too, as a real Qwen folder has it
+        from tokenizers import Tokenizer
+
+        from mipo_local.modelio.hf_vocab import pre_tokenizer_for
+
+        tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tok.pre_tokenizer = pre_tokenizer_for("qwen2")
+        tok.save(str(folder / "tokenizer.json"))
     return folder

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -10,7 +11,7 @@ from typing import Optional
 from .. import workspace
 from ..errors import MipoError
 from ..progress import ProgressCallback, report
-from .gguf_file import file_sha256, inspect_gguf
+from .gguf_file import cached_sha256 as file_sha256, inspect_gguf
 
 CHECKPOINT_MARKER = "mipo-checkpoint.json"
 
@@ -45,6 +46,11 @@ def gguf_to_checkpoint(gguf_path: Path, *, progress: Optional[ProgressCallback] 
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     folder, name = str(gguf_path.parent), gguf_path.name
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    old_tqdm = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # transformers' GGUF loader draws its own bar
     try:
         model = AutoModelForCausalLM.from_pretrained(
             folder,
@@ -55,6 +61,11 @@ def gguf_to_checkpoint(gguf_path: Path, *, progress: Optional[ProgressCallback] 
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     except Exception as exc:
         raise MipoError(f"transformers could not load {gguf_path} ({type(exc).__name__}: {exc})") from None
+    finally:
+        if old_tqdm is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = old_tqdm
     # The loaded model must not remember it came from a quantized file: it is plain fp32 now.
     for attr in ("hf_quantizer", "quantization_method"):
         if hasattr(model, attr):
@@ -68,6 +79,7 @@ def gguf_to_checkpoint(gguf_path: Path, *, progress: Optional[ProgressCallback] 
         except AttributeError:
             pass
     model.config.dtype = torch.float32
+    _align_pre_tokenizer(tokenizer, gguf_path)
     if info.chat_template and not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = info.chat_template
 
@@ -88,6 +100,20 @@ def gguf_to_checkpoint(gguf_path: Path, *, progress: Optional[ProgressCallback] 
     return out
 
 
+def _align_pre_tokenizer(tokenizer, gguf_path: Path) -> None:
+    """transformers rebuilds a GGUF's tokenizer with a plain GPT-2 pre-tokenizer; llama.cpp splits
+    text by the GGUF's `tokenizer.ggml.pre` type (SmolLM: every digit alone; Qwen2, Llama 3: their
+    own regex). Give the checkpoint's tokenizer llama.cpp's splitting, so both produce the same ids."""
+    from .gguf_file import open_reader, read_metadata
+    from .hf_vocab import pre_tokenizer_for
+
+    pre = read_metadata(open_reader(gguf_path)).get("tokenizer.ggml.pre")
+    replacement = pre_tokenizer_for(pre) if isinstance(pre, str) else None
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if replacement is not None and backend is not None:
+        backend.pre_tokenizer = replacement
+
+
 def load_checkpoint(path: Path, *, dtype=None, device: str = "cpu"):
     """Load a checkpoint folder as a transformers causal LM (fp32 on CPU by default)."""
     import torch
@@ -96,5 +122,8 @@ def load_checkpoint(path: Path, *, dtype=None, device: str = "cpu"):
     path = Path(path)
     if not (path / "config.json").is_file():
         raise MipoError(f"{path} is not a model checkpoint (no config.json); give a folder made by mipo-local or save_pretrained")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
     return model.to(device).eval()

@@ -95,3 +95,27 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def cached_sha256(path: Path) -> str:
+    """`file_sha256`, remembered per (path, size, mtime) in the workspace so big files hash once."""
+    import json
+
+    from .. import workspace
+
+    path = Path(path).resolve()
+    st = path.stat()
+    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    index = workspace.cache_dir() / "sha256.json"
+    try:
+        known = json.loads(index.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return known[key]
+    digest = file_sha256(path)
+    known[key] = digest
+    tmp = index.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(known))
+    os.replace(tmp, index)
+    return digest

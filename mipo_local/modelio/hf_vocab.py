@@ -21,6 +21,24 @@ TOKENIZER_SAMPLE = (
 )
 
 
+def pre_tokenizer_for(pre: str):
+    """A `tokenizers` pre-tokenizer that splits text the way llama.cpp's `pre` type does (None: keep)."""
+    from tokenizers import Regex, pre_tokenizers
+
+    if pre == "smollm":
+        return pre_tokenizers.Sequence([
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ])
+    regex = {"qwen2": _QWEN2_REGEX, "llama-bpe": _LLAMA3_REGEX}.get(pre)
+    if regex is not None:
+        return pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(regex), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ])
+    return None
+
+
 def detect_pre_tokenizer(tokenizer_json: dict[str, Any]) -> str:
     """The llama.cpp pre-tokenizer name (`tokenizer.ggml.pre`) for a tokenizer.json."""
     pre = tokenizer_json.get("pre_tokenizer") or {}
