@@ -51,9 +51,9 @@ def open_llama(path: Path, *, n_ctx: int = 2048, n_threads: Optional[int] = None
     """A `llama_cpp.Llama` for `path`. Call `.close()` when done (or use `llama_model`)."""
     from llama_cpp import Llama
 
-    from .modelio.gguf_file import open_reader
+    from .modelio.gguf_file import scan_gguf
 
-    open_reader(Path(path))  # a clear error for a missing, foreign or truncated file
+    scan_gguf(Path(path))  # a clear error for a missing, foreign or truncated file
     quiet_llama_logs()
     threads = n_threads or physical_cores()
     return Llama(

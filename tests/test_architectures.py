@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mipo_local.modelio import checkpoint_to_gguf, hf_folder_to_gguf
-from mipo_local.modelio.gguf_file import open_reader, read_metadata
+from mipo_local.modelio.gguf_file import read_metadata, scan_gguf
 from mipo_local.modelio.verify import compare_gguf_to_checkpoint
 
 from .tiny_models import build_tiny_model
@@ -24,7 +24,7 @@ def test_folder_and_checkpoint_export_match_torch(arch, tmp_path, tokenizer_sour
     assert result.positions >= 64
     assert result.argmax_agreement >= 0.99, result
     assert result.correlation >= 0.9999, result
-    meta = read_metadata(open_reader(converted))
+    meta = read_metadata(converted)
     assert meta["general.architecture"] == arch
     assert meta["tokenizer.chat_template"]
     assert meta[f"{arch}.attention.head_count_kv"] == 2
@@ -33,7 +33,7 @@ def test_folder_and_checkpoint_export_match_torch(arch, tmp_path, tokenizer_sour
     exported = checkpoint_to_gguf(folder, tmp_path / "personal.gguf", base_gguf=converted, name="tiny personal")
     again = compare_gguf_to_checkpoint(exported, folder)
     assert again.argmax_agreement >= 0.99 and again.correlation >= 0.9999, again
-    assert read_metadata(open_reader(exported))["general.name"] == "tiny personal"
+    assert read_metadata(exported)["general.name"] == "tiny personal"
 
 
 def test_llama3_rope_scaling_exports_rope_freqs(tmp_path, tokenizer_source):
@@ -41,7 +41,7 @@ def test_llama3_rope_scaling_exports_rope_freqs(tmp_path, tokenizer_source):
                "original_max_position_embeddings": 64, "rope_theta": 500000.0}
     folder = build_tiny_model("llama", tmp_path / "tiny-llama3", tokenizer_source, rope_scaling=scaling)
     converted = hf_folder_to_gguf(folder, tmp_path / "llama3.gguf")
-    assert "rope_freqs.weight" in {t.name for t in open_reader(converted).tensors}
+    assert "rope_freqs.weight" in {t.name for t in scan_gguf(converted).tensors}
     result = compare_gguf_to_checkpoint(converted, folder)
     # random weights leave near-ties between tokens: the correlation is the sharp check here
     assert result.correlation >= 0.9999 and result.argmax_agreement >= 0.97, result

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from mipo_local.modelio import gguf_to_checkpoint, inspect_gguf
-from mipo_local.modelio.gguf_file import open_reader, read_metadata
+from mipo_local.modelio.gguf_file import read_metadata, scan_gguf
 from mipo_local.modelio.hf_vocab import TOKENIZER_SAMPLE
 from mipo_local.modelio.verify import compare_gguf_to_checkpoint, llama_tokens
 
@@ -28,19 +28,19 @@ def test_roundtrip_logits_match(smol_f16, smol_checkpoint):
 
 
 def test_roundtrip_keeps_metadata(smol_f16, bundled_gguf):
-    base = read_metadata(open_reader(bundled_gguf))
-    new = read_metadata(open_reader(smol_f16))
+    base = read_metadata(bundled_gguf)
+    new = read_metadata(smol_f16)
     assert new["general.name"] == "SmolLM2 round trip"
     assert new["general.file_type"] == 1  # F16
     for key in ("tokenizer.chat_template", "tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.pre",
                 "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "llama.block_count",
                 "llama.embedding_length", "llama.attention.head_count_kv", "llama.rope.freq_base", "llama.context_length"):
         assert new[key] == base[key], key
-    reader = open_reader(smol_f16)
+    reader = scan_gguf(smol_f16)
     names = {t.name: t for t in reader.tensors}
     assert "output.weight" not in names  # tied embeddings
-    assert names["blk.0.attn_norm.weight"].tensor_type.name == "F32"
-    assert names["blk.0.attn_q.weight"].tensor_type.name == "F16"
+    assert names["blk.0.attn_norm.weight"].ggml_type == 0  # F32
+    assert names["blk.0.attn_q.weight"].ggml_type == 1  # F16
     assert inspect_gguf(smol_f16).architecture == "llama"
 
 

@@ -104,10 +104,10 @@ def _align_pre_tokenizer(tokenizer, gguf_path: Path) -> None:
     """transformers rebuilds a GGUF's tokenizer with a plain GPT-2 pre-tokenizer; llama.cpp splits
     text by the GGUF's `tokenizer.ggml.pre` type (SmolLM: every digit alone; Qwen2, Llama 3: their
     own regex). Give the checkpoint's tokenizer llama.cpp's splitting, so both produce the same ids."""
-    from .gguf_file import open_reader, read_metadata
+    from .gguf_file import read_metadata
     from .hf_vocab import pre_tokenizer_for
 
-    pre = read_metadata(open_reader(gguf_path)).get("tokenizer.ggml.pre")
+    pre = read_metadata(gguf_path).get("tokenizer.ggml.pre")
     replacement = pre_tokenizer_for(pre) if isinstance(pre, str) else None
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if replacement is not None and backend is not None:

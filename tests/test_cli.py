@@ -1,0 +1,82 @@
+"""The command line: instant help, the catalog, offline download errors, a full export, doctor."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from mipo_local.modelio.gguf_file import read_metadata
+
+from .test_bad_input import assert_one_line_error, run_cli
+
+HEAVY = ("torch", "transformers", "trl", "peft", "llama_cpp", "textual", "gguf", "numpy")
+
+
+def test_help_imports_nothing_heavy():
+    code = (
+        "import sys\nfrom mipo_local.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert "models" in proc.stdout and "export" in proc.stdout and "doctor" in proc.stdout
+
+
+def test_models_lists_catalog(tmp_path):
+    proc = run_cli(["models"], tmp_path / "h")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("smollm2-135m-instruct", "qwen2.5-0.5b-instruct", "qwen2.5-1.5b-instruct", "llama-3.2-1b-instruct",
+                 "smollm2-360m-instruct", "smollm2-1.7b-instruct", "qwen3-0.6b"):
+        assert name in proc.stdout
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("smollm2-135m-instruct"))
+    assert "yes (bundled)" in line
+
+
+def test_download_offline_says_where_to_place_the_file(tmp_path):
+    home = tmp_path / "h"
+    proc = run_cli(["models", "--download", "qwen3-0.6b"], home)
+    assert_one_line_error(proc, "qwen3-0.6b", "Qwen3-0.6B-Q8_0.gguf", str(home / "models"))
+
+
+def test_hand_placed_file_makes_a_model_available(tmp_path, mipo_home, bundled_gguf):
+    from mipo_local.catalog import get_card, resolve_base
+
+    card = get_card("smollm2-360m-instruct")
+    assert not card.available
+    (mipo_home / "models").mkdir(parents=True, exist_ok=True)
+    os.symlink(bundled_gguf, mipo_home / "models" / card.file)
+    assert card.available
+    assert resolve_base("smollm2-360m-instruct").path == mipo_home / "models" / card.file
+
+
+def test_export_end_to_end(tmp_path, smol_checkpoint, session_home):
+    out = tmp_path / "personal.Q8_0.gguf"
+    proc = run_cli(["export", "--base", "smollm2-135m-instruct", "--checkpoint", str(smol_checkpoint), "--quant", "Q8_0",
+                    "--out", str(out), "--name", "Ada's model"], session_home)
+    assert proc.returncode == 0, proc.stderr
+    assert "correlation" in proc.stdout
+    meta = read_metadata(out)
+    assert meta["general.name"] == "Ada's model"
+    assert meta["general.file_type"] == 7  # MOSTLY_Q8_0
+    assert meta["tokenizer.chat_template"]
+    assert [p.name for p in tmp_path.iterdir() if p.suffix in (".gguf", ".part")] == [out.name]
+    assert not list((session_home / "cache" / "tmp").glob("*"))  # the F16 intermediate is gone
+
+
+def test_doctor_decodes(tmp_path):
+    proc = run_cli(["doctor"], tmp_path / "h")
+    assert "llama.cpp decode" in proc.stdout
+    decode = next(l for l in proc.stdout.splitlines() if "llama.cpp decode" in l)
+    assert decode.startswith("ok"), proc.stdout
+    assert "device" in proc.stdout and "threads" in proc.stdout
+
+
+def test_nothing_written_outside_the_workspace(tmp_path):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = {**os.environ, "MIPO_HOME": str(tmp_path / "h")}
+    subprocess.run([sys.executable, "-m", "mipo_local", "models"], cwd=cwd, env=env, check=True, capture_output=True)
+    assert list(cwd.iterdir()) == []
