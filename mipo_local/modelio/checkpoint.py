@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -49,23 +50,18 @@ def gguf_to_checkpoint(gguf_path: Path, *, progress: Optional[ProgressCallback] 
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    old_tqdm = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # transformers' GGUF loader draws its own bar
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            folder,
-            gguf_file=name,
-            quantization_config=GgufConfig(gguf_file=name, dequantize=True),
-            dtype=torch.float32,
-        )
+        # transformers' GGUF loader draws its own progress bar on stderr: keep the terminal ours
+        with contextlib.redirect_stderr(io.StringIO()):
+            model = AutoModelForCausalLM.from_pretrained(
+                folder,
+                gguf_file=name,
+                quantization_config=GgufConfig(gguf_file=name, dequantize=True),
+                dtype=torch.float32,
+            )
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     except Exception as exc:
         raise MipoError(f"transformers could not load {gguf_path} ({type(exc).__name__}: {exc})") from None
-    finally:
-        if old_tqdm is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = old_tqdm
     # The loaded model must not remember it came from a quantized file: it is plain fp32 now.
     for attr in ("hf_quantizer", "quantization_method"):
         if hasattr(model, attr):
