@@ -1,0 +1,109 @@
+"""Notes: Markdown, text and Org files, and Obsidian vaults (front matter, wikilinks, embeds)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+from .documents import ParsedDocument
+from .text import Unreadable, decode_text
+
+NOTE_EXTENSIONS = {".md", ".markdown", ".txt", ".org"}
+ATTACHMENT_EXTENSIONS = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".pdf", ".mp3", ".mp4", ".wav", ".mov", ".excalidraw"}
+
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
+_EMBED = re.compile(r"!\[\[([^\]|#]+)(?:#[^\]|]*)?(?:\|([^\]]*))?\]\]")
+_WIKILINK = re.compile(r"\[\[([^\]|#]+)(?:#([^\]|]*))?(?:\|([^\]]*))?\]\]")
+_HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.M)
+
+
+def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return {}, text
+    import yaml
+
+    try:
+        data = yaml.safe_load(match.group(1)) or {}
+    except yaml.YAMLError:
+        return {}, text  # not front matter after all: keep the text as it is
+    if not isinstance(data, dict):
+        return {}, text
+    return data, text[match.end():]
+
+
+def obsidian_to_plain(text: str) -> str:
+    """`![[embed]]` → its name (attachments dropped), `[[target|alias]]` → alias, `[[target]]` → target."""
+
+    def embed(m: re.Match) -> str:
+        target = m.group(1).strip()
+        if Path(target).suffix.lower() in ATTACHMENT_EXTENSIONS:
+            return ""
+        return m.group(2) or target
+
+    def link(m: re.Match) -> str:
+        target, heading, alias = m.group(1).strip(), m.group(2), m.group(3)
+        if alias:
+            return alias.strip()
+        return f"{target} ({heading.strip()})" if heading else target
+
+    return _WIKILINK.sub(link, _EMBED.sub(embed, text))
+
+
+def _iso(value: Any) -> str | None:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _tags(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [t.strip().lstrip("#") for t in re.split(r"[,\s]+", value) if t.strip()]
+    if isinstance(value, (list, tuple)):
+        return [str(t).strip().lstrip("#") for t in value if str(t).strip()]
+    return []
+
+
+def _org_to_plain(text: str) -> tuple[str | None, str]:
+    title = None
+    lines = []
+    for line in text.splitlines():
+        m = re.match(r"#\+(\w+):\s*(.*)", line, re.I)
+        if m:
+            if m.group(1).upper() == "TITLE":
+                title = m.group(2).strip()
+            continue
+        heading = re.match(r"(\*+)\s+(.*)", line)
+        lines.append(heading.group(2) if heading else line)
+    return title, "\n".join(lines)
+
+
+def parse_note(path: Path, raw: bytes, *, mtime: float | None = None) -> ParsedDocument:
+    """A note file's bytes → a document. Raises Unreadable with the reason when it can't be used."""
+    text = decode_text(raw).replace("\r\n", "\n")
+    meta, body = split_front_matter(text)
+    title = str(meta.get("title") or "").strip() or None
+    if path.suffix.lower() == ".org":
+        org_title, body = _org_to_plain(body)
+        title = title or org_title
+    body = obsidian_to_plain(body).strip()
+    if not title:
+        heading = _HEADING.search(body)
+        title = heading.group(1).strip() if heading else path.stem.replace("-", " ").replace("_", " ")
+    if not body:
+        raise Unreadable("empty note (only front matter)" if meta else "empty file")
+    date = _iso(meta.get("created") or meta.get("date") or meta.get("updated"))
+    if date is None and mtime is not None:
+        date = dt.datetime.fromtimestamp(mtime, dt.timezone.utc).isoformat(timespec="seconds")
+    extra = {}
+    if tags := _tags(meta.get("tags")):
+        extra["tags"] = tags
+    if aliases := _tags(meta.get("aliases")):
+        extra["aliases"] = aliases
+    return ParsedDocument(locator="", kind="note", title=title, body=body, date=date, author="", author_is_user=True, meta=extra)

@@ -1,0 +1,368 @@
+"""The context store: SQLite (WAL) in the workspace with documents, chunks, reply links and FTS5."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+from .. import workspace
+from ..errors import MipoError
+from .documents import ParsedDocument
+from .text import chunk_text
+
+STORE_FILE = "context.sqlite3"
+
+# Each entry migrates the schema from version i to i + 1. Never edit an entry once released: add one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE sources(
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        added_at TEXT NOT NULL,
+        imported_at TEXT
+    );
+    CREATE TABLE files(
+        id INTEGER PRIMARY KEY,
+        source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        UNIQUE(source_id, path)
+    );
+    CREATE TABLE documents(
+        id INTEGER PRIMARY KEY,
+        file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        locator TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        title TEXT NOT NULL,
+        date TEXT,
+        author TEXT NOT NULL DEFAULT '',
+        author_is_user INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        body TEXT NOT NULL,
+        quoted TEXT NOT NULL DEFAULT '',
+        signature TEXT NOT NULL DEFAULT '',
+        message_id TEXT,
+        in_reply_to TEXT,
+        meta TEXT NOT NULL DEFAULT '{}',
+        UNIQUE(file_id, locator)
+    );
+    CREATE INDEX documents_message_id ON documents(message_id);
+    CREATE INDEX documents_in_reply_to ON documents(in_reply_to);
+    CREATE TABLE chunks(
+        id INTEGER PRIMARY KEY,
+        document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        ord INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        n_tokens INTEGER NOT NULL
+    );
+    CREATE INDEX chunks_document ON chunks(document_id);
+    CREATE VIRTUAL TABLE chunks_fts USING fts5(title, text, tokenize='unicode61 remove_diacritics 2');
+    CREATE TABLE replies(
+        incoming_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        reply_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        PRIMARY KEY(incoming_id, reply_id)
+    );
+    CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+        DELETE FROM chunks_fts WHERE rowid = old.id;
+    END;
+    """,
+]
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    chunk_id: int
+    document_id: int
+    title: str
+    text: str
+    kind: str
+    date: Optional[str]
+    score: float
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    id: int
+    path: str
+    kind: str
+    added_at: str
+    imported_at: Optional[str]
+    files: int
+    documents: int
+
+
+def store_path() -> Path:
+    return workspace.home() / STORE_FILE
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def fts_query(text: str) -> str:
+    """A safe FTS5 query from free text: every word, OR-ed, each quoted."""
+    words = re.findall(r"\w+", text.lower())
+    unique = list(dict.fromkeys(w for w in words if len(w) > 1 or w.isdigit()))
+    return " OR ".join(f'"{w}"' for w in unique[:64])
+
+
+class ContextStore:
+    """One connection to the store. Use as a context manager, or call `close()`."""
+
+    def __init__(self, path: Optional[Path] = None) -> None:
+        self.path = Path(path) if path else store_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise MipoError(f"the context store {self.path} is damaged ({exc}); move it away and import again") from None
+
+    # ------------------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "ContextStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > len(MIGRATIONS):
+            raise MipoError(f"the context store {self.path} was written by a newer mipo-local (schema {version}); upgrade mipo-local")
+        for target in range(version, len(MIGRATIONS)):
+            with self.transaction():
+                for statement in _statements(MIGRATIONS[target]):
+                    self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {target + 1}")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT; any exception (Ctrl-C included) rolls everything back."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -------------------------------------------------------------------------------- sources
+    def add_source(self, path: str, kind: str) -> int:
+        row = self.db.execute("SELECT id FROM sources WHERE path = ?", (path,)).fetchone()
+        if row:
+            return row["id"]
+        return self.db.execute("INSERT INTO sources(path, kind, added_at) VALUES (?, ?, ?)", (path, kind, _now())).lastrowid
+
+    def mark_imported(self, source_id: int) -> None:
+        self.db.execute("UPDATE sources SET imported_at = ? WHERE id = ?", (_now(), source_id))
+
+    def sources(self) -> list[SourceInfo]:
+        rows = self.db.execute(
+            """SELECT s.*, (SELECT COUNT(*) FROM files f WHERE f.source_id = s.id) AS n_files,
+                      (SELECT COUNT(*) FROM documents d JOIN files f ON d.file_id = f.id WHERE f.source_id = s.id) AS n_docs
+               FROM sources s ORDER BY s.id"""
+        ).fetchall()
+        return [SourceInfo(r["id"], r["path"], r["kind"], r["added_at"], r["imported_at"], r["n_files"], r["n_docs"]) for r in rows]
+
+    def find_source(self, path_or_id: str) -> SourceInfo:
+        for source in self.sources():
+            if path_or_id == str(source.id) or path_or_id == source.path or str(Path(path_or_id).expanduser().resolve()) == source.path:
+                return source
+        raise MipoError(f"no imported source {path_or_id!r}; `mipo-local context --list` shows them")
+
+    def remove_source(self, path_or_id: str) -> SourceInfo:
+        """Forget a source and everything imported from it (the user's files are not touched)."""
+        source = self.find_source(path_or_id)
+        with self.transaction():
+            self.db.execute("DELETE FROM sources WHERE id = ?", (source.id,))
+            self._relink_replies()
+        return source
+
+    # ---------------------------------------------------------------------------------- files
+    def file_row(self, source_id: int, path: str) -> Optional[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM files WHERE source_id = ? AND path = ?", (source_id, path)).fetchone()
+
+    def touch_file(self, file_id: int, size: int, mtime_ns: int) -> None:
+        self.db.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, file_id))
+
+    def file_paths(self, source_id: int) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT path FROM files WHERE source_id = ?", (source_id,))]
+
+    def remove_file(self, source_id: int, path: str) -> None:
+        self.db.execute("DELETE FROM files WHERE source_id = ? AND path = ?", (source_id, path))
+
+    def replace_file(
+        self, source_id: int, path: str, kind: str, size: int, mtime_ns: int, sha256: str,
+        documents: Sequence[ParsedDocument], *, user_addresses: Sequence[str], chunk_tokens: int,
+    ) -> tuple[int, int]:
+        """Store a file's documents in place of what it held before. Call inside `transaction()`.
+
+        Returns (documents added or changed, documents removed). Emails already stored from
+        another file (the same message in two mailboxes) are kept once.
+        """
+        row = self.file_row(source_id, path)
+        if row is None:
+            file_id = self.db.execute(
+                "INSERT INTO files(source_id, path, kind, size, mtime_ns, sha256) VALUES (?, ?, ?, ?, ?, ?)",
+                (source_id, path, kind, size, mtime_ns, sha256),
+            ).lastrowid
+            old: dict[str, tuple[int, str]] = {}
+        else:
+            file_id = row["id"]
+            self.db.execute("UPDATE files SET kind = ?, size = ?, mtime_ns = ?, sha256 = ? WHERE id = ?",
+                            (kind, size, mtime_ns, sha256, file_id))
+            old = {r["locator"]: (r["id"], r["content_hash"]) for r in
+                   self.db.execute("SELECT id, locator, content_hash FROM documents WHERE file_id = ?", (file_id,))}
+        users = {a.lower() for a in user_addresses}
+        changed = 0
+        seen: set[str] = set()
+        for doc in documents:
+            if doc.locator in seen:
+                continue
+            seen.add(doc.locator)
+            if doc.kind == "email":
+                doc.author_is_user = doc.author.lower() in users
+                if doc.message_id and self.db.execute(
+                    "SELECT 1 FROM documents WHERE message_id = ? AND file_id != ? LIMIT 1", (doc.message_id, file_id)
+                ).fetchone():
+                    continue
+            digest = doc.content_hash()
+            previous = old.pop(doc.locator, None)
+            if previous is not None and previous[1] == digest:
+                continue
+            if previous is not None:
+                self.db.execute("DELETE FROM documents WHERE id = ?", (previous[0],))
+            self._insert_document(file_id, doc, digest, chunk_tokens)
+            changed += 1
+        for doc_id, _ in old.values():
+            self.db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+        return changed, len(old)
+
+    def _insert_document(self, file_id: int, doc: ParsedDocument, digest: str, chunk_tokens: int) -> int:
+        doc_id = self.db.execute(
+            """INSERT INTO documents(file_id, locator, kind, title, date, author, author_is_user, content_hash, body,
+                                     quoted, signature, message_id, in_reply_to, meta)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (file_id, doc.locator, doc.kind, doc.title, doc.date, doc.author, int(doc.author_is_user), digest, doc.body,
+             doc.quoted, doc.signature, doc.message_id, doc.in_reply_to, json.dumps(doc.meta, ensure_ascii=False)),
+        ).lastrowid
+        for ord_, text in enumerate(chunk_text(doc.body, chunk_tokens)):
+            from .text import estimate_tokens
+
+            chunk_id = self.db.execute(
+                "INSERT INTO chunks(document_id, ord, text, n_tokens) VALUES (?, ?, ?, ?)",
+                (doc_id, ord_, text, estimate_tokens(text)),
+            ).lastrowid
+            self.db.execute("INSERT INTO chunks_fts(rowid, title, text) VALUES (?, ?, ?)", (chunk_id, doc.title, text))
+        return doc_id
+
+    # ------------------------------------------------------------------------- user & replies
+    def set_user_addresses(self, addresses: Sequence[str]) -> None:
+        """Re-decide which emails are the user's own, and the reply links that follow from it."""
+        users = [a.lower() for a in addresses]
+        with self.transaction():
+            marks = ",".join("?" * len(users)) or "NULL"
+            self.db.execute(
+                f"UPDATE documents SET author_is_user = CASE WHEN kind = 'note' OR lower(author) IN ({marks}) THEN 1 ELSE 0 END",
+                users,
+            )
+            self._relink_replies()
+
+    def relink_replies(self) -> None:
+        with self.transaction():
+            self._relink_replies()
+
+    def _relink_replies(self) -> None:
+        self.db.execute("DELETE FROM replies")
+        self.db.execute(
+            """INSERT OR IGNORE INTO replies(incoming_id, reply_id)
+               SELECT inc.id, rep.id FROM documents rep JOIN documents inc ON inc.message_id = rep.in_reply_to
+               WHERE rep.kind = 'email' AND rep.author_is_user = 1 AND inc.author_is_user = 0"""
+        )
+
+    def reply_pairs(self) -> list[tuple[sqlite3.Row, sqlite3.Row]]:
+        """(incoming email, the user's reply) for every reply link."""
+        rows = self.db.execute("SELECT incoming_id, reply_id FROM replies ORDER BY reply_id").fetchall()
+        return [(self.document(r[0]), self.document(r[1])) for r in rows]
+
+    # ------------------------------------------------------------------------------- reading
+    def document(self, doc_id: int) -> sqlite3.Row:
+        return self.db.execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone()
+
+    def documents(self, *, kind: Optional[str] = None, user_only: bool = False) -> list[sqlite3.Row]:
+        sql, args = "SELECT * FROM documents WHERE 1=1", []
+        if kind:
+            sql += " AND kind = ?"
+            args.append(kind)
+        if user_only:
+            sql += " AND author_is_user = 1"
+        return self.db.execute(sql + " ORDER BY id", args).fetchall()
+
+    def counts(self) -> dict[str, int]:
+        one = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
+        return {
+            "sources": one("SELECT COUNT(*) FROM sources"),
+            "files": one("SELECT COUNT(*) FROM files"),
+            "notes": one("SELECT COUNT(*) FROM documents WHERE kind = 'note'"),
+            "emails": one("SELECT COUNT(*) FROM documents WHERE kind = 'email'"),
+            "own_emails": one("SELECT COUNT(*) FROM documents WHERE kind = 'email' AND author_is_user = 1"),
+            "chunks": one("SELECT COUNT(*) FROM chunks"),
+            "reply_links": one("SELECT COUNT(*) FROM replies"),
+        }
+
+    def search(self, query: str, k: int = 8, *, user_only: bool = True, exclude_documents: Sequence[int] = ()) -> list[SearchHit]:
+        """The best `k` chunks for `query` (BM25), from the user's own writing by default."""
+        match = fts_query(query)
+        if not match or k <= 0:
+            return []
+        sql = """SELECT c.id, c.document_id, d.title, c.text, d.kind, d.date, bm25(chunks_fts, 0.5, 1.0) AS score
+                 FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.document_id
+                 WHERE chunks_fts MATCH ?"""
+        args: list = [match]
+        if user_only:
+            sql += " AND d.author_is_user = 1"
+        if exclude_documents:
+            sql += f" AND d.id NOT IN ({','.join('?' * len(exclude_documents))})"
+            args.extend(exclude_documents)
+        sql += " ORDER BY score LIMIT ?"
+        args.append(k)
+        return [SearchHit(r[0], r[1], r[2], r[3], r[4], r[5], -float(r[6])) for r in self.db.execute(sql, args)]
+
+    def integrity_ok(self) -> bool:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok" and not self.db.execute(
+            "PRAGMA foreign_key_check").fetchall()
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (triggers keep their inner semicolons)."""
+    out, current = [], []
+    for line in script.strip().splitlines():
+        current.append(line)
+        candidate = "\n".join(current).strip()
+        if candidate.endswith(";") and sqlite3.complete_statement(candidate):
+            out.append(candidate)
+            current = []
+    if "\n".join(current).strip():
+        out.append("\n".join(current).strip())
+    return out
