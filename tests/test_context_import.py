@@ -120,7 +120,7 @@ def test_user_address_defaults_to_sent_mailbox(tmp_path):
     write_mbox(mail / "Sent.mbox", [thread_messages()[1], plain("s2", ME, "Hi", "Hello Karin")])
     write_mbox(mail / "Inbox.mbox", thread_messages())
     summary = import_paths([mail])
-    assert summary.detected_address == ME
+    assert summary.detected_addresses == [ME]
     assert load_settings().addresses == (ME,)
     with ContextStore() as store:
         assert store.counts()["own_emails"] == 2          # the reply is stored once, not per mailbox

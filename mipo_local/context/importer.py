@@ -34,14 +34,14 @@ class ImportSummary:
     bytes_read: int = 0
     documents_changed: int = 0
     documents_removed: int = 0
-    detected_address: Optional[str] = None
+    detected_addresses: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, {len(self.skipped)} skipped"
                + (f", {self.removed} removed" if self.removed else "")
                + f" ({self.documents_changed} documents stored, {self.bytes_read / 1e6:.1f} MB read)"]
-        if self.detected_address:
-            out.append(f"your address (from a Sent mailbox): {self.detected_address} — change it with --me")
+        if self.detected_addresses:
+            out.append(f"your addresses (from a Sent mailbox): {', '.join(self.detected_addresses)} — change them with --me")
         for path, reason in self.skipped:
             out.append(f"  skipped {path}: {reason}")
         return out
@@ -183,8 +183,10 @@ def sender_counts(path: Path) -> collections.Counter:
     return counts
 
 
-def suggest_user_address(paths: Sequence[Path]) -> Optional[str]:
-    """The most frequent sender of any "Sent" mailbox among `paths` (mbox file or Maildir folder)."""
+def suggest_user_addresses(paths: Sequence[Path]) -> list[str]:
+    """The senders of any "Sent" mailbox among `paths` (mbox file or Maildir folder), most frequent
+    first: everything in a Sent mailbox is the user's, so every address that sent a tenth of it (or
+    the most frequent one) is taken as theirs."""
     counts: collections.Counter = collections.Counter()
     for root in paths:
         candidates = [root] if "sent" in root.name.lower() else []
@@ -197,7 +199,11 @@ def suggest_user_address(paths: Sequence[Path]) -> Optional[str]:
         for path in candidates:
             if path.is_file() or is_maildir(path):
                 counts.update(sender_counts(path))
-    return counts.most_common(1)[0][0] if counts else None
+    if not counts:
+        return []
+    total = sum(counts.values())
+    ranked = counts.most_common()
+    return [ranked[0][0]] + [a for a, n in ranked[1:] if n >= 0.1 * total]
 
 
 def import_paths(
@@ -224,17 +230,17 @@ def import_paths(
     settings = settings or load_settings()
     summary = ImportSummary()
     if not settings.addresses:
-        detected = suggest_user_address(roots)
+        detected = suggest_user_addresses(roots)
         if detected:
-            settings = settings.with_addresses([detected])
+            settings = settings.with_addresses(detected)
             save_settings(settings)
-            summary.detected_address = detected
+            summary.detected_addresses = detected
     own_store = store is None
     store = store or ContextStore()
     try:
         for root in roots:
             _import_root(root, store, settings, summary, progress)
-        if summary.detected_address:
+        if summary.detected_addresses:
             store.set_user_addresses(settings.addresses)
         else:
             store.relink_replies()

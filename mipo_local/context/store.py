@@ -76,7 +76,16 @@ MIGRATIONS: list[str] = [
         DELETE FROM chunks_fts WHERE rowid = old.id;
     END;
     """,
+    # 2: document frequencies of indexed terms, to keep queries to their selective words
+    """
+    CREATE VIRTUAL TABLE chunks_fts_vocab USING fts5vocab(chunks_fts, 'row');
+    """,
 ]
+
+# Query terms found in more than this share of chunks are dropped when rarer terms are present:
+# their BM25 weight is near zero, yet scoring them costs time for every chunk they occur in.
+COMMON_TERM_SHARE = 0.2
+MAX_QUERY_TERMS = 8
 
 
 @dataclass(frozen=True)
@@ -109,11 +118,14 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def fts_query(text: str) -> str:
-    """A safe FTS5 query from free text: every word, OR-ed, each quoted."""
+def query_words(text: str) -> list[str]:
     words = re.findall(r"\w+", text.lower())
-    unique = list(dict.fromkeys(w for w in words if len(w) > 1 or w.isdigit()))
-    return " OR ".join(f'"{w}"' for w in unique[:64])
+    return list(dict.fromkeys(w for w in words if len(w) > 1 or w.isdigit()))
+
+
+def fts_query(words: Sequence[str]) -> str:
+    """A safe FTS5 query: the words OR-ed, each quoted."""
+    return " OR ".join(f'"{w}"' for w in words)
 
 
 class ContextStore:
@@ -332,22 +344,58 @@ class ContextStore:
         }
 
     def search(self, query: str, k: int = 8, *, user_only: bool = True, exclude_documents: Sequence[int] = ()) -> list[SearchHit]:
-        """The best `k` chunks for `query` (BM25), from the user's own writing by default."""
-        match = fts_query(query)
-        if not match or k <= 0:
+        """The best `k` chunks for `query` (BM25), from the user's own writing by default.
+
+        The query's selective words are searched first; when they find fewer than `k` chunks, its
+        common words fill the remaining places.
+        """
+        words = query_words(query)
+        if not words or k <= 0:
+            return []
+        selective = self._selective_words(words)
+        hits = self._match(selective, k, user_only, exclude_documents, ())
+        rest = [w for w in words if w not in selective]
+        if len(hits) < k and rest:
+            hits += self._match(rest, k - len(hits), user_only, exclude_documents, [h.chunk_id for h in hits])
+        return hits
+
+    def _match(self, words: Sequence[str], k: int, user_only: bool, exclude_documents: Sequence[int],
+               exclude_chunks: Sequence[int]) -> list[SearchHit]:
+        if not words:
             return []
         sql = """SELECT c.id, c.document_id, d.title, c.text, d.kind, d.date, bm25(chunks_fts, 0.5, 1.0) AS score
                  FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.document_id
                  WHERE chunks_fts MATCH ?"""
-        args: list = [match]
+        args: list = [fts_query(words)]
         if user_only:
             sql += " AND d.author_is_user = 1"
         if exclude_documents:
             sql += f" AND d.id NOT IN ({','.join('?' * len(exclude_documents))})"
             args.extend(exclude_documents)
+        if exclude_chunks:
+            sql += f" AND c.id NOT IN ({','.join('?' * len(exclude_chunks))})"
+            args.extend(exclude_chunks)
         sql += " ORDER BY score LIMIT ?"
         args.append(k)
         return [SearchHit(r[0], r[1], r[2], r[3], r[4], r[5], -float(r[6])) for r in self.db.execute(sql, args)]
+
+    def _selective_words(self, words: list[str]) -> list[str]:
+        """The query's most selective words (lowest document frequency), common ones dropped."""
+        if not words:
+            return []
+        from .text import fold_diacritics
+
+        folded = {w: fold_diacritics(w) for w in words}
+        marks = ",".join("?" * len(folded))
+        df = dict(self.db.execute(f"SELECT term, doc FROM chunks_fts_vocab WHERE term IN ({marks})",
+                                  list(set(folded.values()))).fetchall())
+        # a word the vocabulary doesn't list under our folding costs nothing to keep: FTS5 finds
+        # it if it is there under its own folding, and matches nothing otherwise
+        known = [(df.get(folded[w], 0), w) for w in words]
+        total = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] or 1
+        known.sort()
+        rare = [w for n, w in known if n <= COMMON_TERM_SHARE * total]
+        return (rare or [w for _, w in known[:2]])[:MAX_QUERY_TERMS]
 
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok" and not self.db.execute(

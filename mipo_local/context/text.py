@@ -162,3 +162,11 @@ def chunk_text(text: str, max_tokens: int = 200, count: Callable[[str], int] = e
     if current:
         chunks.append(current)
     return chunks
+
+
+def fold_diacritics(word: str) -> str:
+    """The form FTS5's unicode61 tokenizer (remove_diacritics 2) indexes a word under."""
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", word.lower())
+    return unicodedata.normalize("NFC", "".join(ch for ch in decomposed if not unicodedata.combining(ch)))
