@@ -55,7 +55,9 @@ def quantize_gguf(
     info = inspect_gguf(src)
     import llama_cpp
 
-    from ..llama_runtime import physical_cores
+    from ..llama_runtime import physical_cores, quiet_llama_logs
+
+    quiet_llama_logs()
 
     const, bpw = QUANT_TYPES[quant]
     params = llama_cpp.llama_model_quantize_default_params()
