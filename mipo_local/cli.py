@@ -115,6 +115,41 @@ def _cmd_context(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pairs(args: argparse.Namespace) -> int:
+    from .context import ContextStore
+    from .pairs import PairSettings, export_jsonl, format_pair, generate_pairs, pair_rows
+
+    with ContextStore() as store:
+        if args.show is not None or args.export:
+            if args.export:
+                n = export_jsonl(store, Path(args.export), split=args.split)
+                print(f"wrote {n} pairs ({args.split}) to {args.export}")
+            if args.show is not None:
+                rows = pair_rows(store, split="all", include_dropped=True)
+                for row in rows[: args.show]:
+                    print(format_pair(row) + "\n")
+            return 0
+        from .catalog import resolve_base
+        from .cli_progress import TerminalProgress
+        from .modelio.bases import sampling_gguf
+        from .settings import load_settings
+
+        progress = TerminalProgress()
+        base = resolve_base(args.base or load_settings().base_model or None)
+        defaults = PairSettings()
+        settings = PairSettings(
+            examples=args.examples or defaults.examples, strategy=args.strategy, samples=args.samples,
+            temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed,
+            n_parallel=args.parallel,
+        )
+        gguf = sampling_gguf(base, progress=progress)
+        summary = generate_pairs(store, gguf, settings, progress=progress)
+        dropped = ", ".join(f"{n} {reason}" for reason, n in sorted(summary.dropped.items())) or "none"
+        print(f"{summary.made} new pairs ({summary.done_before} from before, {summary.total} in this run); "
+              f"dropped: {dropped}; {summary.tokens_per_second:.0f} tokens/s")
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import run_doctor
 
@@ -173,6 +208,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=8, help="how many results --search shows")
     p.set_defaults(func=_cmd_context)
 
+    p = sub.add_parser("pairs", help="sample MIPO preference pairs (with and without your context); resumable")
+    p.add_argument("--base", default=None, help="catalog name, GGUF path or model folder (default: your chosen model)")
+    p.add_argument("--examples", type=int, default=None, help="at most this many examples (default 200)")
+    p.add_argument("--strategy", default="drop", choices=["drop", "shuffle", "persona"],
+                   help="the negative's context: none, another example's, or an unrelated persona")
+    p.add_argument("--samples", type=int, default=1, help="pairs per example")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--max-new-tokens", type=int, default=160)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parallel", type=int, default=16, help="sequences decoded together")
+    p.add_argument("--show", type=int, metavar="N", default=None, help="print N pairs of the latest run for reading")
+    p.add_argument("--export", metavar="FILE", help="write the latest run's pairs as JSONL (trl conversational format)")
+    p.add_argument("--split", default="train", choices=["train", "heldout", "all"], help="which pairs --export writes")
+    p.set_defaults(func=_cmd_pairs)
+
     p = sub.add_parser("doctor", help="versions, device, threads, disk, and whether llama.cpp can decode here")
     p.add_argument("--no-probe", action="store_true", help="skip the decode test")
     p.set_defaults(func=_cmd_doctor)
@@ -194,6 +245,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("mipo-local: interrupted; nothing partial was kept", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

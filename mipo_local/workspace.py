@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 ENV_HOME = "MIPO_HOME"
+ENV_CACHE = "MIPO_CACHE"   # optional: keep the (re-creatable) caches elsewhere, e.g. shared by tests
 
 
 def home() -> Path:
@@ -40,13 +41,18 @@ def models_dir() -> Path:
     return subdir("models")
 
 
-def cache_dir() -> Path:
-    return subdir("cache")
+def cache_dir(*parts: str) -> Path:
+    """Caches that can always be made again from the user's data and models."""
+    override = os.environ.get(ENV_CACHE)
+    root = Path(override).expanduser() if override else home() / "cache"
+    path = root.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def checkpoints_cache() -> Path:
     """Dequantized PyTorch checkpoints of GGUF bases, keyed by the GGUF's content hash."""
-    return subdir("cache", "checkpoints")
+    return cache_dir("checkpoints")
 
 
 def exports_dir() -> Path:

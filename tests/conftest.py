@@ -11,17 +11,26 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-@pytest.fixture(autouse=True)
-def mipo_home(tmp_path, monkeypatch) -> Path:
-    home = tmp_path / "mipo-home"
-    monkeypatch.setenv("MIPO_HOME", str(home))
-    return home
-
-
 @pytest.fixture(scope="session")
 def session_home(tmp_path_factory) -> Path:
     """A workspace shared by the session for expensive, cached artifacts (the base checkpoint)."""
     return tmp_path_factory.mktemp("session-home")
+
+
+@pytest.fixture(scope="session")
+def session_cache(session_home) -> Path:
+    """Caches (dequantized checkpoints, sampling models) shared by every test: they are re-creatable."""
+    path = session_home / "cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def mipo_home(tmp_path, monkeypatch, session_cache) -> Path:
+    home = tmp_path / "mipo-home"
+    monkeypatch.setenv("MIPO_HOME", str(home))
+    monkeypatch.setenv("MIPO_CACHE", str(session_cache))
+    return home
 
 
 @pytest.fixture(scope="session")
@@ -34,20 +43,35 @@ def bundled_gguf() -> Path:
     return path
 
 
+def _with_session_workspace(session_home: Path, session_cache: Path, fn):
+    old = {k: os.environ.get(k) for k in ("MIPO_HOME", "MIPO_CACHE")}
+    os.environ["MIPO_HOME"] = str(session_home)
+    os.environ["MIPO_CACHE"] = str(session_cache)
+    try:
+        return fn()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 @pytest.fixture(scope="session")
-def smol_checkpoint(session_home, bundled_gguf) -> Path:
+def smol_checkpoint(session_home, session_cache, bundled_gguf) -> Path:
     """The bundled GGUF dequantized into a PyTorch checkpoint (once per session)."""
     from mipo_local.modelio import gguf_to_checkpoint
 
-    old = os.environ.get("MIPO_HOME")
-    os.environ["MIPO_HOME"] = str(session_home)
-    try:
-        return gguf_to_checkpoint(bundled_gguf)
-    finally:
-        if old is None:
-            os.environ.pop("MIPO_HOME", None)
-        else:
-            os.environ["MIPO_HOME"] = old
+    return _with_session_workspace(session_home, session_cache, lambda: gguf_to_checkpoint(bundled_gguf))
+
+
+@pytest.fixture(scope="session")
+def sampling_model(session_home, session_cache, smol_checkpoint) -> Path:
+    """The GGUF the pairs stage samples from for the bundled model (a Q8_0 of its checkpoint)."""
+    from mipo_local.catalog import resolve_base
+    from mipo_local.modelio.bases import sampling_gguf
+
+    return _with_session_workspace(session_home, session_cache, lambda: sampling_gguf(resolve_base(None)))
 
 
 @pytest.fixture(scope="session")

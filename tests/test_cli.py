@@ -52,7 +52,7 @@ def test_hand_placed_file_makes_a_model_available(tmp_path, mipo_home, bundled_g
     assert resolve_base("smollm2-360m-instruct").path == mipo_home / "models" / card.file
 
 
-def test_export_end_to_end(tmp_path, smol_checkpoint, session_home):
+def test_export_end_to_end(tmp_path, smol_checkpoint, session_home, session_cache):
     out = tmp_path / "personal.Q8_0.gguf"
     proc = run_cli(["export", "--base", "smollm2-135m-instruct", "--checkpoint", str(smol_checkpoint), "--quant", "Q8_0",
                     "--out", str(out), "--name", "Ada's model"], session_home)
@@ -63,7 +63,7 @@ def test_export_end_to_end(tmp_path, smol_checkpoint, session_home):
     assert meta["general.file_type"] == 7  # MOSTLY_Q8_0
     assert meta["tokenizer.chat_template"]
     assert [p.name for p in tmp_path.iterdir() if p.suffix in (".gguf", ".part")] == [out.name]
-    assert not list((session_home / "cache" / "tmp").glob("*"))  # the F16 intermediate is gone
+    assert not list((session_cache / "tmp").glob("*.f16.gguf"))  # the F16 intermediate is gone
 
 
 def test_doctor_decodes(tmp_path):

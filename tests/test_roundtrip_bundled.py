@@ -10,8 +10,7 @@ from mipo_local.modelio.hf_vocab import TOKENIZER_SAMPLE
 from mipo_local.modelio.verify import compare_gguf_to_checkpoint, llama_tokens
 
 
-def test_checkpoint_is_cached_by_content(smol_checkpoint, bundled_gguf, session_home, monkeypatch):
-    monkeypatch.setenv("MIPO_HOME", str(session_home))
+def test_checkpoint_is_cached_by_content(smol_checkpoint, bundled_gguf):
     assert (smol_checkpoint / "model.safetensors").is_file()
     assert (smol_checkpoint / "mipo-checkpoint.json").is_file()
     before = (smol_checkpoint / "model.safetensors").stat().st_mtime_ns

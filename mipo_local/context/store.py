@@ -80,6 +80,38 @@ MIGRATIONS: list[str] = [
     """
     CREATE VIRTUAL TABLE chunks_fts_vocab USING fts5vocab(chunks_fts, 'row');
     """,
+    # 3: MIPO preference pairs, per generation run (its settings and sampling model)
+    """
+    CREATE TABLE pair_runs(
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        settings TEXT NOT NULL,
+        model TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE pairs(
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES pair_runs(id) ON DELETE CASCADE,
+        example_id TEXT NOT NULL,
+        sample INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        heldout INTEGER NOT NULL,
+        request TEXT NOT NULL,
+        context TEXT NOT NULL,
+        negative_context TEXT,
+        prompt TEXT NOT NULL,
+        prompt_text TEXT NOT NULL,
+        chosen TEXT NOT NULL,
+        rejected TEXT NOT NULL,
+        reference TEXT,
+        status TEXT NOT NULL,
+        reason TEXT,
+        chosen_tokens INTEGER NOT NULL,
+        rejected_tokens INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE(run_id, example_id, sample)
+    );
+    """,
 ]
 
 # Query terms found in more than this share of chunks are dropped when rarer terms are present:

@@ -28,7 +28,7 @@ def base_gguf(base: Base, *, progress: Optional[ProgressCallback] = None) -> Pat
         return base.path
     from .gguf_export import hf_folder_to_gguf
 
-    out = workspace.subdir("cache", "bases") / f"{base.path.name}-{_folder_fingerprint(base.path)}.f16.gguf"
+    out = workspace.cache_dir("bases") / f"{base.path.name}-{_folder_fingerprint(base.path)}.f16.gguf"
     if not out.is_file():
         hf_folder_to_gguf(base.path, out, progress=progress)
     return out
@@ -39,3 +39,35 @@ def base_checkpoint(base: Base, *, progress: Optional[ProgressCallback] = None) 
     if base.kind == "hf":
         return base.path
     return gguf_to_checkpoint(base.path, progress=progress)
+
+
+# GGUF file types llama.cpp decodes fast in batches on CPUs (F32, F16, Q4_0, Q8_0, BF16).
+# Q4_1 and the K-quants have no batched fast path: 8 sequences decode only ~1.5x faster than one.
+FAST_BATCHED_FILE_TYPES = {0, 1, 2, 7, 32}
+
+
+def sampling_gguf(base: Base, *, progress: Optional[ProgressCallback] = None) -> Path:
+    """The GGUF that pairs are sampled from: the base itself when llama.cpp batches its type well,
+    else a Q8_0 written from the base's (dequantized) checkpoint, cached. Both compute the model
+    being trained: the checkpoint is what DPO starts from."""
+    from .gguf_file import cached_sha256, inspect_gguf
+
+    gguf = base_gguf(base, progress=progress)
+    info = inspect_gguf(gguf)
+    if info.file_type in FAST_BATCHED_FILE_TYPES:
+        return gguf
+    out = workspace.cache_dir("bases") / f"{cached_sha256(gguf)[:24]}.sampling.q8_0.gguf"
+    if out.is_file():
+        return out
+    from .gguf_export import checkpoint_to_gguf
+    from .quantize import quantize_gguf
+
+    checkpoint = base_checkpoint(base, progress=progress)
+    f16 = workspace.cache_dir("tmp") / f"{out.stem}.f16.gguf"
+    f16.unlink(missing_ok=True)
+    try:
+        checkpoint_to_gguf(checkpoint, f16, base_gguf=gguf, name=info.name, progress=progress)
+        quantize_gguf(f16, out, "Q8_0", progress=progress)
+    finally:
+        f16.unlink(missing_ok=True)
+    return out

@@ -65,7 +65,7 @@ def export_model(
     if quant == "F16":
         f16 = checkpoint_to_gguf(checkpoint, out, base_gguf=gguf_base, name=name, overwrite=overwrite, progress=progress)
     else:
-        scratch = workspace.subdir("cache", "tmp")
+        scratch = workspace.cache_dir("tmp")
         f16 = scratch / f"{out.stem}.{int(time.time() * 1000)}.f16.gguf"
         checkpoint_to_gguf(checkpoint, f16, base_gguf=gguf_base, name=name, progress=progress)
     times["write_f16"] = time.perf_counter() - t

@@ -1,0 +1,191 @@
+"""MIPO pairs on the bundled model with real llama.cpp."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mipo_local.context import ContextStore, import_paths
+from mipo_local.demo import demo_dir
+from mipo_local.errors import MipoError
+from mipo_local.generation import BatchedGenerator, Sampling
+from mipo_local.pairs import PairSettings, build_examples, export_jsonl, generate_pairs, pair_rows
+from mipo_local.pairs.filters import is_degenerate, judge_pair, trim_cut
+from mipo_local.prompt_format import ChatTemplate, chat_messages, system_message
+
+from .mail_fixtures import ME
+from .test_bad_input import run_cli
+
+SMALL = PairSettings(examples=12, max_new_tokens=32, n_parallel=8, heldout_fraction=0.3, temperature=0.8)
+
+
+@pytest.fixture
+def demo_store(mipo_home):
+    root = demo_dir()
+    import_paths([root / "notes", root / "mail"])
+    with ContextStore() as store:
+        yield store
+
+
+def test_examples_are_stable_and_split(demo_store):
+    a = build_examples(demo_store, max_examples=500, heldout_fraction=0.1)
+    b = build_examples(demo_store, max_examples=500, heldout_fraction=0.1)
+    assert [e.id for e in a] == [e.id for e in b]
+    assert {e.source for e in a} == {"email", "note", "everyday"}
+    assert all(e.context for e in a)
+    held = [e for e in a if e.heldout]
+    assert 0.04 < len(held) / len(a) < 0.2
+    fewer = build_examples(demo_store, max_examples=40, heldout_fraction=0.1)
+    assert {e.id: e.heldout for e in fewer}.items() <= {e.id: e.heldout for e in a}.items()
+    email = next(e for e in a if e.source == "email")
+    assert email.request.startswith("Reply to this email.") and email.reference
+    assert all(email.reference not in c for c in email.context)  # the real reply is not its own context
+
+
+def test_pairs_carry_the_right_prompts(demo_store, sampling_model, tmp_path):
+    summary = generate_pairs(demo_store, sampling_model, SMALL)
+    rows = pair_rows(demo_store, split="all", include_dropped=True)
+    assert len(rows) == 12 and summary.made + sum(summary.dropped.values()) == 12
+    template = ChatTemplate.from_gguf(sampling_model)
+    examples = {e.id: e for e in build_examples(demo_store, max_examples=12, heldout_fraction=0.3)}
+    for row in rows:
+        e = examples[row["example_id"]]
+        context = json.loads(row["context"])
+        assert context == list(e.context) and context
+        assert json.loads(row["prompt"]) == chat_messages(context, e.request)
+        assert row["prompt_text"] == template.render(chat_messages(context, e.request))
+        assert row["negative_context"] is None
+        negative_prompt = template.render(chat_messages(None, e.request))
+        assert system_message(None) in negative_prompt
+        for chunk in context:
+            assert chunk not in negative_prompt
+        if row["status"] == "ok":
+            assert row["chosen"].strip() and row["rejected"].strip() and row["chosen"] != row["rejected"]
+    # held-out examples never reach the training export
+    out = tmp_path / "train.jsonl"
+    n = export_jsonl(demo_store, out)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == n > 0
+    held_prompts = {r["prompt"] for r in rows if r["heldout"]}
+    assert held_prompts, "the test needs held-out examples"
+    for record in records:
+        assert set(record) == {"prompt", "chosen", "rejected"}
+        assert record["prompt"][0]["role"] == "system" and record["chosen"][0]["role"] == "assistant"
+        assert json.dumps(record["prompt"], ensure_ascii=False) not in held_prompts
+    # a second call with the same settings has nothing left to do
+    again = generate_pairs(demo_store, sampling_model, SMALL)
+    assert again.made == 0 and again.done_before == 12
+
+
+def test_persona_strategy_uses_an_unrelated_context(demo_store, sampling_model):
+    settings = PairSettings(examples=4, max_new_tokens=8, n_parallel=4, strategy="persona")
+    generate_pairs(demo_store, sampling_model, settings)
+    for row in pair_rows(demo_store, split="all", include_dropped=True):
+        negative = json.loads(row["negative_context"])
+        assert len(negative) == 1 and "Bergen" not in negative[0]
+        assert not set(negative) & set(json.loads(row["context"]))
+
+
+def test_shuffle_needs_a_big_enough_corpus(tmp_path, sampling_model):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("# Kayak\n\nMy kayak is red and I paddle on Sundays with a plan for dinner and a gift.")
+    with ContextStore() as store:
+        import_paths([notes], store=store)
+        with pytest.raises(MipoError, match="shuffle"):
+            generate_pairs(store, sampling_model, PairSettings(examples=5, strategy="shuffle", max_new_tokens=8))
+        assert store.db.execute("SELECT COUNT(*) FROM pairs").fetchone()[0] == 0
+
+
+def test_shuffle_contexts_share_no_document(demo_store, sampling_model):
+    settings = PairSettings(examples=6, max_new_tokens=8, n_parallel=6, strategy="shuffle")
+    generate_pairs(demo_store, sampling_model, settings)
+    for row in pair_rows(demo_store, split="all", include_dropped=True):
+        assert not set(json.loads(row["negative_context"])) & set(json.loads(row["context"]))
+
+
+def test_killed_run_resumes_without_duplicates_or_losses(demo_store, sampling_model, mipo_home):
+    args = ["pairs", "--examples", "16", "--max-new-tokens", "48", "--parallel", "4", "--base", str(sampling_model)]
+    env = {**os.environ}
+    proc = subprocess.Popen([sys.executable, "-m", "mipo_local", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    seen = 0
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        seen = demo_store.db.execute("SELECT COUNT(*) FROM pairs").fetchone()[0]
+        if seen >= 3:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = demo_store.db.execute("SELECT COUNT(*) FROM pairs").fetchone()[0]
+    assert 3 <= partial < 16, f"could not interrupt the run ({partial} pairs)"
+    done = run_cli(args, mipo_home)
+    assert done.returncode == 0, done.stderr
+    rows = demo_store.db.execute("SELECT example_id, sample FROM pairs").fetchall()
+    assert len(rows) == 16 and len({tuple(r) for r in rows}) == 16
+    assert f"{partial} from before" in done.stdout
+    assert len(demo_store.db.execute("SELECT * FROM pair_runs").fetchall()) == 1
+
+
+def _prompts(gguf):
+    template = ChatTemplate.from_gguf(gguf)
+    requests = ["Suggest a dinner for tonight.", "Write a haiku about rain.", "What should I pack for a hike?",
+                "Give me three tips for focus.", "Plan my Sunday.", "Write a note to Karin about July.",
+                "How do I decline an invitation politely?", "Summarize my week in two lines."]
+    return [template.render(chat_messages(["I like cycling and I bake bread on Sundays."], r)) for r in requests]
+
+
+def test_batched_greedy_equals_single_sequence_decoding(bundled_gguf):
+    """Temperature 0: eight sequences decoded together give what llama.cpp gives for each prompt alone."""
+    from mipo_local.llama_runtime import open_llama
+
+    prompts = _prompts(bundled_gguf)
+    sampling = Sampling(temperature=0.0, max_new_tokens=40)
+    with BatchedGenerator(bundled_gguf, n_parallel=8, n_ctx_per_seq=512, share_prefix=False) as gen:
+        batched = gen.generate(prompts, sampling)
+    for prompt, ours in zip(prompts, batched):
+        llm = open_llama(bundled_gguf, n_ctx=512, flash_attn=True)  # fresh: no prompt cache between prompts
+        try:
+            single = llm.create_completion(prompt, max_tokens=40, temperature=0.0)
+        finally:
+            llm.close()
+        assert single["choices"][0]["text"] == ours.text
+        assert single["usage"]["completion_tokens"] == len(ours.tokens)
+
+
+def test_shared_prefix_batched_greedy_equals_single_sequence(bundled_gguf):
+    """With the shared prefix reused, batching still changes nothing: 8 at once == 1 at a time."""
+    prompts = _prompts(bundled_gguf)
+    sampling = Sampling(temperature=0.0, max_new_tokens=40)
+    with BatchedGenerator(bundled_gguf, n_parallel=8, n_ctx_per_seq=512) as gen:
+        batched = gen.generate(prompts, sampling)
+    with BatchedGenerator(bundled_gguf, n_parallel=1, n_ctx_per_seq=512) as gen:
+        single = gen.generate(prompts, sampling)
+    assert [c.tokens for c in batched] == [c.tokens for c in single]
+
+
+def test_filters():
+    assert trim_cut("One sentence. Two sente", "length") == "One sentence."
+    assert trim_cut("averyveryverylongwordwithoutend", "length") is None
+    assert trim_cut("Finished.", "stop") == "Finished."
+    assert is_degenerate("I am sorry. " * 10)
+    assert is_degenerate("line\nline\nline\nline")
+    assert not is_degenerate("A normal answer with several different words that do not repeat in any loop at all.")
+    assert judge_pair("Same answer.", "stop", "same  answer.", "stop")[0] == "identical"
+    assert judge_pair("", "stop", "Something.", "stop")[0] == "empty"
+    assert judge_pair("Good.", "stop", "Different.", "stop")[0] is None
+
+
+def test_pairs_cli_show_and_export(demo_store, sampling_model, mipo_home, tmp_path):
+    generate_pairs(demo_store, sampling_model, PairSettings(examples=3, max_new_tokens=16, n_parallel=3))
+    proc = run_cli(["pairs", "--show", "2"], mipo_home)
+    assert proc.returncode == 0 and proc.stdout.count("=== pair") == 2 and "--- chosen (with context)" in proc.stdout
+    out = tmp_path / "all.jsonl"
+    proc = run_cli(["pairs", "--export", str(out), "--split", "all"], mipo_home)
+    assert proc.returncode == 0 and out.is_file()
