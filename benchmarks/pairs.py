@@ -1,0 +1,91 @@
+"""Pair generation throughput: the project's batched generator against a plain loop of
+`Llama.create_chat_completion`, on the same prompts (real MIPO prompts from the demo corpus,
+positive and negative) with the same token limits, bundled SmolLM2, 2 threads.
+
+The pairs stage samples from a Q8_0 written from the base's checkpoint when the base GGUF's type has
+no fast batched path in llama.cpp (the bundled model is Q4_1); the ratio on the last line compares
+that stage as it runs with the plain loop on the bundled GGUF. Same-file ratios are printed too.
+
+Run: .venv/bin/python benchmarks/pairs.py
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+N_EXAMPLES = 14          # 28 prompts: a positive and a negative for each
+MAX_NEW = 96
+TEMPERATURE, TOP_P = 0.8, 0.95
+THREADS = 2
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MIPO_HOME"] = tmp
+        from mipo_local.catalog import resolve_base
+        from mipo_local.context import ContextStore, import_paths
+        from mipo_local.demo import demo_dir
+        from mipo_local.generation import BatchedGenerator, Sampling
+        from mipo_local.llama_runtime import open_llama
+        from mipo_local.modelio.bases import sampling_gguf
+        from mipo_local.pairs import build_examples
+        from mipo_local.prompt_format import ChatTemplate, chat_messages
+
+        base = resolve_base(None)
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores; threads {THREADS}; base {base.path.name}")
+        t = time.perf_counter()
+        sampler_model = sampling_gguf(base)
+        print(f"(prepared the sampling model {sampler_model.name} in {time.perf_counter() - t:.0f} s, once per base)")
+        import_paths([demo_dir() / "notes", demo_dir() / "mail"])
+        with ContextStore() as store:
+            examples = build_examples(store, max_examples=N_EXAMPLES)
+        conversations = []
+        for e in examples:
+            conversations.append(chat_messages(e.context, e.request))
+            conversations.append(chat_messages(None, e.request))
+        sampling = Sampling(temperature=TEMPERATURE, top_p=TOP_P, max_new_tokens=MAX_NEW)
+
+        def ours(gguf: Path, n_parallel: int = 16) -> float:
+            template = ChatTemplate.from_gguf(gguf)
+            prompts = [template.render(m) for m in conversations]
+            with BatchedGenerator(gguf, n_parallel=n_parallel, n_ctx_per_seq=1024, threads=THREADS) as gen:
+                t0 = time.perf_counter()
+                out = gen.generate(prompts, sampling, seeds=list(range(len(prompts))))
+                dt = time.perf_counter() - t0
+            tokens = sum(len(c.tokens) for c in out)
+            return tokens / dt, tokens, dt
+
+        def loop(gguf: Path) -> float:
+            llm = open_llama(gguf, n_ctx=1024, n_threads=THREADS)
+            try:
+                t0 = time.perf_counter()
+                tokens = 0
+                for i, messages in enumerate(conversations):
+                    r = llm.create_chat_completion(messages, max_tokens=MAX_NEW, temperature=TEMPERATURE, top_p=TOP_P, seed=i)
+                    tokens += r["usage"]["completion_tokens"]
+                dt = time.perf_counter() - t0
+            finally:
+                llm.close()
+            return tokens / dt, tokens, dt
+
+        print(f"{len(conversations)} prompts (MIPO positives and negatives), at most {MAX_NEW} new tokens each")
+        results = {}
+        for label, fn, gguf in (("loop, bundled Q4_1", loop, base.path), ("ours, bundled Q4_1", ours, base.path),
+                                ("loop, sampling Q8_0", loop, sampler_model), ("ours, sampling Q8_0 (the pairs stage)", ours, sampler_model)):
+            rate, tokens, dt = fn(gguf)
+            results[label] = rate
+            print(f"{label:40s} {rate:7.1f} tok/s ({tokens} tokens in {dt:.1f} s)")
+        print(f"same file, bundled Q4_1: {results['ours, bundled Q4_1'] / results['loop, bundled Q4_1']:.2f}x; "
+              f"same file, Q8_0: {results['ours, sampling Q8_0 (the pairs stage)'] / results['loop, sampling Q8_0']:.2f}x")
+        print(f"ratio: {results['ours, sampling Q8_0 (the pairs stage)'] / results['loop, bundled Q4_1']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

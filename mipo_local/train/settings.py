@@ -1,0 +1,25 @@
+"""Training settings: one frozen dataclass, the single source of defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    beta: float = 0.1                  # DPO β, as in the MIPO paper
+    learning_rate: float = 5e-5        # LoRA needs a far larger rate than the paper's full fine-tune (5e-7)
+    epochs: float = 1.0
+    batch_size: int = 4
+    grad_accum: int = 1
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    max_length: int = 1024             # prompt + completion tokens; longer pairs are truncated
+    warmup_steps: int = 2
+    checkpoint_every: int = 20         # steps
+    seed: int = 0
+    device: str = "auto"               # auto | cuda | mps | cpu
+    gradient_checkpointing: str = "auto"   # auto (when memory requires) | on | off

@@ -1,0 +1,299 @@
+"""LoRA DPO with trl's DPOTrainer and peft, made fast on CPUs, resumable and observable.
+
+What differs from trl's defaults, and why (measured in BENCHMARKS.md):
+- the output head scores only completion positions. trl does this only where Triton runs (CUDA,
+  XPU); on CPU it projects every prompt and padding position onto the whole vocabulary, which is
+  most of the cost. Scoring only the `label != -100` positions gives the identical loss.
+- reference log-probs are computed once, with the adapter switched off, and cached with the run;
+- no gradient checkpointing unless memory requires it;
+- batches grouped by length, so little compute goes to padding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import signal
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from ..errors import MipoError
+from ..progress import ProgressCallback, report
+from .device import DevicePlan, plan_device
+from .settings import LORA_TARGETS, TrainSettings
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    adapter_dir: Optional[Path]        # the final adapter (None when stopped early)
+    steps: int
+    total_steps: int
+    stopped: bool                      # stopped before the end (Ctrl-C / cancel): resume later
+    seconds: float
+    pairs_per_second: float
+    metrics: dict
+
+
+@contextlib.contextmanager
+def compact_lm_head():
+    """Score only completion positions in trl's fused output head on every device."""
+    import trl.trainer.utils as trl_utils
+
+    original = trl_utils._use_triton
+    trl_utils._use_triton = lambda device: True if device.type in ("cpu", "mps") else original(device)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
+
+
+def _last_checkpoint(folder: Path) -> Optional[Path]:
+    if not folder.is_dir():
+        return None
+    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1])) if done else None
+
+
+def _needs_checkpointing(settings: TrainSettings, plan: DevicePlan, config, n_params: int, longest: int) -> bool:
+    """Gradient checkpointing only when a batch's activations would not fit in memory."""
+    if settings.gradient_checkpointing in ("on", "off"):
+        return settings.gradient_checkpointing == "on"
+    length = min(longest, settings.max_length)
+    bytes_per = 2 if plan.dtype_name != "float32" else 4
+    # per token and layer, a decoder keeps roughly 10 hidden-sized and 3 MLP-sized activations for backward
+    per_token_layer = (10 * config.hidden_size + 3 * config.intermediate_size) * bytes_per
+    activations = settings.batch_size * 2 * length * config.num_hidden_layers * per_token_layer
+    need = n_params * (bytes_per + 4) + activations
+    try:
+        if plan.device == "cuda":
+            import torch
+
+            free = torch.cuda.mem_get_info()[0]
+        else:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return False
+    return need > free * 0.6
+
+
+def _dataset(records: Sequence[dict], tokenizer, cache_dir: Path):
+    """A file-backed dataset (so trl caches the reference log-probs beside it) with a `length` column."""
+    from datasets import Dataset, load_from_disk
+
+    data_dir = cache_dir / "dataset"
+    digest_file = cache_dir / "dataset.sha256"
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(list(records), sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    if data_dir.is_dir() and digest_file.is_file() and digest_file.read_text() == digest:
+        return load_from_disk(str(data_dir))
+    rows = []
+    for r in records:
+        prompt = tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True)
+        n = len(tokenizer(prompt + r["chosen"][0]["content"] + r["rejected"][0]["content"], add_special_tokens=False)["input_ids"])
+        rows.append({**r, "length": n})
+    import shutil
+
+    shutil.rmtree(data_dir, ignore_errors=True)
+    Dataset.from_list(rows).save_to_disk(str(data_dir))
+    digest_file.write_text(digest)
+    return load_from_disk(str(data_dir))
+
+
+def train_lora(
+    checkpoint: Path,
+    records: Sequence[dict],
+    run_dir: Path,
+    settings: TrainSettings = TrainSettings(),
+    *,
+    resume: bool = False,
+    progress: Optional[ProgressCallback] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    max_steps: Optional[int] = None,
+    heldout: Sequence[dict] = (),
+) -> TrainResult:
+    """Train a LoRA adapter with DPO on `records` (trl conversational pairs) from `checkpoint`.
+
+    Checkpoints every `settings.checkpoint_every` steps in `run_dir/checkpoints`; `resume=True`
+    continues from the last one. Ctrl-C (or `should_stop()`) stops at a step boundary and saves a
+    checkpoint. `max_steps` ends the run early (tests). Held-out pairs are scored before and after.
+    """
+    checkpoint, run_dir = Path(checkpoint), Path(run_dir)
+    if not (checkpoint / "config.json").is_file():
+        raise MipoError(f"base checkpoint {checkpoint} does not exist; prepare it with `mipo-local checkpoint`")
+    if not records:
+        raise MipoError("no training pairs; run `mipo-local pairs` first")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings_file = run_dir / "train_settings.json"
+    if resume:
+        if not settings_file.is_file():
+            raise MipoError(f"nothing to resume in {run_dir}; start a new run without --resume")
+        saved = json.loads(settings_file.read_text())
+        settings = TrainSettings(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(TrainSettings)}})
+    ckpt_dir = run_dir / "checkpoints"
+    last = _last_checkpoint(ckpt_dir) if resume else None
+    if resume and last is None and (run_dir / "adapter").is_dir():
+        raise MipoError(f"the run in {run_dir} already finished; start a new run to train again")
+
+    plan = plan_device(settings.device)
+    import torch
+
+    if plan.device == "cpu":
+        torch.set_num_threads(plan.threads)
+    torch.manual_seed(settings.seed)
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers.utils import logging as hf_logging
+    from trl import DPOConfig, DPOTrainer
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    import datasets
+
+    datasets.disable_progress_bars()
+    report(progress, "train", "loading the base model")
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=plan.dtype)
+    n_params = sum(p.numel() for p in model.parameters())
+    settings_file.write_text(json.dumps(dataclasses.asdict(settings), indent=2))
+
+    dataset = _dataset(records, tokenizer, run_dir / "data")
+    steps_per_epoch = math.ceil(len(dataset) / (settings.batch_size * settings.grad_accum))
+    total_steps = max_steps or max(1, math.ceil(steps_per_epoch * settings.epochs))
+    checkpointing = _needs_checkpointing(settings, plan, model.config, n_params, max(dataset["length"]))
+    args = DPOConfig(
+        output_dir=str(ckpt_dir),
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum,
+        num_train_epochs=settings.epochs,
+        max_steps=max_steps or -1,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=settings.warmup_steps,
+        beta=settings.beta,
+        max_length=settings.max_length,
+        truncation_mode="keep_start",
+        precompute_ref_log_probs=True,
+        precompute_ref_batch_size=4,
+        gradient_checkpointing=checkpointing,
+        bf16=plan.dtype_name == "bfloat16",
+        fp16=False,
+        use_cpu=plan.device == "cpu",
+        train_sampling_strategy="group_by_length",
+        remove_unused_columns=False,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=settings.checkpoint_every,
+        save_total_limit=2,
+        report_to=[],
+        seed=settings.seed,
+        data_seed=settings.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    lora = LoraConfig(r=settings.lora_rank, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+                      target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM", bias="none")
+
+    stop_flag = threading.Event()
+    start = time.perf_counter()
+    first_step: dict = {}
+
+    class Events(TrainerCallback):
+        def on_step_end(self, args_, state, control, **kw):
+            first_step.setdefault("step", state.global_step - 1)
+            first_step.setdefault("t", start)
+            if stop_flag.is_set() or (should_stop is not None and should_stop()):
+                stop_flag.set()
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+        def on_log(self, args_, state, control, logs=None, **kw):
+            if not logs or "loss" not in logs:
+                return
+            done = state.global_step - first_step.get("step", 0)
+            elapsed = time.perf_counter() - first_step.get("t", start)
+            pairs_s = done * settings.batch_size * settings.grad_accum / elapsed if elapsed > 0 else 0.0
+            steps_s = done / elapsed if elapsed > 0 else 0.0
+            eta = (state.max_steps - state.global_step) / steps_s if steps_s else None
+            report(progress, "train", f"loss {logs['loss']:.4f}", done=state.global_step, total=state.max_steps, unit="steps",
+                   data={"loss": logs["loss"], "reward_margin": logs.get("rewards/margins"),
+                         "reward_accuracy": logs.get("rewards/accuracies"), "pairs_per_second": pairs_s, "eta_seconds": eta,
+                         "learning_rate": logs.get("learning_rate")})
+
+    handler_installed = False
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        def on_sigint(signum, frame):
+            if stop_flag.is_set():
+                raise KeyboardInterrupt
+            stop_flag.set()  # stop at the end of this step, with a checkpoint
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        handler_installed = True
+    metrics: dict = {"device": plan.device, "dtype": plan.dtype_name, "gradient_checkpointing": checkpointing,
+                     "pairs": len(dataset), "heldout_pairs": len(heldout)}
+    try:
+        with compact_lm_head():
+            report(progress, "train", "computing reference log-probs (once)")
+            t = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                     peft_config=lora, callbacks=[Events()])
+            from transformers.trainer_callback import PrinterCallback, ProgressCallback as HFProgress
+
+            trainer.remove_callback(PrinterCallback)   # our events replace its prints
+            trainer.remove_callback(HFProgress)
+            metrics["precompute_seconds"] = round(time.perf_counter() - t, 2)
+            if heldout and last is None:
+                from .heldout import heldout_metrics
+
+                metrics["heldout_before"] = heldout_metrics(trainer.model, tokenizer, heldout, settings.beta)
+            start = time.perf_counter()
+            first_step.clear()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                output = trainer.train(resume_from_checkpoint=str(last) if last else None)
+            seconds = time.perf_counter() - start
+            steps = trainer.state.global_step
+            stopped = stop_flag.is_set() and steps < trainer.state.max_steps
+            adapter_dir = None
+            if not stopped:
+                adapter_dir = run_dir / "adapter"
+                tmp = run_dir / ".adapter.part"
+                import shutil
+
+                shutil.rmtree(tmp, ignore_errors=True)
+                trainer.model.save_pretrained(str(tmp))
+                tokenizer.save_pretrained(str(tmp))
+                (tmp / "train_settings.json").write_text(json.dumps(dataclasses.asdict(settings), indent=2))
+                shutil.rmtree(adapter_dir, ignore_errors=True)
+                tmp.rename(adapter_dir)
+                if heldout:
+                    from .heldout import heldout_metrics
+
+                    metrics["heldout_after"] = heldout_metrics(trainer.model, tokenizer, heldout, settings.beta)
+            done_steps = steps - (first_step.get("step", 0) or 0)
+            metrics.update({"train_loss": output.training_loss, "steps": steps,
+                            "log_history": trainer.state.log_history})
+    finally:
+        if handler_installed:
+            signal.signal(signal.SIGINT, previous)
+    pairs_per_second = done_steps * settings.batch_size * settings.grad_accum / seconds if seconds else 0.0
+    metrics["pairs_per_second"] = pairs_per_second
+    (run_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    report(progress, "train", "stopped: resume with --resume" if stopped else "done", done=steps,
+           total=trainer.state.max_steps, unit="steps", finished=True, data={"stopped": stopped})
+    return TrainResult(run_dir, adapter_dir, steps, trainer.state.max_steps, stopped, seconds, pairs_per_second, metrics)
