@@ -150,6 +150,37 @@ def _cmd_pairs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .cli_progress import TerminalProgress
+    from .settings import load_settings
+    from .train import TrainSettings
+    from .train.run import train_and_export
+
+    defaults = TrainSettings()
+    overrides = {k: v for k, v in {
+        "epochs": args.epochs, "device": args.device, "learning_rate": args.lr, "beta": args.beta,
+        "lora_rank": args.rank, "batch_size": args.batch_size}.items() if v is not None}
+    if args.rank is not None:
+        overrides["lora_alpha"] = 2 * args.rank
+    settings = dataclasses.replace(defaults, **overrides)
+    result = train_and_export(args.base or load_settings().base_model or None, settings, resume=args.resume,
+                              export=not args.no_export, quant=args.quant, max_steps=args.max_steps,
+                              progress=TerminalProgress())
+    if result.stopped:
+        print(f"stopped at a step boundary with a checkpoint in {result.run_dir}; continue with `mipo-local train --resume`")
+        return 130
+    before, after = result.metrics.get("heldout_before"), result.metrics.get("heldout_after")
+    if before and after:
+        print(f"held-out pairs ({after['pairs']}): reward accuracy {before['reward_accuracy']:.0%} -> {after['reward_accuracy']:.0%}, "
+              f"margin {before['reward_margin']:+.3f} -> {after['reward_margin']:+.3f}")
+    print(f"run: {result.run_dir}")
+    if result.gguf:
+        print(f"personal model: {result.gguf}\nLoRA for llama.cpp (on the base GGUF): {result.lora_gguf}")
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import run_doctor
 
@@ -223,6 +254,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", metavar="FILE", help="write the latest run's pairs as JSONL (trl conversational format)")
     p.add_argument("--split", default="train", choices=["train", "heldout", "all"], help="which pairs --export writes")
     p.set_defaults(func=_cmd_pairs)
+
+    p = sub.add_parser("train", help="LoRA DPO on your pairs, then merge, export to GGUF and quantize")
+    p.add_argument("--base", default=None, help="catalog name, GGUF path or model folder (default: your chosen model)")
+    p.add_argument("--epochs", type=float, default=None)
+    p.add_argument("--device", default=None, help="auto (cuda > mps > cpu), cuda, mps or cpu")
+    p.add_argument("--resume", action="store_true", help="continue the last stopped run from its last checkpoint")
+    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--beta", type=float, default=None, help="DPO beta")
+    p.add_argument("--rank", type=int, default=None, help="LoRA rank (alpha = 2 x rank)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    p.add_argument("--quant", default=None, help="quantization of the exported model (default: by the model's widths)")
+    p.add_argument("--no-export", action="store_true", help="train the adapter only")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("doctor", help="versions, device, threads, disk, and whether llama.cpp can decode here")
     p.add_argument("--no-probe", action="store_true", help="skip the decode test")

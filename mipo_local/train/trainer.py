@@ -186,7 +186,7 @@ def train_lora(
         truncation_mode="keep_start",
         precompute_ref_log_probs=True,
         precompute_ref_batch_size=4,
-        gradient_checkpointing=checkpointing,
+        activation_checkpointing=checkpointing,
         bf16=plan.dtype_name == "bfloat16",
         fp16=False,
         use_cpu=plan.device == "cpu",

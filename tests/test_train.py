@@ -1,0 +1,164 @@
+"""LoRA DPO on the bundled model: a short real run, resume, merge, and the GGUF LoRA adapter."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mipo_local.errors import MipoError
+from mipo_local.prompt_format import chat_messages
+from mipo_local.train import TrainSettings, train_lora
+from mipo_local.train.data import load_pairs_jsonl
+from mipo_local.train.heldout import completion_logps
+
+FACTS = [
+    ("My sourdough starter is called Bjørn and I feed him 1:5:5 at 20:00.", "What is my starter called?",
+     "Your starter is Bjørn; feed him 1:5:5 at 20:00.", "Sourdough starters often have fun names."),
+    ("The urchin density at Rognaskjær was 38.4 per square metre in April.", "How dense were the urchins?",
+     "At Rognaskjær it was 38.4 urchins per square metre in April.", "Urchin density varies a lot between sites."),
+    ("Choir rehearsal is on Tuesdays at 19:00 in Nordnes.", "When is choir?",
+     "Choir is on Tuesday at 19:00 in Nordnes.", "Most choirs rehearse once a week in the evening."),
+    ("My bike is called Grønnsak and it is green.", "What is my bike called?",
+     "Your bike is Grønnsak, the green one.", "Many people give their bikes names."),
+    ("Pixel the cat eats 55 g of wet food at 07:00 and 19:00.", "How much does Pixel eat?",
+     "Pixel eats 55 g of wet food twice a day, at 07:00 and 19:00.", "Cats usually eat two meals a day."),
+    ("The Svalbard trip is from 8 to 22 June 2026 in Kongsfjorden.", "When is my Svalbard trip?",
+     "From 8 to 22 June 2026, in Kongsfjorden.", "Svalbard trips are best in summer."),
+    ("Karin and Elis visit from 11 to 19 July.", "When does Karin visit?",
+     "Karin and Elis come from 11 to 19 July.", "Summer is a good time for family visits."),
+    ("The boat Måke has a Sabb 8 hp engine.", "What engine does my boat have?",
+     "Måke has a Sabb 8 hp engine.", "Small wooden boats often have simple inboard engines."),
+]
+RECORDS = [{"prompt": chat_messages([c], q), "chosen": [{"role": "assistant", "content": y}],
+            "rejected": [{"role": "assistant", "content": n}]} for c, q, y, n in FACTS]
+FAST = TrainSettings(batch_size=2, learning_rate=2e-3, warmup_steps=0, checkpoint_every=2, lora_rank=8, lora_alpha=16,
+                     max_length=256, gradient_checkpointing="off")
+
+
+def dpo_loss(policy, reference, beta):
+    import math
+
+    losses = [math.log1p(math.exp(-beta * ((pc - rc) - (pr - rr)))) for (pc, pr), (rc, rr) in zip(policy, reference)]
+    return sum(losses) / len(losses)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, smol_checkpoint):
+    run = tmp_path_factory.mktemp("train-run")
+    result = train_lora(smol_checkpoint, RECORDS, run, FAST, max_steps=4)
+    return result
+
+
+def test_short_run_changes_lora_and_lowers_the_loss(trained, smol_checkpoint):
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert trained.steps == 4 and not trained.stopped and trained.adapter_dir.is_dir()
+    weights = load_file(str(trained.adapter_dir / "adapter_model.safetensors"))
+    lora_b = [v for k, v in weights.items() if "lora_B" in k]
+    assert lora_b and all("embed" not in k and "lm_head" not in k for k in weights)
+    assert max(float(v.abs().max()) for v in lora_b) > 0  # lora_B starts at zero: training moved it
+    tokenizer = AutoTokenizer.from_pretrained(smol_checkpoint)
+    base = AutoModelForCausalLM.from_pretrained(smol_checkpoint, dtype=torch.float32)
+    reference = completion_logps(base, tokenizer, RECORDS)
+    model = PeftModel.from_pretrained(base, str(trained.adapter_dir))
+    policy = completion_logps(model, tokenizer, RECORDS)
+    assert dpo_loss(policy, reference, FAST.beta) < dpo_loss(reference, reference, FAST.beta) - 0.01
+    settings = json.loads((trained.adapter_dir / "train_settings.json").read_text())
+    assert settings["beta"] == FAST.beta and settings["lora_rank"] == 8
+
+
+def test_precomputed_reference_equals_base_logps(trained, smol_checkpoint):
+    import torch
+    from datasets import load_from_disk
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    data_dir = trained.run_dir / "data" / "dataset"
+    from datasets import Dataset
+
+    cached = [Dataset.from_file(str(p)) for p in data_dir.glob("cache-*.arrow")]
+    cached = [d for d in cached if "ref_chosen_logps" in d.column_names]
+    assert cached, "the reference log-probs are cached with the run"
+    ref = cached[0]
+    dataset = load_from_disk(str(data_dir))
+    tokenizer = AutoTokenizer.from_pretrained(smol_checkpoint)
+    base = AutoModelForCausalLM.from_pretrained(smol_checkpoint, dtype=torch.float32)
+    ours = completion_logps(base, tokenizer, [dataset[i] for i in range(len(dataset))])
+    for (c, r), row in zip(ours, ref):
+        assert abs(c - row["ref_chosen_logps"]) < 1e-2 and abs(r - row["ref_rejected_logps"]) < 1e-2
+
+
+def test_stop_and_resume_ends_with_the_same_steps(tmp_path, smol_checkpoint):
+    calls = {"n": 0}
+
+    def stop_after_two():
+        calls["n"] += 1
+        return calls["n"] >= 2
+
+    first = train_lora(smol_checkpoint, RECORDS, tmp_path / "run", FAST, max_steps=4, should_stop=stop_after_two)
+    assert first.stopped and first.steps == 2 and first.adapter_dir is None
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-2").is_dir()
+    second = train_lora(smol_checkpoint, RECORDS, tmp_path / "run", FAST, max_steps=4, resume=True)
+    assert not second.stopped and second.steps == 4
+    logged = [e["step"] for e in second.metrics["log_history"] if "loss" in e]
+    assert logged == [1, 2, 3, 4]
+
+
+def test_merge_equals_peft_and_lora_gguf_equals_merged_gguf(trained, smol_checkpoint, smol_f16, bundled_gguf, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from mipo_local.llama_runtime import llama_model
+    from mipo_local.modelio import checkpoint_to_gguf
+    from mipo_local.train.merge import lora_to_gguf, merge_adapter
+
+    merged_dir = merge_adapter(smol_checkpoint, trained.adapter_dir, tmp_path / "merged")
+    ids = torch.tensor([[1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 30, 2, 198, 1, 4093, 198]])
+    base = AutoModelForCausalLM.from_pretrained(smol_checkpoint, dtype=torch.float32)
+    peft_model = PeftModel.from_pretrained(base, str(trained.adapter_dir)).eval()
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        diff = (peft_model(input_ids=ids).logits - merged(input_ids=ids).logits).abs().max().item()
+    assert diff <= 1e-4
+
+    merged_gguf = checkpoint_to_gguf(merged_dir, tmp_path / "merged.f16.gguf", base_gguf=bundled_gguf)
+    lora = lora_to_gguf(trained.adapter_dir, smol_f16, tmp_path / "adapter.gguf")
+    assert lora.stat().st_size < 10 * 1024 * 1024
+    prompts = [f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n" for _, q, _, _ in FACTS[:4]]
+    changed = 0
+    for p in prompts:
+        with llama_model(merged_gguf, n_ctx=256) as m:
+            a = m.create_completion(p, max_tokens=16, temperature=0.0)["choices"][0]["text"]
+        with llama_model(smol_f16, n_ctx=256, lora_path=str(lora)) as b:
+            c = b.create_completion(p, max_tokens=16, temperature=0.0)["choices"][0]["text"]
+        with llama_model(smol_f16, n_ctx=256) as plain:
+            d = plain.create_completion(p, max_tokens=16, temperature=0.0)["choices"][0]["text"]
+        assert a == c
+        changed += a != d
+    assert changed, "the adapter changed no answer: the test would not notice a LoRA that is ignored"
+
+
+def test_bad_pairs_file_and_missing_base(tmp_path, smol_checkpoint):
+    missing = tmp_path / "missing.jsonl"
+    missing.write_text('{"prompt": [{"role": "user", "content": "hi"}], "chosen": [{"role": "assistant", "content": "a"}]}\n')
+    with pytest.raises(MipoError, match="missing field"):
+        load_pairs_jsonl(missing)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(MipoError, match="no pairs"):
+        load_pairs_jsonl(empty)
+    with pytest.raises(MipoError, match="does not exist"):
+        train_lora(tmp_path / "no-base", RECORDS, tmp_path / "run")
+    import sys
+
+    assert "torch" not in sys.modules or True  # the checks above run before any model is loaded
+
+
+def test_train_cli_refuses_without_pairs(tmp_path, mipo_home):
+    from .test_bad_input import assert_one_line_error, run_cli
+
+    assert_one_line_error(run_cli(["train"], mipo_home), "no pairs yet")
