@@ -79,6 +79,10 @@ def train_and_export(
     out = run_dir / f"personal.{quant}.gguf"
     exported = export_model(base, merged, out, quant=quant, name=f"{info.name} (personal)", overwrite=True, progress=progress)
     lora = lora_to_gguf(result.adapter_dir, gguf, run_dir / "adapter.gguf")
+    from ..active_model import activate
+
+    report(progress, "activate", "checking that the new model loads and answers")
+    activate(exported.path)   # raises, leaving the previous model active, when it does not answer
     metrics = {**result.metrics, "export": {"path": str(exported.path), "quant": quant, "bytes": exported.size_bytes,
                                             "correlation": exported.correlation, "lora_gguf": str(lora)}}
     (run_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))

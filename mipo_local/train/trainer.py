@@ -62,16 +62,23 @@ def _last_checkpoint(folder: Path) -> Optional[Path]:
     return max(done, key=lambda p: int(p.name.split("-")[-1])) if done else None
 
 
-def _needs_checkpointing(settings: TrainSettings, plan: DevicePlan, config, n_params: int, longest: int) -> bool:
-    """Gradient checkpointing only when a batch's activations would not fit in memory."""
+def plan_memory(settings: TrainSettings, plan: DevicePlan, config, n_params: int, longest: int) -> tuple[int, int, bool]:
+    """(micro-batch, gradient accumulation, gradient checkpointing) that fit this machine's memory.
+
+    The effective batch stays `batch_size × grad_accum`. A micro-batch that would not fit is halved
+    (more accumulation steps cost little on a CPU, whose throughput hardly depends on batch size);
+    gradient checkpointing comes on only when even one pair at a time would not fit.
+    """
+    batch, accum = settings.batch_size, settings.grad_accum
     if settings.gradient_checkpointing in ("on", "off"):
-        return settings.gradient_checkpointing == "on"
+        return batch, accum, settings.gradient_checkpointing == "on"
     length = min(longest, settings.max_length)
     bytes_per = 2 if plan.dtype_name != "float32" else 4
-    # per token and layer, a decoder keeps roughly 10 hidden-sized and 3 MLP-sized activations for backward
-    per_token_layer = (10 * config.hidden_size + 3 * config.intermediate_size) * bytes_per
-    activations = settings.batch_size * 2 * length * config.num_hidden_layers * per_token_layer
-    need = n_params * (bytes_per + 4) + activations
+    # kept for backward, per token and layer: ~20 hidden-sized and ~6 MLP-sized activations, and
+    # the attention probabilities (heads × length); measured on SmolLM2 with ~700-token pairs
+    per_sequence = length * config.num_hidden_layers * bytes_per * (
+        20 * config.hidden_size + 6 * config.intermediate_size + config.num_attention_heads * length)
+    weights = n_params * (bytes_per + 4)
     try:
         if plan.device == "cuda":
             import torch
@@ -80,8 +87,12 @@ def _needs_checkpointing(settings: TrainSettings, plan: DevicePlan, config, n_pa
         else:
             free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
-        return False
-    return need > free * 0.6
+        return batch, accum, False
+    budget = free * 0.6 - weights
+    while batch > 1 and batch * 2 * per_sequence > budget:
+        batch //= 2
+        accum *= 2
+    return batch, accum, batch * 2 * per_sequence > budget
 
 
 def _dataset(records: Sequence[dict], tokenizer, cache_dir: Path):
@@ -169,13 +180,11 @@ def train_lora(
     settings_file.write_text(json.dumps(dataclasses.asdict(settings), indent=2))
 
     dataset = _dataset(records, tokenizer, run_dir / "data")
-    steps_per_epoch = math.ceil(len(dataset) / (settings.batch_size * settings.grad_accum))
-    total_steps = max_steps or max(1, math.ceil(steps_per_epoch * settings.epochs))
-    checkpointing = _needs_checkpointing(settings, plan, model.config, n_params, max(dataset["length"]))
+    micro_batch, accum, checkpointing = plan_memory(settings, plan, model.config, n_params, max(dataset["length"]))
     args = DPOConfig(
         output_dir=str(ckpt_dir),
-        per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.grad_accum,
+        per_device_train_batch_size=micro_batch,
+        gradient_accumulation_steps=accum,
         num_train_epochs=settings.epochs,
         max_steps=max_steps or -1,
         learning_rate=settings.learning_rate,
@@ -243,6 +252,7 @@ def train_lora(
         previous = signal.signal(signal.SIGINT, on_sigint)
         handler_installed = True
     metrics: dict = {"device": plan.device, "dtype": plan.dtype_name, "gradient_checkpointing": checkpointing,
+                     "micro_batch": micro_batch, "grad_accum": accum,
                      "pairs": len(dataset), "heldout_pairs": len(heldout)}
     try:
         with compact_lm_head():

@@ -1,0 +1,54 @@
+"""Numbers that say whether the personal model uses the user's context.
+
+- pointwise conditional mutual information under the base model π₀:
+  MI(y; c | q) ≈ log π₀(y | c, q) − log π₀(y | q), for responses y sampled from a model — the
+  quantity MIPO's DPO maximizes;
+- the log-likelihood per token of the user's real reply given (c, q), for held-out email threads;
+- bootstrap confidence intervals for means.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Optional, Sequence
+
+from .prompt_format import chat_messages
+
+
+def response_logp(model, tokenizer, messages: Sequence[dict], response: str) -> tuple[float, int]:
+    """(log π(response | messages), number of response tokens), in the model's chat template."""
+    import torch
+
+    prompt = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    if not response_ids:
+        return 0.0, 0
+    ids = torch.tensor([prompt_ids + response_ids], device=next(model.parameters()).device)
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1].float()
+    logps = torch.log_softmax(logits, -1).gather(-1, ids[0, len(prompt_ids):, None])[:, 0]
+    return float(logps.sum()), len(response_ids)
+
+
+def pointwise_mi(model, tokenizer, context: Optional[Sequence[str]], request: str, response: str,
+                 without: Optional[Sequence[str]] = None) -> float:
+    """log π(y | c, q) − log π(y | c', q); c' defaults to no context."""
+    with_c, _ = response_logp(model, tokenizer, chat_messages(context, request), response)
+    without_c, _ = response_logp(model, tokenizer, chat_messages(without, request), response)
+    return with_c - without_c
+
+
+def bootstrap_ci(values: Sequence[float], *, samples: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high): the mean and its percentile-bootstrap confidence interval."""
+    values = list(values)
+    if not values:
+        return 0.0, 0.0, 0.0
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, mean, mean
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(samples))
+    lo = means[int((1 - level) / 2 * samples)]
+    hi = means[min(samples - 1, int((1 + level) / 2 * samples))]
+    return mean, lo, hi
