@@ -31,7 +31,12 @@ class TerminalProgress:
         if frac is not None:
             filled = int(frac * 24)
             bar = f"[{'#' * filled}{'.' * (24 - filled)}] {frac:5.1%} "
-        line = f"{event.stage:>11}: {bar}{event.message}"[:100]
+        counts = ""
+        if event.done is not None and event.total and event.unit in ("pairs", "steps"):
+            counts = f"{event.done:.0f}/{event.total:.0f} {event.unit} "
+        eta = event.data.get("eta_seconds") if not event.finished else None
+        suffix = f" ETA {int(eta) // 60}m{int(eta) % 60:02d}s" if isinstance(eta, (int, float)) else ""
+        line = f"{event.stage:>11}: {bar}{counts}{event.message}{suffix}"[:110]
         if event.finished:
             line += f" ({now - self._stage_start:.1f} s)"
         if self.tty:
