@@ -14,7 +14,7 @@ from typing import Iterator, Optional, Sequence
 from .. import workspace
 from ..errors import MipoError
 from .documents import ParsedDocument
-from .text import chunk_text
+from .text import chunk_text, estimate_tokens
 
 STORE_FILE = "context.sqlite3"
 
@@ -312,8 +312,6 @@ class ContextStore:
              doc.quoted, doc.signature, doc.message_id, doc.in_reply_to, json.dumps(doc.meta, ensure_ascii=False)),
         ).lastrowid
         for ord_, text in enumerate(chunk_text(doc.body, chunk_tokens)):
-            from .text import estimate_tokens
-
             chunk_id = self.db.execute(
                 "INSERT INTO chunks(document_id, ord, text, n_tokens) VALUES (?, ?, ?, ?)",
                 (doc_id, ord_, text, estimate_tokens(text)),

@@ -145,14 +145,10 @@ def generate_pairs(
                unit="pairs", data={"tokens_per_second": summary.tokens / elapsed, "eta_seconds": eta,
                                    "dropped": dict(summary.dropped)})
 
-    longest = 0
-    generator_probe = None
-    try:
-        generator_probe = BatchedGenerator(gguf_path, n_parallel=1, n_ctx_per_seq=256)
-        longest = max(len(generator_probe.tokenize(p)) for p in prompts)
-    finally:
-        if generator_probe is not None:
-            generator_probe.close()
+    from ..llama_runtime import llama_model
+
+    with llama_model(gguf_path, vocab_only=True) as vocab:  # the same tokenization as the generator's
+        longest = max(len(vocab.tokenize(p.encode("utf-8"), add_bos=False, special=True)) for p in prompts)
     n_ctx = ((longest + settings.max_new_tokens + 16) // 256 + 1) * 256
     with BatchedGenerator(gguf_path, n_parallel=settings.n_parallel, n_ctx_per_seq=n_ctx) as generator:
         generator.generate(prompts, sampling, seeds=seeds, should_stop=should_stop, on_complete=on_complete)
