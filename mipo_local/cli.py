@@ -181,6 +181,145 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_settings(args: argparse.Namespace):
+    import dataclasses
+
+    from .pipeline import RunSettings, demo_settings
+
+    settings = demo_settings() if args.demo else RunSettings()
+    pairs = {k: v for k, v in {"examples": args.examples, "strategy": args.strategy,
+                               "max_new_tokens": args.max_new_tokens}.items() if v is not None}
+    train = {k: v for k, v in {"epochs": args.epochs, "device": args.device}.items() if v is not None}
+    evaluation = {"examples": args.eval_examples} if args.eval_examples is not None else {}
+    return dataclasses.replace(
+        settings, base=args.base or settings.base, quant=args.quant or settings.quant,
+        max_steps=args.max_steps if args.max_steps is not None else settings.max_steps,
+        pairs=dataclasses.replace(settings.pairs, **pairs), train=dataclasses.replace(settings.train, **train),
+        evaluation=dataclasses.replace(settings.evaluation, **evaluation))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import time
+
+    from .cli_progress import TerminalProgress
+    from .pipeline import run_pipeline
+
+    sources, addresses = [Path(p) for p in args.paths], list(args.me or [])
+    if args.demo:
+        from . import workspace
+        from .demo import DEMO_ADDRESSES, demo_sources
+
+        if sources:
+            raise MipoError("--demo uses the bundled demo corpus; leave out the paths (or drop --demo)")
+        where = workspace.use_demo_workspace()
+        print(f"demo workspace: {where} (the fictional Ada Lindqvist; your own data is not touched)")
+        sources, addresses = demo_sources(), list(DEMO_ADDRESSES)
+    start = time.perf_counter()
+    result = run_pipeline(sources, _run_settings(args), addresses=addresses, new=args.new,
+                          until="pairs" if args.pairs_only else None, progress=TerminalProgress())
+    total = time.perf_counter() - start
+    if result.up_to_date:
+        print(f"nothing changed since {result.run_dir.name} finished; its report: {result.run_dir / 'report.md'} "
+              "(--new runs again)")
+        return 0
+    for stage, seconds in result.seconds.items():
+        print(f"  {stage:9} {'skipped (done before)' if stage in result.skipped else f'{seconds:7.1f} s'}")
+    if result.stopped:
+        print(f"stopped; run the same command again to continue ({result.run_dir})")
+        return 130
+    if not result.finished:
+        print("pairs are ready: read them with `mipo-local pairs --show 5`; run again (without --pairs-only) to train")
+        return 0
+    gain = result.report["mi"]["gain"]
+    print(f"MI gain on held-out examples: {gain['mean']:+.2f} nats (95% CI {gain['ci95'][0]:+.2f} to {gain['ci95'][1]:+.2f})")
+    print(f"report: {result.run_dir / 'report.md'}")
+    print(f"active model: {result.model}  (chat: mipo-local chat{' --demo' if args.demo else ''})")
+    print(f"total {total:.0f} s")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .cli_progress import TerminalProgress
+    from .pipeline import evaluate_run
+
+    if args.demo:
+        from . import workspace
+
+        workspace.use_demo_workspace()
+    _, md = evaluate_run(Path(args.run) if args.run else None, progress=TerminalProgress())
+    print(md.read_text(encoding="utf-8"))
+    print(f"(written to {md} and {md.with_suffix('.json')})")
+    return 0
+
+
+def _print_turn(session, text: str, label: str = "") -> None:
+    if label:
+        print(f"[{label}] ", end="", flush=True)
+    for piece in session.send(text):
+        print(piece, end="", flush=True)
+    print()
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from .chat import ChatSession, chat_model, list_conversations, load_conversation
+
+    if args.demo:
+        from . import workspace
+
+        workspace.use_demo_workspace()
+    if args.list:
+        for c in list_conversations():
+            print(f"{c.id}  {len(c.messages) // 2:3} turns  {c.created}  {c.title}")
+        return 0
+    conversation = None
+    if args.resume or args.conversation:
+        found = list_conversations()
+        if args.conversation:
+            conversation = load_conversation(args.conversation)
+        elif found:
+            conversation = found[0]
+        else:
+            raise MipoError("there is no saved conversation to continue; start one with `mipo-local chat`")
+    sessions = [("personal" if not args.base else "base", ChatSession(chat_model(base=args.base), conversation=conversation))]
+    if args.compare:
+        sessions = [("personal", ChatSession(chat_model())), ("base", ChatSession(chat_model(base=True), save=False))]
+    try:
+        if conversation:
+            for m in conversation.messages[-6:]:
+                print(f"{'you' if m['role'] == 'user' else 'model'}> {m['content']}")
+        messages = [args.message] if args.message else None
+        if messages is None:
+            print("Type a message; /new starts a new conversation, /quit (or Ctrl-D) leaves.")
+        while True:
+            if messages is not None:
+                if not messages:
+                    break
+                text = messages.pop(0)
+            else:
+                try:
+                    text = input("you> ")
+                except EOFError:
+                    print()
+                    break
+            if text.strip() in ("/quit", "/exit"):
+                break
+            if text.strip() == "/new":
+                sessions = [(label, ChatSession(s.model_path, save=s.save)) for label, s in sessions]
+                print("(new conversation)")
+                continue
+            if not text.strip():
+                continue
+            for label, session in sessions:
+                _print_turn(session, text, label if len(sessions) > 1 else "")
+            if args.show_context and sessions[0][1].last_snippets:
+                for s in sessions[0][1].last_snippets:
+                    print(f"  (context: {s.title})")
+    finally:
+        for _, s in sessions:
+            s.close()
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import run_doctor
 
@@ -268,6 +407,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quant", default=None, help="quantization of the exported model (default: by the model's widths)")
     p.add_argument("--no-export", action="store_true", help="train the adapter only")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("run", help="the whole pipeline: import, pairs, train, export, evaluate (resumable)")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="notes folders, vaults, mail files to import first")
+    p.add_argument("--demo", action="store_true", help="the bundled demo corpus and model, in a separate demo workspace")
+    p.add_argument("--me", action="append", metavar="ADDRESS", help="one of your email addresses (repeatable)")
+    p.add_argument("--base", default=None, help="catalog name, GGUF path or model folder (default: your chosen model)")
+    p.add_argument("--examples", type=int, default=None, help="examples to make pairs from (default 200; demo 40)")
+    p.add_argument("--strategy", default=None, choices=["drop", "shuffle", "persona"], help="the negative's context")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="longest sampled answer")
+    p.add_argument("--epochs", type=float, default=None)
+    p.add_argument("--device", default=None, help="auto (cuda > mps > cpu), cuda, mps or cpu")
+    p.add_argument("--max-steps", type=int, default=None, help="stop training after this many steps")
+    p.add_argument("--quant", default=None, help="F16, Q8_0, Q6_K, Q5_K_M or Q4_K_M (default: by the model's widths)")
+    p.add_argument("--eval-examples", type=int, default=None, help="held-out examples to evaluate on")
+    p.add_argument("--new", action="store_true", help="start a new run even if one with these settings can continue")
+    p.add_argument("--pairs-only", action="store_true", help="stop after the pairs, to read them first (`pairs --show`)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("chat", help="chat with your personal model (your relevant writing retrieved each turn)")
+    p.add_argument("--base", action="store_true", help="chat with the base model instead")
+    p.add_argument("--compare", action="store_true", help="each message answered by the personal and the base model")
+    p.add_argument("--resume", action="store_true", help="continue the most recent conversation")
+    p.add_argument("--conversation", metavar="ID", help="continue a saved conversation")
+    p.add_argument("--list", action="store_true", help="list saved conversations")
+    p.add_argument("--message", "-m", metavar="TEXT", help="send one message, print the answer and exit")
+    p.add_argument("--show-context", action="store_true", help="print which of your excerpts were given to the model")
+    p.add_argument("--demo", action="store_true", help="in the demo workspace (after `mipo-local run --demo`)")
+    p.set_defaults(func=_cmd_chat)
+
+    p = sub.add_parser("eval", help="evaluate a finished run's model against its base on your held-out data")
+    p.add_argument("--run", metavar="DIR", help="the run folder (default: the latest finished run)")
+    p.add_argument("--demo", action="store_true", help="in the demo workspace")
+    p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("doctor", help="versions, device, threads, disk, and whether llama.cpp can decode here")
     p.add_argument("--no-probe", action="store_true", help="skip the decode test")

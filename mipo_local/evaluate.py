@@ -15,20 +15,30 @@ from typing import Optional, Sequence
 from .prompt_format import chat_messages
 
 
-def response_logp(model, tokenizer, messages: Sequence[dict], response: str) -> tuple[float, int]:
-    """(log π(response | messages), number of response tokens), in the model's chat template."""
+def continuation_logp(model, prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> float:
+    """log π(completion | prompt) summed over the completion's tokens (token ids in, one forward pass)."""
     import torch
 
-    prompt = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
-    if not response_ids:
-        return 0.0, 0
-    ids = torch.tensor([prompt_ids + response_ids], device=next(model.parameters()).device)
+    if not completion_ids:
+        return 0.0
+    ids = torch.tensor([list(prompt_ids) + list(completion_ids)], device=next(model.parameters()).device)
     with torch.no_grad():
         logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1].float()
-    logps = torch.log_softmax(logits, -1).gather(-1, ids[0, len(prompt_ids):, None])[:, 0]
-    return float(logps.sum()), len(response_ids)
+    return float(torch.log_softmax(logits, -1).gather(-1, ids[0, len(prompt_ids):, None]).sum())
+
+
+def prompt_ids(tokenizer, messages: Sequence[dict]) -> list[int]:
+    """The token ids of `messages` in the model's chat template, ending with the assistant's turn start."""
+    prompt = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    return tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
+def response_logp(model, tokenizer, messages: Sequence[dict], response: str) -> tuple[float, int]:
+    """(log π(response | messages), number of response tokens), in the model's chat template. The
+    response is scored as text, without the end-of-turn token, so responses cut at a length limit
+    and complete ones are scored alike."""
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    return continuation_logp(model, prompt_ids(tokenizer, messages), response_ids), len(response_ids)
 
 
 def pointwise_mi(model, tokenizer, context: Optional[Sequence[str]], request: str, response: str,

@@ -25,6 +25,7 @@ class UserSettings:
     # chunks of the user's writing are at most this many tokens (estimated)
     chunk_tokens: int = 200
     base_model: str = ""
+    onboarded: bool = False            # the app's first-run walk-through was finished
 
     def with_addresses(self, addresses) -> "UserSettings":
         clean = tuple(dict.fromkeys(a.strip().lower() for a in addresses if a and a.strip()))

@@ -30,6 +30,16 @@ def home() -> Path:
     return root
 
 
+def use_demo_workspace() -> Path:
+    """Switch this process to the demo's own workspace (a `demo/` folder inside the workspace), so the
+    fictional demo never mixes with the user's writing or models. Caches stay shared."""
+    cache = os.environ.get(ENV_CACHE) or str(home() / "cache")
+    demo = home() / "demo"
+    os.environ[ENV_CACHE] = cache
+    os.environ[ENV_HOME] = str(demo)
+    return home()
+
+
 def subdir(*parts: str) -> Path:
     path = home().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)

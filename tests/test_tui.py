@@ -1,25 +1,169 @@
-"""The app's first screen, driven by Textual's Pilot."""
+"""The app, driven by Textual's Pilot on the real stack: onboarding → import of the demo corpus →
+a personalize run with tiny settings → a chat message answered by the real model; and error paths
+that must end as a notification naming the cause while the app keeps running."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
-from textual.widgets import DataTable
+import pytest
+
+from textual.widgets import DataTable, Input, Select
+
+from mipo_local.demo import DEMO_ADDRESSES, demo_dir, demo_sources
+from mipo_local.settings import UserSettings, load_settings, save_settings
 
 
-def test_welcome_screen_lists_models():
+def _notes(app) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+async def _wait(pilot) -> None:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def _set(pilot, selector: str, value) -> None:
+    widget = pilot.app.screen.query_one(selector)
+    if isinstance(widget, Input):
+        widget.value = str(value)
+    elif isinstance(widget, Select):
+        widget.value = value
+    await pilot.pause()
+
+
+async def _click(pilot, selector: str) -> None:
+    widget = pilot.app.screen.query_one(selector)
+    widget.scroll_visible(animate=False)
+    await pilot.pause()
+    widget.press()
+    await pilot.pause()
+
+
+def test_onboarding_import_personalize_and_chat(mipo_home, sampling_model, smol_checkpoint):
     from tui.app import MipoApp
+    from tui.screens.main import MainScreen
+    from tui.screens.onboarding import OnboardingScreen
+
+    async def run() -> None:
+        app = MipoApp()
+        async with app.run_test(size=(100, 32)) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, OnboardingScreen)
+            assert "leaves this machine" in str(screen.query_one("#welcome-text").render())
+            await _click(pilot, "#next-welcome")
+            table = screen.query_one("#models", DataTable)
+            assert table.row_count == 7 and "*" in str(table.get_row_at(table.cursor_row)[0])   # bundled preselected
+            await _click(pilot, "#next-model")
+            await _set(pilot, "#name", "Ada")
+            await _set(pilot, "#addresses", ", ".join(DEMO_ADDRESSES))
+            await _click(pilot, "#next-you")
+            assert screen.step == "step-import"
+            for folder in ("notes", "mail"):
+                await _set(pilot, "#import-path", demo_dir() / folder)
+                await pilot.press("enter")
+            await _click(pilot, "#do-import")
+            await _wait(pilot)
+            assert "42 added" in str(screen.query_one("#import-summary").render())
+            await _click(pilot, "#finish")
+            assert isinstance(app.screen, MainScreen)
+            assert load_settings().onboarded and load_settings().addresses == DEMO_ADDRESSES
+            assert "notes" in str(app.screen.query_one("#context-counts").render())
+
+            await pilot.press("f2")
+            for selector, value in (("#examples", 6), ("#max-new-tokens", 16), ("#epochs", 1), ("#quant", "Q8_0")):
+                await _set(pilot, selector, value)
+            await _click(pilot, "#start")
+            await _wait(pilot)
+            assert "✓ evaluate" in str(app.screen.query_one("#stages").render()), _notes(app)
+            from mipo_local.active_model import active_model
+
+            assert active_model() is not None
+            assert "active model: run-" in str(app.screen.query_one("#active-model").render())
+
+            await pilot.press("f4")
+            await _set(pilot, "#chat-input", "What do I feed Bjørn the sourdough starter?")
+            app.screen.query_one("#chat-input").focus()
+            await pilot.press("enter")
+            await _wait(pilot)
+            answer = app.screen.query(".msg-model").last()
+            assert answer.source.strip() and answer.source != "*(no answer)*", _notes(app)
+            assert "•" in str(app.screen.query_one("#snippets").render())
+            assert app.screen.query_one("#conversations").option_count == 1
+
+    asyncio.run(run())
+
+
+def _onboarded(**kw) -> None:
+    save_settings(dataclasses.replace(UserSettings().with_addresses(DEMO_ADDRESSES), onboarded=True, **kw))
+
+
+def test_unreadable_source_is_a_notification(mipo_home, tmp_path):
+    from tui.app import MipoApp
+
+    _onboarded()
 
     async def run() -> None:
         app = MipoApp()
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
-            table = app.screen.query_one("#models", DataTable)
-            assert table.row_count == 7
-            text = str(app.screen.query_one("#welcome-text").render())
-            assert "leaves this machine" in text
-            await pilot.press("q")
-        assert app.return_code in (0, None)
+            app.screen.query_one("#context").open_import()
+            await pilot.pause()
+            await _set(pilot, "#import-path", tmp_path / "no-such-folder")
+            await pilot.press("enter")
+            await _click(pilot, "#do-import")
+            await _wait(pilot)
+            assert any("no-such-folder does not exist" in n for n in _notes(app)), _notes(app)
+            assert app.is_running
+
+    asyncio.run(run())
+
+
+def test_no_model_available_is_a_notification(mipo_home):
+    from mipo_local.context import import_paths
+    from tui.app import MipoApp
+
+    _onboarded(base_model="qwen2.5-0.5b-instruct")   # in the catalog, not on this machine
+    import_paths([demo_dir() / "notes"])
+
+    async def run() -> None:
+        app = MipoApp()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            await pilot.press("f2")
+            await _click(pilot, "#start")
+            await _wait(pilot)
+            assert any("qwen2.5-0.5b-instruct" in n.lower() or "not on this machine" in n for n in _notes(app)), _notes(app)
+            assert app.is_running and not app.screen.query_one("#start").disabled
+
+    asyncio.run(run())
+
+
+def test_training_failure_is_a_notification(mipo_home, sampling_model, smol_checkpoint):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: asking for it does not fail here")
+    from mipo_local.context import import_paths
+    from tui.app import MipoApp
+
+    _onboarded()
+    import_paths(demo_sources())
+
+    async def run() -> None:
+        app = MipoApp()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            await pilot.press("f2")
+            for selector, value in (("#examples", 6), ("#max-new-tokens", 16), ("#device", "cuda")):
+                await _set(pilot, selector, value)
+            await _click(pilot, "#start")
+            await _wait(pilot)
+            assert any("cuda" in n.lower() for n in _notes(app)), _notes(app)
+            stages = str(app.screen.query_one("#stages").render())
+            assert app.is_running and "✓ pairs" in stages and "✗ train" in stages
 
     asyncio.run(run())
 
@@ -28,7 +172,8 @@ def test_library_never_imports_textual():
     import subprocess
     import sys
 
-    code = ("import sys, mipo_local, mipo_local.cli, mipo_local.catalog, mipo_local.modelio, mipo_local.doctor\n"
+    code = ("import sys, mipo_local, mipo_local.cli, mipo_local.catalog, mipo_local.modelio, mipo_local.doctor, "
+            "mipo_local.pipeline, mipo_local.chat, mipo_local.eval_report\n"
             "print('textual' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"

@@ -5,30 +5,24 @@ from __future__ import annotations
 from typing import Sequence
 
 
+def _ids(encoded) -> list[int]:
+    return list(encoded["input_ids"] if hasattr(encoded, "input_ids") else encoded)
+
+
 def completion_logps(model, tokenizer, records: Sequence[dict]) -> list[tuple[float, float]]:
-    """(log π(chosen | prompt), log π(rejected | prompt)) for each record, summed over completion tokens."""
-    import torch
+    """(log π(chosen | prompt), log π(rejected | prompt)) for each record, tokenized as trl does: the
+    whole conversation (so the end-of-turn token counts), completion = what follows the prompt."""
+    from ..evaluate import continuation_logp
 
     out = []
     model.eval()
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        for r in records:
-            pair = []
-            prompt_ids = tokenizer.apply_chat_template(r["prompt"], tokenize=True, add_generation_prompt=True)
-            if hasattr(prompt_ids, "input_ids"):
-                prompt_ids = prompt_ids["input_ids"]
-            prompt_ids = list(prompt_ids)
-            for side in ("chosen", "rejected"):
-                full = tokenizer.apply_chat_template(r["prompt"] + r[side], tokenize=True)
-                if hasattr(full, "input_ids"):
-                    full = full["input_ids"]
-                full = list(full)
-                ids = torch.tensor([full], device=device)
-                logits = model(input_ids=ids).logits[0, :-1].float()
-                logps = torch.log_softmax(logits, -1).gather(-1, ids[0, 1:, None])[:, 0]
-                pair.append(float(logps[len(prompt_ids) - 1:].sum()))
-            out.append((pair[0], pair[1]))
+    for r in records:
+        prompt = _ids(tokenizer.apply_chat_template(r["prompt"], tokenize=True, add_generation_prompt=True))
+        pair = []
+        for side in ("chosen", "rejected"):
+            full = _ids(tokenizer.apply_chat_template(r["prompt"] + r[side], tokenize=True))
+            pair.append(continuation_logp(model, full[:len(prompt)], full[len(prompt):]))
+        out.append((pair[0], pair[1]))
     return out
 
 

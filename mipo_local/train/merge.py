@@ -23,7 +23,11 @@ def merge_adapter(checkpoint: Path, adapter_dir: Path, out_dir: Path, *, progres
     hf_logging.disable_progress_bar()
     report(progress, "merge", "merging the adapter into the base")
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    try:
+        merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    except Exception as exc:  # a damaged or foreign adapter file
+        raise MipoError(f"the LoRA adapter in {adapter_dir} cannot be loaded ({type(exc).__name__}: {exc}); "
+                        "train again (`mipo-local run --new`)") from None
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     with workspace.atomic_path(Path(out_dir), overwrite=True) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)

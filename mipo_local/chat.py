@@ -1,0 +1,244 @@
+"""Chat with the personal model through llama.cpp, the user's relevant writing in each turn.
+
+Every turn retrieves the user's most relevant excerpts for the new message and puts them in the
+system prompt exactly as in training (`prompt_format.chat_messages`). The conversation is rendered
+in the model's own chat template and streamed. llama.cpp keeps the KV cache of the previous prompt
+and decodes only what changed, so a turn costs its new tokens — as long as the system prompt
+stays the same. The context is therefore *sticky*: when the new message's best excerpt is already
+in the context (a follow-up on the same subject), or nothing in the user's writing matches (a
+"thanks!"), the context stays; when the subject changes, the context is replaced by the new
+excerpts and the conversation is decoded again (the history is trimmed to fit the window).
+
+Conversations are saved after every turn in the workspace's `conversations/` folder and can be
+continued later.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional
+
+from . import workspace
+from .errors import MipoError
+from .prompt_format import ChatTemplate, chat_messages
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """One excerpt of the user's writing given to the model."""
+    chunk_id: int
+    title: str
+    kind: str
+    text: str
+
+
+@dataclass
+class TurnStats:
+    prompt_tokens: int = 0
+    reused_tokens: int = 0          # prompt tokens whose KV cache was kept from the previous turn
+    new_tokens: int = 0
+    ttft: float = 0.0               # seconds to the first streamed piece
+    seconds: float = 0.0
+    context_changed: bool = False
+
+    @property
+    def tokens_per_second(self) -> float:
+        gen = self.seconds - self.ttft
+        return (self.new_tokens - 1) / gen if self.new_tokens > 1 and gen > 0 else 0.0
+
+
+@dataclass
+class Conversation:
+    id: str
+    model: str
+    created: str
+    title: str = ""
+    messages: list = field(default_factory=list)     # {"role", "content", "at", ["snippets"]}
+    context: list = field(default_factory=list)      # the snippets in the system prompt now (as dicts)
+
+    @property
+    def path(self) -> Path:
+        return conversations_dir() / f"{self.id}.json"
+
+    def save(self) -> Path:
+        path = self.path
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+
+def conversations_dir() -> Path:
+    return workspace.subdir("conversations")
+
+
+def list_conversations() -> list[Conversation]:
+    """Saved conversations, the most recent first."""
+    out = []
+    for path in conversations_dir().glob("*.json"):
+        try:
+            out.append(load_conversation(path.stem))
+        except MipoError:
+            continue
+    return sorted(out, key=lambda c: (c.messages[-1]["at"] if c.messages else c.created), reverse=True)
+
+
+def load_conversation(conversation_id: str) -> Conversation:
+    path = conversations_dir() / f"{conversation_id}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Conversation(**{k: data[k] for k in ("id", "model", "created", "title", "messages", "context") if k in data})
+    except (OSError, ValueError, TypeError, KeyError):
+        raise MipoError(f"no saved conversation {conversation_id!r}; `mipo-local chat --list` shows them") from None
+
+
+def chat_model(base: bool = False, base_spec: Optional[str] = None) -> Path:
+    """The GGUF to chat with: the active personal model, or (`base`) the base model."""
+    if base:
+        from .catalog import resolve_base
+        from .modelio import base_gguf
+        from .settings import load_settings
+
+        return base_gguf(resolve_base(base_spec or load_settings().base_model or None))
+    from .active_model import active_model
+
+    model = active_model()
+    if model is None:
+        raise MipoError("there is no personal model yet; personalize first with `mipo-local run` "
+                        "(or chat with the base model: `mipo-local chat --base`)")
+    return model
+
+
+def _now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")
+
+
+class ChatSession:
+    """A conversation with one GGUF model. `send` streams the answer; close when done."""
+
+    def __init__(self, model: Path, *, conversation: Optional[Conversation] = None, use_context: bool = True,
+                 context_tokens: int = 400, n_ctx: int = 4096, max_tokens: int = 256, temperature: float = 0.7,
+                 top_p: float = 0.95, repeat_penalty: float = 1.1, seed: int = 0, save: bool = True) -> None:
+        from .llama_runtime import open_llama
+
+        self.model_path = Path(model)
+        self.template = ChatTemplate.from_gguf(self.model_path)
+        self.llm = open_llama(self.model_path, n_ctx=n_ctx, flash_attn=True, seed=seed)
+        self.conversation = conversation or Conversation(uuid.uuid4().hex[:12], str(self.model_path), _now())
+        self.use_context = use_context
+        self.context_tokens = context_tokens
+        self.n_ctx = n_ctx
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.repeat_penalty = repeat_penalty
+        self.save = save
+        self.last = TurnStats()
+        self.last_snippets: list[Snippet] = []
+        from .modelfile import role_wrappers, stop_strings
+
+        try:
+            wrappers = role_wrappers(self.template)
+        except MipoError:
+            wrappers = None
+        self.stops = stop_strings(self.template, wrappers)
+
+    def close(self) -> None:
+        self.llm.close()
+
+    def __enter__(self) -> "ChatSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _count(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def retrieve(self, text: str) -> list[Snippet]:
+        """The user's best excerpts for `text` that fit the context budget (as the pairs stage does)."""
+        from .context import ContextStore
+
+        with ContextStore() as store:
+            hits = store.search(text, 12)
+        out, used = [], 0
+        for h in hits:
+            n = self._count(h.text)
+            if used + n > self.context_tokens:
+                continue
+            out.append(Snippet(h.chunk_id, h.title, h.kind, h.text))
+            used += n
+        return out
+
+    def _choose_context(self, text: str) -> bool:
+        """Update the conversation's context for the new message; True when it changed."""
+        if not self.use_context:
+            return False
+        found = self.retrieve(text)
+        current = {s["chunk_id"] for s in self.conversation.context}
+        if not found or found[0].chunk_id in current:
+            self.last_snippets = [Snippet(**s) for s in self.conversation.context]
+            return False
+        self.conversation.context = [asdict(s) for s in found]
+        self.last_snippets = found
+        return True
+
+    def _prompt_tokens(self, history: list[dict], text: str) -> list[int]:
+        context = [s["text"] for s in self.conversation.context] or None
+        while True:
+            prompt = self.template.render(chat_messages(context, text, history))
+            tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+            if len(tokens) + self.max_tokens <= self.n_ctx or not history:
+                break
+            history = history[2:]          # drop the oldest exchange
+        if len(tokens) + 16 > self.n_ctx:
+            raise MipoError(f"the message is too long for the model's window ({len(tokens)} tokens of {self.n_ctx}); shorten it")
+        return tokens
+
+    def send(self, text: str) -> Iterator[str]:
+        """Stream the answer to `text`, piece by piece; the turn is saved when the answer is complete."""
+        text = text.strip()
+        if not text:
+            raise MipoError("empty message")
+        start = time.perf_counter()
+        changed = self._choose_context(text)
+        history = [{"role": m["role"], "content": m["content"]} for m in self.conversation.messages]
+        tokens = self._prompt_tokens(history, text)
+        reused = 0
+        for a, b in zip(self.llm._input_ids, tokens):
+            if a != b:
+                break
+            reused += 1
+        stats = TurnStats(prompt_tokens=len(tokens), reused_tokens=reused, context_changed=changed)
+        pieces: list[str] = []
+        stream = self.llm.create_completion(tokens, max_tokens=self.max_tokens, temperature=self.temperature,
+                                            top_p=self.top_p, repeat_penalty=self.repeat_penalty, stop=self.stops or None, stream=True)
+        for chunk in stream:
+            piece = chunk["choices"][0]["text"]
+            if not piece:
+                continue
+            if not pieces:
+                stats.ttft = time.perf_counter() - start
+            stats.new_tokens += 1
+            pieces.append(piece)
+            yield piece
+        stats.seconds = time.perf_counter() - start
+        self.last = stats
+        answer = "".join(pieces).strip()
+        at = _now()
+        self.conversation.messages.append({"role": "user", "content": text, "at": at,
+                                           "snippets": [asdict(s) for s in self.last_snippets]})
+        self.conversation.messages.append({"role": "assistant", "content": answer, "at": at})
+        if not self.conversation.title:
+            self.conversation.title = " ".join(text.split())[:60]
+        if self.save:
+            self.conversation.save()
+
+    def ask(self, text: str) -> str:
+        return "".join(self.send(text))

@@ -1,0 +1,87 @@
+"""Chat on the real bundled model: retrieval into the system prompt, KV reuse, saved history; the Modelfile."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from mipo_local.chat import ChatSession, list_conversations, load_conversation
+from mipo_local.context import ContextStore, import_paths
+from mipo_local.demo import DEMO_ADDRESSES, demo_sources
+from mipo_local.modelfile import modelfile_text
+from mipo_local.prompt_format import ChatTemplate, system_message
+from mipo_local.settings import UserSettings
+
+from .test_bad_input import assert_one_line_error, run_cli
+
+
+@pytest.fixture
+def demo_store(mipo_home):
+    import_paths(demo_sources(), settings=UserSettings().with_addresses(DEMO_ADDRESSES))
+    with ContextStore() as store:
+        store.set_user_addresses(DEMO_ADDRESSES)
+
+
+def test_context_goes_into_the_system_prompt_and_follow_ups_reuse_the_cache(demo_store, bundled_gguf):
+    with ChatSession(bundled_gguf, max_tokens=24, seed=1) as chat:
+        first = chat.ask("How is Bjørn the sourdough starter doing?")
+        assert first and chat.last.context_changed and chat.last_snippets
+        assert any("sourdough" in s.text.lower() or "bjørn" in s.text.lower() for s in chat.last_snippets)
+        prompt_1 = chat.last.prompt_tokens
+        # the prompt is the training format: system message with the excerpts, then the request
+        rendered = chat.template.render([{"role": "system", "content": system_message([s.text for s in chat.last_snippets])},
+                                         {"role": "user", "content": "How is Bjørn the sourdough starter doing?"}])
+        assert len(chat.llm.tokenize(rendered.encode(), add_bos=False, special=True)) == prompt_1
+        chat.ask("And how often should the sourdough starter Bjørn be fed?")
+        # same subject: the context stays and the whole earlier conversation comes from the KV cache
+        assert not chat.last.context_changed
+        assert chat.last.reused_tokens >= prompt_1
+        assert chat.last.prompt_tokens - chat.last.reused_tokens < 80
+
+
+def test_history_survives_a_restart(demo_store, bundled_gguf):
+    with ChatSession(bundled_gguf, max_tokens=16) as chat:
+        chat.ask("What is on my list for the Svalbard trip?")
+        cid = chat.conversation.id
+    saved = load_conversation(cid)
+    assert [m["role"] for m in saved.messages] == ["user", "assistant"]
+    assert saved.messages[0]["snippets"] and saved.context
+    assert [c.id for c in list_conversations()] == [cid]
+    with ChatSession(bundled_gguf, conversation=saved, max_tokens=16) as chat:
+        chat.ask("Thanks! Anything else?")
+        # the second turn's prompt holds the first exchange
+        assert chat.last.prompt_tokens > len(chat.llm.tokenize(saved.messages[0]["content"].encode())) + 20
+    again = load_conversation(cid)
+    assert len(again.messages) == 4 and again.messages[0]["content"] == "What is on my list for the Svalbard trip?"
+
+
+def test_chat_without_a_personal_model_says_what_to_do(mipo_home):
+    assert_one_line_error(run_cli(["chat", "-m", "hello"], mipo_home), "no personal model yet")
+
+
+def _render_go(template: str, messages: list[dict]) -> str:
+    """Evaluate the Go-template subset a Modelfile TEMPLATE uses: range over .Messages, if/else if
+    eq .Role "...", {{ .Content }}, literal text."""
+    m = re.fullmatch(r"\{\{ range \.Messages \}\}(.*)\{\{ end \}\}\{\{ end \}\}(.*)", template, re.S)
+    assert m, template
+    body, tail = m.groups()
+    branches = dict(re.findall(r'\{\{ (?:if|else if) eq \.Role "(\w+)" \}\}(.*?)(?=\{\{ else if|\Z)', body, re.S))
+    out = ""
+    for msg in messages:
+        out += branches[msg["role"]].replace("{{ .Content }}", msg["content"])
+    return out + tail
+
+
+def test_modelfile_template_matches_the_gguf_chat_template(bundled_gguf):
+    text = modelfile_text(bundled_gguf)
+    assert f"FROM ./{bundled_gguf.name}" in text
+    go = re.search(r'TEMPLATE """(.*?)"""', text, re.S).group(1)
+    stops = re.findall(r'PARAMETER stop "(.*?)"', text)
+    jinja = ChatTemplate.from_gguf(bundled_gguf)
+    conversation = [{"role": "system", "content": system_message(["Bjørn is fed on Sundays."])},
+                    {"role": "user", "content": "When do I feed Bjørn?"},
+                    {"role": "assistant", "content": "On Sundays."},
+                    {"role": "user", "content": "Thanks.\nAnd the rye?"}]
+    assert _render_go(go, conversation) == jinja.render(conversation, add_generation_prompt=True)
+    assert "<|im_end|>" in stops

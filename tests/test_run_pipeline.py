@@ -1,0 +1,73 @@
+"""`run`: the whole pipeline on the demo corpus with tiny settings, on the real stack — interrupted in
+training, continued, evaluated, activated, chatted with; then a failed export keeps the model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mipo_local.active_model import active_model
+from mipo_local.chat import ChatSession
+from mipo_local.demo import DEMO_ADDRESSES, demo_sources
+from mipo_local.errors import MipoError
+from mipo_local.eval_report import EvalSettings
+from mipo_local.pairs import PairSettings
+from mipo_local.pipeline import RunSettings, load_state, run_pipeline
+from mipo_local.train import TrainSettings
+
+TINY = RunSettings(
+    pairs=PairSettings(examples=10, max_new_tokens=24, heldout_fraction=0.3, n_parallel=8),
+    train=TrainSettings(batch_size=2, max_length=512, checkpoint_every=1),
+    quant="Q8_0", max_steps=3,
+    evaluation=EvalSettings(examples=3, max_new_tokens=16),
+)
+
+
+def test_run_resumes_after_an_interruption_and_leaves_a_model_that_answers(mipo_home, sampling_model, smol_checkpoint):
+    events = []
+
+    def stop_after_first_step() -> bool:   # asked after step 1 is logged: training stops at the end of step 2
+        return any(e.stage == "train" and e.unit == "steps" and (e.done or 0) >= 1 for e in events)
+
+    first = run_pipeline(demo_sources(), TINY, addresses=DEMO_ADDRESSES, progress=events.append,
+                         should_stop=stop_after_first_step)
+    assert first.stopped and not first.finished
+    state = load_state(first.run_dir)
+    assert state["stages"]["pairs"]["status"] == "done" and state["stages"]["train"]["status"] == "stopped"
+    assert active_model() is None
+
+    events.clear()
+    second = run_pipeline((), TINY, progress=events.append)
+    assert second.run_dir == first.run_dir and second.finished and not second.stopped
+    assert "pairs" in second.skipped and "train" not in second.skipped
+    assert "continuing from the last checkpoint" in (first.run_dir / "log.txt").read_text()
+    assert not any(e.stage == "pairs" and not e.data.get("skipped") for e in events)   # nothing sampled again
+    model = second.model
+    assert active_model() == model.resolve() and model.parent == first.run_dir
+    assert (first.run_dir / "Modelfile").read_text().startswith("# Ollama")
+    for name in ("settings.json", "log.txt", "report.json", "report.md", "adapter.gguf"):
+        assert (first.run_dir / name).is_file(), name
+    report = json.loads((first.run_dir / "report.json").read_text())
+    assert report["mi"]["personal"]["n"] == report["examples"] >= 1
+    assert report["neutral_perplexity"]["personal"] > 1.0
+    assert "Before (base)" in (first.run_dir / "report.md").read_text()
+
+    with ChatSession(active_model(), max_tokens=16) as chat:
+        assert chat.ask("What do I feed Bjørn?").strip()
+        assert chat.last_snippets
+
+    third = run_pipeline((), TINY)
+    assert third.up_to_date and third.run_dir == first.run_dir
+
+    # a failed export leaves the previous active model in place
+    state = load_state(first.run_dir)
+    adapter = Path(state["outputs"]["adapter"]) / "adapter_model.safetensors"
+    adapter.write_bytes(b"not a safetensors file")
+    state["stages"]["export"]["fingerprint"] = "changed"
+    state["finished"] = False
+    (first.run_dir / "state.json").write_text(json.dumps(state))
+    with pytest.raises(MipoError, match="cannot be loaded"):
+        run_pipeline((), TINY)
+    assert active_model() == model.resolve() and model.is_file()

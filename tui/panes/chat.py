@@ -1,0 +1,139 @@
+"""Chat: streamed Markdown replies, personal or base model, the snippets given to the model, past conversations."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Input, Label, Markdown, OptionList, Select, Static
+from textual.widgets.option_list import Option
+
+from ..bridge import notify_error
+
+
+class ChatPane(Horizontal):
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.sessions: dict[str, object] = {}      # "personal" | "base" → ChatSession (made in a worker)
+        self.lock = threading.Lock()
+        self.conversation = None                     # a saved conversation to continue
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="chat-main"):
+            yield VerticalScroll(id="messages")
+            yield Input(placeholder="message (Enter sends)", id="chat-input")
+        with Vertical(id="chat-side"):
+            yield Select([("personal model", "personal"), ("base model", "base")], value="personal",
+                         allow_blank=False, id="chat-model")
+            yield Button("New conversation", id="new-chat")
+            yield Label("your snippets in this turn", classes="side-title")
+            yield Static("—", id="snippets")
+            yield Label("past conversations", classes="side-title")
+            yield OptionList(id="conversations")
+
+    def on_mount(self) -> None:
+        self.refresh_conversations()
+
+    def refresh_conversations(self) -> None:
+        from mipo_local.chat import list_conversations
+
+        options = self.query_one("#conversations", OptionList)
+        options.clear_options()
+        for c in list_conversations()[:30]:
+            options.add_option(Option(Text(c.title or c.id), id=c.id))
+
+    @property
+    def kind(self) -> str:
+        return self.query_one("#chat-model", Select).value
+
+    def new_conversation(self) -> None:
+        with self.lock:
+            for s in self.sessions.values():
+                s.close()
+            self.sessions.clear()
+        self.conversation = None
+        self.query_one("#messages", VerticalScroll).remove_children()
+        self.query_one("#snippets", Static).update("—")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "new-chat":
+            event.stop()
+            self.new_conversation()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "chat-model":
+            self.new_conversation()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        from mipo_local.chat import load_conversation
+
+        try:
+            conversation = load_conversation(event.option.id)
+        except Exception as exc:  # noqa: BLE001
+            notify_error(self.app, exc)
+            return
+        self.new_conversation()
+        self.conversation = conversation
+        box = self.query_one("#messages", VerticalScroll)
+        for m in conversation.messages:
+            box.mount(self._bubble(m["role"], m["content"]))
+        box.scroll_end(animate=False)
+
+    def _bubble(self, role: str, text: str):
+        if role == "user":
+            return Static(Text(text), classes="msg-user")
+        return Markdown(text or "…", classes="msg-model")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "chat-input":
+            return
+        text = event.value.strip()
+        if not text:
+            return
+        event.input.value = ""
+        box = self.query_one("#messages", VerticalScroll)
+        box.mount(self._bubble("user", text))
+        answer = self._bubble("assistant", "")
+        box.mount(answer)
+        box.scroll_end(animate=False)
+        self.send(text, self.kind, answer)
+
+    def _session(self, kind: str):
+        from mipo_local.chat import ChatSession, chat_model
+
+        with self.lock:
+            if kind not in self.sessions:
+                self.sessions[kind] = ChatSession(chat_model(base=kind == "base"), conversation=self.conversation)
+            return self.sessions[kind]
+
+    @work(thread=True, group="chat")
+    def send(self, text: str, kind: str, answer: Markdown) -> None:
+        try:
+            session = self._session(kind)
+            shown, last = "", 0.0
+            for piece in session.send(text):
+                shown += piece
+                if time.monotonic() - last > 0.15:
+                    last = time.monotonic()
+                    self.app.call_from_thread(answer.update, shown)
+            self.app.call_from_thread(answer.update, shown.strip() or "(no answer)")
+            snippets = "\n".join(f"• {s.title}" for s in session.last_snippets) or "none matched"
+            self.app.call_from_thread(self._after_turn, snippets)
+        except Exception as exc:  # noqa: BLE001 - e.g. no personal model yet
+            notify_error(self.app, exc, "Chat")
+            self.app.call_from_thread(answer.update, "*(no answer)*")
+
+    def _after_turn(self, snippets: str) -> None:
+        self.query_one("#snippets", Static).update(Text(snippets))
+        self.query_one("#messages", VerticalScroll).scroll_end(animate=False)
+        self.refresh_conversations()
+
+    def on_unmount(self) -> None:
+        with self.lock:
+            for s in self.sessions.values():
+                s.close()
+            self.sessions.clear()

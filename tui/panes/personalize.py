@@ -1,0 +1,204 @@
+"""Personalize: the run's settings (the library's defaults), Start / Make pairs / Cancel, live progress."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Input, Label, ProgressBar, Select, Sparkline, Static
+
+from mipo_local.modelio.quantize import QUANT_TYPES
+from mipo_local.pipeline import STAGES, RunSettings
+
+from ..bridge import notify_error, progress_to_ui
+
+STAGE_NAMES = {"import": "import", "pairs": "pairs", "train": "train", "export": "export",
+               "activate": "activate", "evaluate": "evaluate"}
+# progress events of sub-steps, shown under the stage they belong to
+STAGE_OF = {"checkpoint": "pairs", "write-gguf": "export", "quantize": "export", "merge": "export", "verify": "export"}
+
+
+class PersonalizePane(VerticalScroll):
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.cancel = threading.Event()
+        self.status = {s: "·" for s in STAGES}
+        self.losses: list[float] = []
+        self.margins: list[float] = []
+        self.running = False
+
+    def compose(self) -> ComposeResult:
+        d = RunSettings()
+        yield Static("Make pairs from your writing, train, export and evaluate. Defaults are the library's; "
+                     "an interrupted run continues where it stopped.", classes="hint")
+        with Grid(id="run-form"):
+            yield Label("examples")
+            yield Input(str(d.pairs.examples), id="examples", type="integer")
+            yield Label("negative")
+            yield Select([("no context (drop)", "drop"), ("another's context", "shuffle"), ("a persona", "persona")],
+                         value=d.pairs.strategy, allow_blank=False, id="strategy")
+            yield Label("epochs")
+            yield Input(str(d.train.epochs), id="epochs", type="number")
+            yield Label("answer tokens")
+            yield Input(str(d.pairs.max_new_tokens), id="max-new-tokens", type="integer")
+            yield Label("quantization")
+            yield Select([("by model size", "auto")] + [(q, q) for q in QUANT_TYPES], value="auto",
+                         allow_blank=False, id="quant")
+            yield Label("device")
+            yield Select([(x, x) for x in ("auto", "cpu", "cuda", "mps")], value=d.train.device, allow_blank=False,
+                         id="device")
+        with Horizontal(classes="buttons"):
+            yield Button("Start", id="start", variant="primary")
+            yield Button("Make pairs", id="pairs-only")
+            yield Button("Cancel", id="cancel", disabled=True)
+        yield Static(self._stage_line(), id="stages")
+        yield ProgressBar(id="stage-progress", show_eta=False)
+        yield Static("", id="stage-detail")
+        with Vertical(id="plots"):
+            yield Label("training loss", classes="plot-label")
+            yield Sparkline([], id="loss-plot")
+            yield Label("reward margin", classes="plot-label")
+            yield Sparkline([], id="margin-plot")
+
+    def _stage_line(self) -> str:
+        return "  ".join(f"{self.status[s]} {STAGE_NAMES[s]}" for s in STAGES)
+
+    def settings(self) -> RunSettings:
+        from mipo_local.errors import MipoError
+
+        d = RunSettings()
+
+        def number(widget_id: str, kind, default):
+            text = self.query_one(f"#{widget_id}", Input).value.strip()
+            try:
+                value = kind(text) if text else default
+            except ValueError:
+                raise MipoError(f"{widget_id.replace('-', ' ')}: {text!r} is not a number") from None
+            if value <= 0:
+                raise MipoError(f"{widget_id.replace('-', ' ')} must be above 0")
+            return value
+
+        quant = self.query_one("#quant", Select).value
+        return dataclasses.replace(
+            d, quant=None if quant == "auto" else quant,
+            pairs=dataclasses.replace(d.pairs, examples=number("examples", int, d.pairs.examples),
+                                      strategy=self.query_one("#strategy", Select).value,
+                                      max_new_tokens=number("max-new-tokens", int, d.pairs.max_new_tokens)),
+            train=dataclasses.replace(d.train, epochs=number("epochs", float, d.train.epochs),
+                                      device=self.query_one("#device", Select).value))
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id in ("start", "pairs-only"):
+            event.stop()
+            self.start(until="pairs" if event.button.id == "pairs-only" else None)
+        elif event.button.id == "cancel":
+            event.stop()
+            self.action_cancel()
+
+    def start(self, until=None) -> None:
+        if self.running:
+            self.app.notify("A run is already going; cancel it first.", severity="warning")
+            return
+        try:
+            settings = self.settings()
+        except Exception as exc:  # noqa: BLE001
+            notify_error(self.app, exc, "Settings")
+            return
+        self.cancel.clear()
+        self.running = True
+        self.status = {s: "·" for s in STAGES}
+        self.losses, self.margins = [], []
+        self._set_running(True)
+        self.query_one("#stages", Static).update(self._stage_line())
+        self.run_worker_thread(settings, until)
+
+    def action_cancel(self) -> None:
+        if self.running:
+            self.cancel.set()
+            self.query_one("#stage-detail", Static).update("stopping at the next safe point…")
+
+    def _set_running(self, running: bool) -> None:
+        self.query_one("#start", Button).disabled = running
+        self.query_one("#pairs-only", Button).disabled = running
+        self.query_one("#cancel", Button).disabled = not running
+
+    def _on_progress(self, event) -> None:
+        stage = STAGE_OF.get(event.stage, event.stage)
+        if event.stage != stage and self.status.get(stage) == "✓":
+            stage = None   # a sub-step (e.g. the cached checkpoint) of a stage already done
+        if stage in self.status:
+            if event.data.get("skipped"):
+                self.status[stage] = "✓"
+            elif event.finished and event.stage == stage:
+                self.status[stage] = "✓"
+            else:
+                self.status[stage] = "…"
+                for earlier in STAGES[: STAGES.index(stage)]:
+                    if self.status[earlier] != "✓":
+                        self.status[earlier] = "✓"
+            self.query_one("#stages", Static).update(self._stage_line())
+        bar = self.query_one("#stage-progress", ProgressBar)
+        if event.total:
+            bar.update(total=event.total, progress=event.done or 0)
+        detail = f"{event.stage}: {event.message}"
+        if event.done is not None and event.total:
+            detail += f"  ({event.done:g}/{event.total:g} {event.unit})"
+        rate = event.data.get("pairs_per_second")
+        if event.stage == "pairs" and event.done and event.data.get("tokens_per_second"):
+            detail += f"  {event.data['tokens_per_second']:.0f} tok/s"
+        if rate:
+            detail += f"  {rate:.2f} pairs/s"
+        eta = event.data.get("eta_seconds")
+        if eta:
+            detail += f"  ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}"
+        self.query_one("#stage-detail", Static).update(Text(detail))
+        if event.stage == "train" and event.data.get("loss") is not None:
+            self.losses.append(float(event.data["loss"]))
+            self.query_one("#loss-plot", Sparkline).data = list(self.losses)
+            if event.data.get("reward_margin") is not None:
+                self.margins.append(float(event.data["reward_margin"]))
+                self.query_one("#margin-plot", Sparkline).data = list(self.margins)
+
+    @work(thread=True, exclusive=True, group="personalize")
+    def run_worker_thread(self, settings: RunSettings, until) -> None:
+        from mipo_local.pipeline import run_pipeline
+
+        result, error = None, None
+        try:
+            result = run_pipeline((), settings, until=until, progress=progress_to_ui(self.app, self._on_progress),
+                                  should_stop=self.cancel.is_set)
+        except Exception as exc:  # noqa: BLE001 - shown, the app keeps running
+            error = exc
+            notify_error(self.app, exc, "Personalize failed")
+        self.app.call_from_thread(self._finished, result, error)
+
+    def _finished(self, result, error) -> None:
+        self.running = False
+        self._set_running(False)
+        detail = self.query_one("#stage-detail", Static)
+        if error is not None:
+            failed = next((s for s in STAGES if self.status[s] != "✓"), None)
+            if failed:
+                self.status[failed] = "✗"
+            self.query_one("#stages", Static).update(self._stage_line())
+            detail.update(Text(f"stopped by an error: {error}"))
+        elif result.stopped:
+            detail.update("cancelled; Start continues where it stopped")
+        elif not result.finished:
+            detail.update("pairs are ready: review them in Pairs, then Start to train")
+            self.app.notify("Pairs are ready for review.")
+        else:
+            gain = (result.report or {}).get("mi", {}).get("gain", {})
+            text = "done"
+            if result.up_to_date:
+                text = "nothing changed since the last run; its model is active"
+            elif gain.get("n"):
+                text = f"done: MI gain {gain['mean']:+.2f} nats on held-out examples (see Results)"
+            detail.update(text)
+            self.app.notify("Your personal model is ready and active.")
+        self.app.refresh_panes()

@@ -1,0 +1,74 @@
+"""Results: each run's evaluation report, which model is active, switching back to an earlier one."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, Markdown, OptionList, Static
+from textual.widgets.option_list import Option
+
+from ..bridge import notify_error
+
+
+class ResultsPane(Vertical):
+    def compose(self) -> ComposeResult:
+        yield Static("", id="active-model")
+        with Horizontal(classes="buttons"):
+            yield Button("Switch back", id="switch-back")
+        with Horizontal(id="results-body"):
+            yield OptionList(id="runs")
+            yield Markdown("", id="report")
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        from mipo_local.active_model import active_model, history
+        from mipo_local.pipeline import list_runs, load_state
+
+        active = active_model()
+        earlier = history()
+        self.query_one("#active-model", Static).update(Text(
+            f"active model: {active.parent.name}/{active.name}" if active else "active model: none yet (Personalize makes one)")
+            + Text(f"\nearlier models: {len(earlier)}"))
+        self.query_one("#switch-back", Button).disabled = not earlier
+        runs = self.query_one("#runs", OptionList)
+        runs.clear_options()
+        for run in reversed(list_runs()):
+            state = load_state(run)
+            gain = ((state.get("report") or {}).get("mi") or {}).get("gain") or {}
+            label = run.name + (f"  MI {gain['mean']:+.1f}" if gain.get("n") else ("" if state.get("finished") else "  (unfinished)"))
+            runs.add_option(Option(Text(label), id=str(run)))
+        if runs.option_count:
+            runs.highlighted = 0
+            self._show(runs.get_option_at_index(0).id)
+        else:
+            self.query_one("#report", Markdown).update("No runs yet. Start one in **Personalize**.")
+
+    def _show(self, run_dir: str) -> None:
+        from pathlib import Path
+
+        report = Path(run_dir) / "report.md"
+        self.query_one("#report", Markdown).update(
+            report.read_text(encoding="utf-8") if report.is_file() else "This run has no report yet (unfinished).")
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option and event.option.id:
+            self._show(event.option.id)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "switch-back":
+            event.stop()
+            self.switch_back()
+
+    def switch_back(self) -> None:
+        from mipo_local.active_model import switch_back
+
+        try:
+            model = switch_back()
+        except Exception as exc:  # noqa: BLE001
+            notify_error(self.app, exc)
+            return
+        self.app.notify(f"Switched back to {model.parent.name}/{model.name}")
+        self.app.refresh_panes()

@@ -1,0 +1,66 @@
+"""Settings: your name and addresses, the base model, where the workspace is."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.widgets import Button, Input, Label, Select, Static
+
+from mipo_local.catalog import load_catalog
+
+
+class SettingsPane(VerticalScroll):
+    def compose(self) -> ComposeResult:
+        with Grid(id="settings-form"):
+            yield Label("name")
+            yield Input(id="settings-name")
+            yield Label("addresses")
+            yield Input(id="settings-addresses", placeholder="you@example.org, …")
+            yield Label("base model")
+            yield Select([(c.display_name + ("" if c.available else " (download)"), c.name) for c in load_catalog()],
+                         allow_blank=False, id="settings-model")
+        with Horizontal(classes="buttons"):
+            yield Button("Save", id="save-settings", variant="primary")
+        yield Static("", id="workspace")
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        from mipo_local import workspace
+        from mipo_local.catalog import default_card
+        from mipo_local.settings import load_settings
+
+        s = load_settings()
+        self.query_one("#settings-name", Input).value = s.name
+        self.query_one("#settings-addresses", Input).value = ", ".join(s.addresses)
+        self.query_one("#settings-model", Select).value = s.base_model or default_card().name
+        self.query_one("#workspace", Static).update(Text(
+            f"workspace: {workspace.home()}\nEverything mipo-local writes is there; nothing leaves this machine."))
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id != "save-settings":
+            return
+        event.stop()
+        from mipo_local.catalog import default_card
+        from mipo_local.settings import load_settings, save_settings
+
+        addresses = [a for a in self.query_one("#settings-addresses", Input).value.split(",") if a.strip()]
+        if any("@" not in a for a in addresses):
+            self.app.notify("Every address needs an @.", severity="error")
+            return
+        model = self.query_one("#settings-model", Select).value
+        settings = dataclasses.replace(load_settings().with_addresses(addresses),
+                                       name=self.query_one("#settings-name", Input).value.strip(),
+                                       base_model="" if model == default_card().name else model)
+        save_settings(settings)
+        if addresses:
+            from mipo_local.context import ContextStore
+
+            with ContextStore() as store:
+                store.set_user_addresses(settings.addresses)
+        self.app.notify("Settings saved.")
+        self.app.refresh_panes()

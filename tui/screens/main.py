@@ -1,0 +1,49 @@
+"""The main screen: one tab per part of the work."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, TabbedContent, TabPane
+
+from ..panes.chat import ChatPane
+from ..panes.context import ContextPane
+from ..panes.pairs import PairsPane
+from ..panes.personalize import PersonalizePane
+from ..panes.results import ResultsPane
+from ..panes.settings import SettingsPane
+
+TABS = (("context", "Context"), ("personalize", "Personalize"), ("pairs", "Pairs"), ("chat", "Chat"),
+        ("results", "Results"), ("settings", "Settings"))
+
+
+class MainScreen(Screen):
+    BINDINGS = [Binding(f"f{n}", f"tab('{key}')", title, show=n <= 4) for n, (key, title) in enumerate(TABS, 1)]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with TabbedContent(id="tabs", initial="tab-context"):
+            with TabPane("Context", id="tab-context"):
+                yield ContextPane(id="context")
+            with TabPane("Personalize", id="tab-personalize"):
+                yield PersonalizePane(id="personalize")
+            with TabPane("Pairs", id="tab-pairs"):
+                yield PairsPane(id="pairs")
+            with TabPane("Chat", id="tab-chat"):
+                yield ChatPane(id="chat")
+            with TabPane("Results", id="tab-results"):
+                yield ResultsPane(id="results")
+            with TabPane("Settings", id="tab-settings"):
+                yield SettingsPane(id="settings")
+        yield Footer()
+
+    def action_tab(self, key: str) -> None:
+        self.query_one(TabbedContent).active = f"tab-{key}"
+
+    def refresh_panes(self) -> None:
+        self.query_one(ContextPane).reload()
+        self.query_one(PairsPane).reload()
+        self.query_one(ResultsPane).reload()
+        self.query_one(SettingsPane).reload()
+        self.query_one(ChatPane).refresh_conversations()

@@ -1,0 +1,53 @@
+"""A file/folder picker: a directory tree from the home folder; Enter on a file or "Use" on a folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, DirectoryTree, Label
+
+
+class PathPicker(ModalScreen[Optional[Path]]):
+    """Dismisses with the chosen path, or None."""
+
+    BINDINGS = [("escape", "cancel", "Cancel")]
+
+    def __init__(self, root: Optional[Path] = None) -> None:
+        super().__init__()
+        self.root = Path(root or Path.home())
+        self.chosen: Optional[Path] = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="picker"):
+            yield Label("Pick a folder of notes, an Obsidian vault, an mbox or .eml file, or a Maildir", id="picker-title")
+            yield DirectoryTree(self.root, id="picker-tree")
+            yield Label("", id="picker-chosen")
+            with Horizontal(classes="buttons"):
+                yield Button("Use", id="picker-use", variant="primary")
+                yield Button("Cancel", id="picker-cancel")
+
+    def _choose(self, path: Path) -> None:
+        self.chosen = path
+        self.query_one("#picker-chosen", Label).update(str(path))
+
+    def on_directory_tree_directory_selected(self, event: DirectoryTree.DirectorySelected) -> None:
+        self._choose(event.path)
+
+    def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
+        self._choose(event.path)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "picker-use":
+            if self.chosen is None:
+                node = self.query_one(DirectoryTree).cursor_node
+                self.chosen = node.data.path if node and node.data else None
+            self.dismiss(self.chosen)
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
