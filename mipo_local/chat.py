@@ -4,10 +4,11 @@ Every turn retrieves the user's most relevant excerpts for the new message and p
 system prompt exactly as in training (`prompt_format.chat_messages`). The conversation is rendered
 in the model's own chat template and streamed. llama.cpp keeps the KV cache of the previous prompt
 and decodes only what changed, so a turn costs its new tokens — as long as the system prompt
-stays the same. The context is therefore *sticky*: when the new message's best excerpt is already
-in the context (a follow-up on the same subject), or nothing in the user's writing matches (a
+stays the same. The context is therefore *sticky*: when any of the 12 best matches for the new
+message is already in the context (a follow-up on the same subject), or nothing matches (a
 "thanks!"), the context stays; when the subject changes, the context is replaced by the new
-excerpts and the conversation is decoded again (the history is trimmed to fit the window).
+excerpts and the conversation is decoded again — then only the most recent exchanges (up to
+`history_tokens`) are kept in the prompt, so the time to the first token stays bounded.
 
 Conversations are saved after every turn in the workspace's `conversations/` folder and can be
 continued later.
@@ -124,7 +125,8 @@ class ChatSession:
 
     def __init__(self, model: Path, *, conversation: Optional[Conversation] = None, use_context: bool = True,
                  context_tokens: int = 400, n_ctx: int = 4096, max_tokens: int = 256, temperature: float = 0.7,
-                 top_p: float = 0.95, repeat_penalty: float = 1.1, seed: int = 0, save: bool = True) -> None:
+                 top_p: float = 0.95, repeat_penalty: float = 1.1, seed: int = 0, save: bool = True,
+                 history_tokens: int = 512) -> None:
         from .llama_runtime import open_llama
 
         self.model_path = Path(model)
@@ -138,9 +140,12 @@ class ChatSession:
         self.temperature = temperature
         self.top_p = top_p
         self.repeat_penalty = repeat_penalty
+        self.history_tokens = history_tokens
+        self.history_start: Optional[int] = None    # the first message of the history in the prompt
         self.save = save
         self.last = TurnStats()
         self.last_snippets: list[Snippet] = []
+        self.last_messages: list[dict] = []          # what the model saw in the last turn
         from .modelfile import role_wrappers, stop_strings
 
         try:
@@ -163,10 +168,15 @@ class ChatSession:
 
     def retrieve(self, text: str) -> list[Snippet]:
         """The user's best excerpts for `text` that fit the context budget (as the pairs stage does)."""
+        return self._fit(self._search(text))
+
+    def _search(self, text: str):
         from .context import ContextStore
 
         with ContextStore() as store:
-            hits = store.search(text, 12)
+            return store.search(text, 12)
+
+    def _fit(self, hits) -> list[Snippet]:
         out, used = [], 0
         for h in hits:
             n = self._count(h.text)
@@ -180,23 +190,37 @@ class ChatSession:
         """Update the conversation's context for the new message; True when it changed."""
         if not self.use_context:
             return False
-        found = self.retrieve(text)
+        hits = self._search(text)
+        found = self._fit(hits)
         current = {s["chunk_id"] for s in self.conversation.context}
-        if not found or found[0].chunk_id in current:
+        if not found or any(h.chunk_id in current for h in hits):
             self.last_snippets = [Snippet(**s) for s in self.conversation.context]
             return False
         self.conversation.context = [asdict(s) for s in found]
         self.last_snippets = found
         return True
 
-    def _prompt_tokens(self, history: list[dict], text: str) -> list[int]:
+    def _fit_history(self) -> None:
+        """Start the prompt's history at the oldest exchange that keeps it within `history_tokens`."""
+        messages = self.conversation.messages
+        used, start = 0, len(messages)
+        for i in range(len(messages) - 2, -1, -2):      # whole exchanges, newest first
+            used += sum(self._count(m["content"]) for m in messages[i:i + 2])
+            if used > self.history_tokens:
+                break
+            start = i
+        self.history_start = start
+
+    def _prompt_tokens(self, text: str) -> list[int]:
         context = [s["text"] for s in self.conversation.context] or None
         while True:
-            prompt = self.template.render(chat_messages(context, text, history))
+            history = [{"role": m["role"], "content": m["content"]} for m in self.conversation.messages[self.history_start:]]
+            self.last_messages = chat_messages(context, text, history)
+            prompt = self.template.render(self.last_messages)
             tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
             if len(tokens) + self.max_tokens <= self.n_ctx or not history:
                 break
-            history = history[2:]          # drop the oldest exchange
+            self.history_start += 2        # drop the oldest exchange
         if len(tokens) + 16 > self.n_ctx:
             raise MipoError(f"the message is too long for the model's window ({len(tokens)} tokens of {self.n_ctx}); shorten it")
         return tokens
@@ -208,8 +232,11 @@ class ChatSession:
             raise MipoError("empty message")
         start = time.perf_counter()
         changed = self._choose_context(text)
-        history = [{"role": m["role"], "content": m["content"]} for m in self.conversation.messages]
-        tokens = self._prompt_tokens(history, text)
+        if changed or self.history_start is None:
+            # the prompt is decoded from the context on anyway: keep only the recent history, so
+            # the time to the first token stays bounded however long the conversation gets
+            self._fit_history()
+        tokens = self._prompt_tokens(text)
         reused = 0
         for a, b in zip(self.llm._input_ids, tokens):
             if a != b:

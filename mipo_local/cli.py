@@ -320,6 +320,23 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_active(args: argparse.Namespace) -> int:
+    from .active_model import active_model, history, switch_back
+
+    if args.demo:
+        from . import workspace
+
+        workspace.use_demo_workspace()
+    if args.switch_back:
+        print(f"active again: {switch_back()}")
+        return 0
+    model = active_model()
+    print(f"active model: {model or 'none yet (mipo-local run makes one)'}")
+    for earlier in reversed(history()):
+        print(f"  earlier: {earlier}")
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import run_doctor
 
@@ -440,6 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", metavar="DIR", help="the run folder (default: the latest finished run)")
     p.add_argument("--demo", action="store_true", help="in the demo workspace")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("active", help="which personal model is active, the earlier ones, and switching back")
+    p.add_argument("--switch-back", action="store_true", help="make the previously active model active again")
+    p.add_argument("--demo", action="store_true", help="in the demo workspace")
+    p.set_defaults(func=_cmd_active)
 
     p = sub.add_parser("doctor", help="versions, device, threads, disk, and whether llama.cpp can decode here")
     p.add_argument("--no-probe", action="store_true", help="skip the decode test")

@@ -17,6 +17,8 @@ from mipo_local.pairs import PairSettings
 from mipo_local.pipeline import RunSettings, load_state, run_pipeline
 from mipo_local.train import TrainSettings
 
+from .test_bad_input import assert_one_line_error, run_cli
+
 TINY = RunSettings(
     pairs=PairSettings(examples=10, max_new_tokens=24, heldout_fraction=0.3, n_parallel=8),
     train=TrainSettings(batch_size=2, max_length=512, checkpoint_every=1),
@@ -71,3 +73,14 @@ def test_run_resumes_after_an_interruption_and_leaves_a_model_that_answers(mipo_
     with pytest.raises(MipoError, match="cannot be loaded"):
         run_pipeline((), TINY)
     assert active_model() == model.resolve() and model.is_file()
+
+    proc = run_cli(["active"], mipo_home)
+    assert proc.returncode == 0 and str(model.resolve()) in proc.stdout
+
+
+def test_run_without_any_writing_says_what_to_do(mipo_home):
+    assert_one_line_error(run_cli(["run"], mipo_home), "none of your writing")
+
+
+def test_eval_without_a_run_says_what_to_do(mipo_home):
+    assert_one_line_error(run_cli(["eval"], mipo_home), "no finished run")

@@ -83,6 +83,18 @@ def test_onboarding_import_personalize_and_chat(mipo_home, sampling_model, smol_
             assert active_model() is not None
             assert "active model: run-" in str(app.screen.query_one("#active-model").render())
 
+            await pilot.press("f3")    # review: drop the first pair
+            table = app.screen.query_one("#pairs-table", DataTable)
+            assert table.row_count >= 1
+            table.focus()
+            await pilot.press("d")
+            from mipo_local.context import ContextStore
+
+            with ContextStore() as store:
+                first = store.db.execute("SELECT status, reason FROM pairs ORDER BY id LIMIT 1").fetchone()
+            assert tuple(first) == ("dropped", "dropped by you")
+            assert "Chosen (with your context)" in str(app.screen.query_one("#pair-detail").render())
+
             await pilot.press("f4")
             await _set(pilot, "#chat-input", "What do I feed Bjørn the sourdough starter?")
             app.screen.query_one("#chat-input").focus()

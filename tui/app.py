@@ -62,6 +62,15 @@ class MipoApp(App):
         yield SystemCommand("Personalize: cancel", "stop the running run at the next safe point",
                             lambda: self._pane("#personalize", "action_cancel"))
         yield SystemCommand("Chat: new conversation", "start a new conversation", lambda: self._pane("#chat", "new_conversation"))
+        yield SystemCommand("Chat: use the personal model", "answers from your personal model",
+                            lambda: self._pane("#chat", "use_model", "personal"))
+        yield SystemCommand("Chat: use the base model", "answers from the base model, for comparison",
+                            lambda: self._pane("#chat", "use_model", "base"))
+        yield SystemCommand("Context: re-import the selected source", "read the source again (changed files only)",
+                            lambda: self._pane("#context", "reimport_selected"))
+        yield SystemCommand("Context: remove the selected source", "forget it in the store; your files stay",
+                            lambda: self._pane("#context", "remove_selected"))
+        yield SystemCommand("Pairs: reload", "show the latest pairs", lambda: self._pane("#pairs", "reload"))
         yield SystemCommand("Context: import", "import notes or email", lambda: self._pane("#context", "open_import"))
         yield SystemCommand("Results: switch back", "make the previous personal model active again",
                             lambda: self._pane("#results", "switch_back"))

@@ -50,6 +50,9 @@ class ChatPane(Horizontal):
     def kind(self) -> str:
         return self.query_one("#chat-model", Select).value
 
+    def use_model(self, kind: str) -> None:
+        self.query_one("#chat-model", Select).value = kind
+
     def new_conversation(self) -> None:
         with self.lock:
             for s in self.sessions.values():

@@ -78,23 +78,30 @@ class ContextPane(VerticalScroll):
             self.open_import()
         elif event.button.id == "reimport":
             event.stop()
-            source = self._selected()
-            if source:
-                self.reimport(source.path)
+            self.reimport_selected()
         elif event.button.id == "remove-source":
             event.stop()
-            source = self._selected()
-            if source:
-                from mipo_local.context import ContextStore
+            self.remove_selected()
 
-                try:
-                    with ContextStore() as store:
-                        store.remove_source(str(source.id))
-                except Exception as exc:  # noqa: BLE001
-                    notify_error(self.app, exc)
-                    return
-                self.app.notify(f"Removed {source.path} from the store; your files were not touched.")
-                self.reload()
+    def reimport_selected(self) -> None:
+        source = self._selected()
+        if source:
+            self.reimport(source.path)
+
+    def remove_selected(self) -> None:
+        from mipo_local.context import ContextStore
+
+        source = self._selected()
+        if not source:
+            return
+        try:
+            with ContextStore() as store:
+                store.remove_source(str(source.id))
+        except Exception as exc:  # noqa: BLE001
+            notify_error(self.app, exc)
+            return
+        self.app.notify(f"Removed {source.path} from the store; your files were not touched.")
+        self.reload()
 
     @work(thread=True, group="import")
     def reimport(self, path) -> None:

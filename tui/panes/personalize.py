@@ -31,6 +31,7 @@ class PersonalizePane(VerticalScroll):
         self.losses: list[float] = []
         self.margins: list[float] = []
         self.running = False
+        self.pairs_started = None
 
     def compose(self) -> ComposeResult:
         d = RunSettings()
@@ -113,6 +114,7 @@ class PersonalizePane(VerticalScroll):
         self.running = True
         self.status = {s: "·" for s in STAGES}
         self.losses, self.margins = [], []
+        self.pairs_started = None
         self._set_running(True)
         self.query_one("#stages", Static).update(self._stage_line())
         self.run_worker_thread(settings, until)
@@ -149,8 +151,14 @@ class PersonalizePane(VerticalScroll):
         if event.done is not None and event.total:
             detail += f"  ({event.done:g}/{event.total:g} {event.unit})"
         rate = event.data.get("pairs_per_second")
-        if event.stage == "pairs" and event.done and event.data.get("tokens_per_second"):
-            detail += f"  {event.data['tokens_per_second']:.0f} tok/s"
+        if event.stage == "pairs" and event.done is not None:
+            first = self.pairs_started or (time.monotonic(), event.done)
+            self.pairs_started = first
+            elapsed = time.monotonic() - first[0]
+            if elapsed > 0 and event.done > first[1]:
+                rate = (event.done - first[1]) / elapsed
+            if event.data.get("tokens_per_second"):
+                detail += f"  {event.data['tokens_per_second']:.0f} tok/s"
         if rate:
             detail += f"  {rate:.2f} pairs/s"
         eta = event.data.get("eta_seconds")
