@@ -57,3 +57,35 @@ def test_main_tabs(tab, size, fixed_home, snap_compare):
 
     save_settings(dataclasses.replace(UserSettings().with_addresses(["ada@lindqvist.example"]), name="Ada", onboarded=True))
     assert snap_compare(MipoApp(), press=[tab], terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_import_dialog(size, fixed_home, snap_compare):
+    from tui.app import MipoApp
+
+    save_settings(dataclasses.replace(UserSettings(), onboarded=True))
+
+    async def open_dialog(pilot):
+        pilot.app.screen.query_one("#context").open_import()
+        await pilot.pause()
+
+    assert snap_compare(MipoApp(), run_before=open_dialog, terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_path_picker(size, fixed_home, snap_compare):
+    from tui.app import MipoApp
+    from tui.widgets.picker import PathPicker
+
+    root = fixed_home / "pick"
+    (root / "notes").mkdir(parents=True)
+    (root / "notes" / "ideas.md").write_text("# ideas\n")
+    (root / "archive.mbox").write_text("")
+    save_settings(dataclasses.replace(UserSettings(), onboarded=True))
+
+    async def open_picker(pilot):
+        pilot.app.push_screen(PathPicker(root))
+        await pilot.pause()
+        await pilot.pause(0.2)
+
+    assert snap_compare(MipoApp(), run_before=open_picker, terminal_size=size)

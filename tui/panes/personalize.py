@@ -66,6 +66,9 @@ class PersonalizePane(VerticalScroll):
             yield Label("reward margin", classes="plot-label")
             yield Sparkline([], id="margin-plot")
 
+    def on_mount(self) -> None:
+        self.query_one("#stage-progress", ProgressBar).display = False   # shown while a run goes
+
     def _stage_line(self) -> str:
         return "  ".join(f"{self.status[s]} {STAGE_NAMES[s]}" for s in STAGES)
 
@@ -116,6 +119,7 @@ class PersonalizePane(VerticalScroll):
         self.losses, self.margins = [], []
         self.pairs_started = None
         self._set_running(True)
+        self.query_one("#stage-progress", ProgressBar).display = True
         self.query_one("#stages", Static).update(self._stage_line())
         self.run_worker_thread(settings, until)
 

@@ -40,6 +40,9 @@ class ImportPanel(Vertical):
         yield ProgressBar(id="import-progress", show_eta=False)
         yield Static("", id="import-summary")
 
+    def on_mount(self) -> None:
+        self.query_one("#import-progress", ProgressBar).display = False   # shown while importing
+
     def add_path(self, text: str) -> None:
         text = text.strip()
         if not text:
@@ -69,6 +72,7 @@ class ImportPanel(Vertical):
                 self.app.notify("Choose at least one folder or mail file first.", severity="warning")
                 return
             event.button.disabled = True
+            self.query_one("#import-progress", ProgressBar).display = True
             self.run_import(list(self.paths))
 
     def _on_progress(self, event) -> None:

@@ -8,7 +8,7 @@ from typing import Optional
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DirectoryTree, Label
+from textual.widgets import Button, DirectoryTree, Label, Static
 
 
 class PathPicker(ModalScreen[Optional[Path]]):
@@ -23,7 +23,8 @@ class PathPicker(ModalScreen[Optional[Path]]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="picker"):
-            yield Label("Pick a folder of notes, an Obsidian vault, an mbox or .eml file, or a Maildir", id="picker-title")
+            yield Static("Pick a notes folder, an Obsidian vault, an mbox or .eml file, or a Maildir. "
+                         "Enter opens a folder or picks a file; Use takes the highlighted one.", id="picker-title")
             yield DirectoryTree(self.root, id="picker-tree")
             yield Label("", id="picker-chosen")
             with Horizontal(classes="buttons"):
