@@ -83,16 +83,20 @@ def test_onboarding_import_personalize_and_chat(mipo_home, sampling_model, smol_
             assert active_model() is not None
             assert "active model: run-" in str(app.screen.query_one("#active-model").render())
 
-            await pilot.press("f3")    # review: drop the first pair
+            await pilot.press("f3")    # review: drop the first kept pair
             table = app.screen.query_one("#pairs-table", DataTable)
-            assert table.row_count >= 1
+            kept = [i for i in range(table.row_count) if table.get_row_at(i)[2] == "kept"]
+            assert kept
             table.focus()
+            table.move_cursor(row=kept[0])
+            await pilot.pause()
             await pilot.press("d")
             from mipo_local.context import ContextStore
 
+            pair_id = int(table.get_row_at(kept[0])[0])
             with ContextStore() as store:
-                first = store.db.execute("SELECT status, reason FROM pairs ORDER BY id LIMIT 1").fetchone()
-            assert tuple(first) == ("dropped", "dropped by you")
+                row = store.db.execute("SELECT status, reason FROM pairs WHERE id = ?", (pair_id,)).fetchone()
+            assert tuple(row) == ("dropped", "dropped by you")
             assert "Chosen (with your context)" in str(app.screen.query_one("#pair-detail").render())
 
             await pilot.press("f4")
