@@ -260,6 +260,29 @@ def _print_turn(session, text: str, label: str = "") -> None:
     print()
 
 
+def _side_by_side_width() -> int:
+    """The terminal's width when it is wide enough for two answers side by side, else 0."""
+    import shutil
+
+    width = shutil.get_terminal_size((0, 0)).columns
+    return width if sys.stdout.isatty() and width >= 100 else 0
+
+
+def _print_side_by_side(answers: list[tuple[str, str]], width: int) -> None:
+    import itertools
+    import textwrap
+
+    col = (width - 3) // 2
+    columns = []
+    for label, text in answers:
+        lines = [f"[{label}]"]
+        for para in text.splitlines() or [""]:
+            lines += textwrap.wrap(para, col) or [""]
+        columns.append(lines)
+    for left, right in itertools.zip_longest(*columns, fillvalue=""):
+        print(f"{left:<{col}} | {right}")
+
+
 def _cmd_chat(args: argparse.Namespace) -> int:
     from .chat import ChatSession, chat_model, list_conversations, load_conversation
 
@@ -309,8 +332,11 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                 continue
             if not text.strip():
                 continue
-            for label, session in sessions:
-                _print_turn(session, text, label if len(sessions) > 1 else "")
+            if len(sessions) > 1 and _side_by_side_width():
+                _print_side_by_side([(label, session.ask(text)) for label, session in sessions], _side_by_side_width())
+            else:
+                for label, session in sessions:
+                    _print_turn(session, text, label if len(sessions) > 1 else "")
             if args.show_context and sessions[0][1].last_snippets:
                 for s in sessions[0][1].last_snippets:
                     print(f"  (context: {s.title})")

@@ -76,6 +76,8 @@ def test_run_resumes_after_an_interruption_and_leaves_a_model_that_answers(mipo_
 
     proc = run_cli(["active"], mipo_home)
     assert proc.returncode == 0 and str(model.resolve()) in proc.stdout
+    proc = run_cli(["chat", "--compare", "-m", "What do I feed Bjørn?"], mipo_home)
+    assert proc.returncode == 0 and "[personal] " in proc.stdout and "[base] " in proc.stdout, proc.stderr
 
 
 def test_run_without_any_writing_says_what_to_do(mipo_home):
