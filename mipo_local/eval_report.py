@@ -63,19 +63,21 @@ def perplexity(model, tokenizer, text: str, window: int = 512) -> float:
     return math.exp(-total / max(1, count))
 
 
-def heldout_examples(store, pair_run_id: Optional[int], limit: int) -> list[dict]:
-    """The held-out examples of a pair run: request, context, and the user's real reply if any."""
-    from .pairs.export import pair_rows
+def heldout_examples(store, pairs_settings, gguf: Path, limit: int) -> list[dict]:
+    """Held-out examples of the user's data: request, context, and their real reply if any.
 
-    rows = pair_rows(store, run_id=pair_run_id, split="heldout", include_dropped=True)
-    seen, out = set(), []
-    for r in rows:
-        if r["example_id"] in seen:
-            continue
-        seen.add(r["example_id"])
-        out.append({"id": r["example_id"], "source": r["source"], "request": r["request"],
-                    "context": json.loads(r["context"]), "reference": r["reference"]})
-    return out[:limit]
+    All examples the store supports are split with the same stable rule as the pairs stage (an
+    example's id decides), so none of these was trained on; they need no pairs, so the evaluation
+    is not limited to the held-out share of the examples that got pairs."""
+    from .llama_runtime import llama_model
+    from .pairs.examples import build_examples
+
+    with llama_model(gguf, vocab_only=True) as vocab:   # the pairs stage's token counts
+        count = lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))  # noqa: E731
+        examples = build_examples(store, max_examples=10 ** 9, heldout_fraction=pairs_settings.heldout_fraction,
+                                  context_tokens=pairs_settings.context_tokens, count=count)
+    return [{"id": e.id, "source": e.source, "request": e.request, "context": list(e.context), "reference": e.reference}
+            for e in examples if e.heldout][:limit]
 
 
 def _sample(gguf: Path, prompts: list[str], settings: EvalSettings) -> list[str]:
@@ -138,6 +140,7 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
                for e, b, p in list(zip(examples, base_answers, personal_answers))[: settings.samples_shown]]
     result = {
         "examples": len(examples),
+        "example_ids": [e["id"] for e in examples],
         "settings": asdict(settings),
         "mi": {"personal": _ci(mi_personal), "base": _ci(mi_base),
                "gain": _ci([p - b for p, b in zip(mi_personal, mi_base)])},

@@ -66,7 +66,7 @@ def demo_settings() -> RunSettings:
         pairs=PairSettings(examples=40, max_new_tokens=80, heldout_fraction=0.2),
         train=TrainSettings(max_length=768),
         quant="Q8_0",
-        evaluation=EvalSettings(examples=8, max_new_tokens=64),
+        evaluation=EvalSettings(examples=24, max_new_tokens=64),
     )
 
 
@@ -363,7 +363,7 @@ def run_pipeline(
             stages["evaluate"] = {"status": "running", "fingerprint": eval_fp}
             _save_state(run_dir, state)
             with ContextStore() as store:
-                examples = heldout_examples(store, pair_run, settings.evaluation.examples)
+                examples = heldout_examples(store, settings.pairs, sampler, settings.evaluation.examples)
             evaluation = evaluate_models(model, Path(outputs["merged"]), sampler, checkpoint, examples,
                                          settings.evaluation, progress=log)
             evaluation["run"] = {"folder": str(run_dir), "settings": settings.to_dict(), "model": str(model),
@@ -402,9 +402,10 @@ def evaluate_run(run_dir: Optional[Path] = None, settings: Optional[EvalSettings
     run_settings = RunSettings.from_dict(state["settings"])
     settings = settings or run_settings.evaluation
     base = resolve_base(run_settings.base or None)
+    sampler = sampling_gguf(base, progress=progress)
     with ContextStore() as store:
-        examples = heldout_examples(store, state["stages"]["pairs"]["pair_run"], settings.examples)
-    evaluation = evaluate_models(Path(outputs["model"]), Path(outputs["merged"]), sampling_gguf(base, progress=progress),
+        examples = heldout_examples(store, run_settings.pairs, sampler, settings.examples)
+    evaluation = evaluate_models(Path(outputs["model"]), Path(outputs["merged"]), sampler,
                                  base_checkpoint(base, progress=progress), examples, settings, progress=progress)
     evaluation["run"] = {"folder": str(run_dir), "settings": state["settings"], "model": outputs["model"],
                          "stage_seconds": {k: v.get("seconds") for k, v in state.get("stages", {}).items()}}
