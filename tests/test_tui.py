@@ -193,3 +193,60 @@ def test_library_never_imports_textual():
             "print('textual' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_context_results_settings_chat_and_palette(mipo_home, bundled_gguf):
+    """The other tabs' actions on real data: search, re-import, remove a source, switch back to an
+    earlier model, save settings, chat with the base model, a command from the palette."""
+    import shutil
+
+    from mipo_local.active_model import activate, active_model
+    from mipo_local.context import ContextStore, import_paths
+    from tui.app import MipoApp
+
+    _onboarded()
+    import_paths(demo_sources())
+    first, second = (shutil.copy(bundled_gguf, mipo_home / name) for name in ("a.gguf", "b.gguf"))
+    activate(first, smoke=False)
+    activate(second, smoke=False)
+
+    async def run() -> None:
+        app = MipoApp()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            s = app.screen
+            await _set(pilot, "#search", "sourdough")
+            s.query_one("#search").focus()
+            await pilot.press("enter")
+            assert "Bjørn" in str(s.query_one("#search-results").render())
+            s.query_one("#context").reimport_selected()
+            await _wait(pilot)
+            s.query_one("#context").remove_selected()
+            await pilot.pause()
+            with ContextStore() as store:
+                assert store.counts()["sources"] == 1
+            await pilot.press("f5")
+            assert "b.gguf" in str(s.query_one("#active-model").render())
+            await _click(pilot, "#switch-back")
+            assert active_model().name == "a.gguf" and "a.gguf" in str(s.query_one("#active-model").render())
+            await pilot.press("f6")
+            await _set(pilot, "#settings-name", "Ada L.")
+            await _click(pilot, "#save-settings")
+            assert load_settings().name == "Ada L."
+            await pilot.press("f4")
+            s.query_one("#chat").use_model("base")
+            await _set(pilot, "#chat-input", "hello")
+            s.query_one("#chat-input").focus()
+            await pilot.press("enter")
+            await _wait(pilot)
+            assert s.query(".msg-model").last().source.strip()
+            await pilot.press("ctrl+p")
+            await pilot.pause()
+            await pilot.press(*"new conversation")
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert not s.query(".msg-model")
+            assert app.is_running
+
+    asyncio.run(run())
