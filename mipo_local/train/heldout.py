@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 
 def _ids(encoded) -> list[int]:
@@ -26,22 +26,35 @@ def completion_logps(model, tokenizer, records: Sequence[dict]) -> list[tuple[fl
     return out
 
 
-def heldout_metrics(model, tokenizer, records: Sequence[dict], beta: float) -> dict:
-    """With a PEFT model: DPO reward margin/accuracy (policy vs adapter-off reference) and the
-    policy's log-likelihood margin log π(y+) − log π(y−)."""
+def reference_logps(model, tokenizer, records: Sequence[dict]) -> list[tuple[float, float]]:
+    """completion_logps of the reference: the PEFT model with its adapter switched off."""
     import contextlib
 
-    policy = completion_logps(model, tokenizer, records)
     disable = getattr(model, "disable_adapter", None)
     with (disable() if disable else contextlib.nullcontext()):
-        reference = completion_logps(model, tokenizer, records)
+        return completion_logps(model, tokenizer, records)
+
+
+def summarize(policy: Sequence[tuple[float, float]], reference: Sequence[tuple[float, float]], beta: float) -> dict:
+    """DPO reward margin/accuracy (policy vs reference) and the policy's log-likelihood margin."""
     margins = [beta * ((pc - rc) - (pr - rr)) for (pc, pr), (rc, rr) in zip(policy, reference)]
     own = [pc - pr for pc, pr in policy]
-    n = max(1, len(records))
+    n = max(1, len(policy))
     return {
-        "pairs": len(records),
+        "pairs": len(policy),
         "reward_margin": sum(margins) / n,
         "reward_accuracy": sum(m > 0 for m in margins) / n,
         "logp_margin": sum(own) / n,
         "logp_accuracy": sum(m > 0 for m in own) / n,
     }
+
+
+def heldout_metrics(model, tokenizer, records: Sequence[dict], beta: float,
+                    reference: Optional[Sequence[tuple[float, float]]] = None) -> dict:
+    """With a PEFT model: DPO reward margin/accuracy (policy vs adapter-off reference) and the
+    policy's log-likelihood margin log π(y+) − log π(y−). `reference`: the reference's log-probs
+    when already known (they do not change during training)."""
+    policy = completion_logps(model, tokenizer, records)
+    if reference is None:
+        reference = reference_logps(model, tokenizer, records)
+    return summarize(policy, reference, beta)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import signal
 import threading
@@ -267,10 +266,13 @@ def train_lora(
             trainer.remove_callback(PrinterCallback)   # our events replace its prints
             trainer.remove_callback(HFProgress)
             metrics["precompute_seconds"] = round(time.perf_counter() - t, 2)
+            heldout_reference = None
             if heldout and last is None:
-                from .heldout import heldout_metrics
+                from .heldout import reference_logps, summarize
 
-                metrics["heldout_before"] = heldout_metrics(trainer.model, tokenizer, heldout, settings.beta)
+                # a new adapter starts at zero (LoRA B = 0): the policy is the reference, scored once
+                heldout_reference = reference_logps(trainer.model, tokenizer, heldout)
+                metrics["heldout_before"] = summarize(heldout_reference, heldout_reference, settings.beta)
             start = time.perf_counter()
             first_step.clear()
             with warnings.catch_warnings():
@@ -294,7 +296,8 @@ def train_lora(
                 if heldout:
                     from .heldout import heldout_metrics
 
-                    metrics["heldout_after"] = heldout_metrics(trainer.model, tokenizer, heldout, settings.beta)
+                    metrics["heldout_after"] = heldout_metrics(trainer.model, tokenizer, heldout, settings.beta,
+                                                               reference=heldout_reference)
             done_steps = steps - (first_step.get("step", 0) or 0)
             metrics.update({"train_loss": output.training_loss, "steps": steps,
                             "log_history": trainer.state.log_history})
