@@ -4,7 +4,6 @@ the earlier ones are kept and can be switched back to."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,10 +37,7 @@ def _load() -> dict:
 
 
 def _save(state: dict) -> None:
-    path = _state_path()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, path)
+    workspace.write_text_atomic(_state_path(), json.dumps(state, indent=2))
 
 
 def smoke_test(gguf: Path, timeout: float = 300.0) -> None:

@@ -8,12 +8,12 @@ template that cannot be expressed this way is left out (Ollama then guesses it f
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import MipoError
+from .workspace import write_text_atomic
 from .prompt_format import SYSTEM_BASE, ChatTemplate
 
 _MARK = {"system": "MIPOMARKSYSTEM", "user": "MIPOMARKUSER", "assistant": "MIPOMARKASSISTANT"}
@@ -66,9 +66,9 @@ def role_wrappers(template: ChatTemplate) -> RoleWrappers:
             suffix={"system": end_of_turn, "user": end_of_turn, "assistant": full[full.index(A) + len(A):]},
             generation=generation,
         )
-    except (ValueError, Exception) as exc:  # a marker missing, or a template error
-        if isinstance(exc, MipoError):
-            raise
+    except MipoError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a marker missing (ValueError), or an error in the template
         raise MipoError(f"the chat template could not be analysed ({exc})") from None
     for conversation in _checks():
         for gen in (True, False):
@@ -134,8 +134,4 @@ def modelfile_text(gguf: Path, *, system: str = SYSTEM_BASE) -> str:
 def write_modelfile(gguf: Path, out: Path) -> Path:
     """Write the Modelfile next to the GGUF (FROM is relative to the Modelfile), atomically."""
     gguf, out = Path(gguf), Path(out)
-    text = modelfile_text(gguf)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return write_text_atomic(out, modelfile_text(gguf))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +51,4 @@ def load_settings() -> UserSettings:
 
 
 def save_settings(settings: UserSettings) -> None:
-    path = settings_path()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(settings), indent=2))
-    os.replace(tmp, path)
+    workspace.write_text_atomic(settings_path(), json.dumps(dataclasses.asdict(settings), indent=2))

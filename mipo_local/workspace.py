@@ -105,6 +105,14 @@ def atomic_path(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
         raise
 
 
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write a small text file (settings, state, reports) so that readers see the old or the new
+    content, never a part."""
+    with atomic_path(Path(path), overwrite=True) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
 def _remove(path: Path) -> None:
     import shutil
 
