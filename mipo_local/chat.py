@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -68,11 +67,7 @@ class Conversation:
         return conversations_dir() / f"{self.id}.json"
 
     def save(self) -> Path:
-        path = self.path
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return workspace.write_text_atomic(self.path, json.dumps(asdict(self), indent=2, ensure_ascii=False))
 
 
 def conversations_dir() -> Path:
@@ -167,7 +162,7 @@ class ChatSession:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def retrieve(self, text: str) -> list[Snippet]:
-        """The user's best excerpts for `text` that fit the context budget (as the pairs stage does)."""
+        """The user's best excerpts for `text` that fit the context budget, chosen as for the pairs."""
         return self._fit(self._search(text))
 
     def _search(self, text: str):
@@ -177,14 +172,9 @@ class ChatSession:
             return store.search(text, 12)
 
     def _fit(self, hits) -> list[Snippet]:
-        out, used = [], 0
-        for h in hits:
-            n = self._count(h.text)
-            if used + n > self.context_tokens:
-                continue
-            out.append(Snippet(h.chunk_id, h.title, h.kind, h.text))
-            used += n
-        return out
+        from .pairs.examples import fit_context
+
+        return [Snippet(h.chunk_id, h.title, h.kind, h.text) for h in fit_context(hits, self.context_tokens)]
 
     def _choose_context(self, text: str) -> bool:
         """Update the conversation's context for the new message; True when it changed."""

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .evaluate import bootstrap_ci, continuation_logp, response_logp
+from .evaluate import bootstrap_ci, continuation_logp, pointwise_mi_and_length, response_logp
 from .progress import ProgressCallback, report
+from .workspace import write_text_atomic
 from .prompt_format import ChatTemplate, chat_messages
 
 NEUTRAL_TEXT = Path(__file__).resolve().parent / "data" / "neutral.txt"
@@ -63,30 +63,24 @@ def perplexity(model, tokenizer, text: str, window: int = 512) -> float:
     return math.exp(-total / max(1, count))
 
 
-def heldout_examples(store, pairs_settings, gguf: Path, limit: int) -> list[dict]:
+def heldout_examples(store, pairs_settings, limit: int) -> list[dict]:
     """Held-out examples of the user's data: request, context, and their real reply if any.
 
     All examples the store supports are split with the same stable rule as the pairs stage (an
     example's id decides), so none of these was trained on; they need no pairs, so the evaluation
     is not limited to the held-out share of the examples that got pairs."""
-    from .llama_runtime import llama_model
     from .pairs.examples import build_examples
 
-    with llama_model(gguf, vocab_only=True) as vocab:   # the pairs stage's token counts
-        count = lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))  # noqa: E731
-        examples = build_examples(store, max_examples=10 ** 9, heldout_fraction=pairs_settings.heldout_fraction,
-                                  context_tokens=pairs_settings.context_tokens, count=count)
+    examples = build_examples(store, max_examples=10 ** 9, heldout_fraction=pairs_settings.heldout_fraction,
+                              context_tokens=pairs_settings.context_tokens)
     return [{"id": e.id, "source": e.source, "request": e.request, "context": list(e.context), "reference": e.reference}
             for e in examples if e.heldout][:limit]
 
 
 def _sample(gguf: Path, prompts: list[str], settings: EvalSettings) -> list[str]:
-    from .generation import BatchedGenerator, Sampling
-    from .llama_runtime import llama_model
+    from .generation import BatchedGenerator, Sampling, context_per_sequence
 
-    with llama_model(gguf, vocab_only=True) as vocab:
-        longest = max(len(vocab.tokenize(p.encode("utf-8"), add_bos=False, special=True)) for p in prompts)
-    n_ctx = ((longest + settings.max_new_tokens + 16) // 256 + 1) * 256
+    n_ctx = context_per_sequence(gguf, prompts, settings.max_new_tokens)
     sampling = Sampling(temperature=settings.temperature, top_p=settings.top_p, max_new_tokens=settings.max_new_tokens)
     seeds = [settings.seed + i for i in range(len(prompts))]
     with BatchedGenerator(gguf, n_parallel=min(8, len(prompts)), n_ctx_per_seq=n_ctx) as gen:
@@ -110,14 +104,15 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
 
     report(progress, "evaluate", "scoring under the base model", done=2, total=4, unit="parts")
     model, tok = _load_torch_model(base_checkpoint)
-    def mi(e: dict, y: str) -> tuple[float, float]:
-        """(MI in nats, MI per token of y)."""
-        with_c, n = response_logp(model, tok, chat_messages(e["context"], e["request"]), y)
-        without_c, _ = response_logp(model, tok, chat_messages(None, e["request"]), y)
-        return with_c - without_c, (with_c - without_c) / max(1, n)
 
-    mi_personal, mi_personal_tok = list(zip(*[mi(e, y) for e, y in zip(examples, personal_answers)])) or ((), ())
-    mi_base, mi_base_tok = list(zip(*[mi(e, y) for e, y in zip(examples, base_answers)])) or ((), ())
+    def mi(base_model, tokenizer, answers: list[str]) -> tuple[list[float], list[float], list[float]]:
+        """Each answer's MI in nats under the base, its MI per token, and its length in tokens."""
+        scored = [pointwise_mi_and_length(base_model, tokenizer, e["context"], e["request"], y)
+                  for e, y in zip(examples, answers)]
+        return [v for v, _ in scored], [v / max(1, n) for v, n in scored], [float(n) for _, n in scored]
+
+    mi_personal, mi_personal_tok, len_personal = mi(model, tok, personal_answers)
+    mi_base, mi_base_tok, len_base = mi(model, tok, base_answers)
     replies = [e for e in examples if e.get("reference")]
 
     def reply_ll(m, t) -> list[float]:
@@ -146,8 +141,7 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
                "gain": _ci([p - b for p, b in zip(mi_personal, mi_base)])},
         "mi_per_token": {"personal": _ci(mi_personal_tok), "base": _ci(mi_base_tok),
                          "gain": _ci([p - b for p, b in zip(mi_personal_tok, mi_base_tok)])},
-        "answer_tokens": {"personal": _ci([float(len(tok(y, add_special_tokens=False)["input_ids"])) for y in personal_answers]),
-                          "base": _ci([float(len(tok(y, add_special_tokens=False)["input_ids"])) for y in base_answers])},
+        "answer_tokens": {"personal": _ci(len_personal), "base": _ci(len_base)},
         "reply_loglik_per_token": {"personal": _ci(reply_personal), "base": _ci(reply_base),
                                    "gain": _ci([p - b for p, b in zip(reply_personal, reply_base)])},
         "neutral_perplexity": {"base": ppl_base, "personal": ppl_personal,
@@ -200,9 +194,5 @@ def write_report(result: dict, folder: Path) -> tuple[Path, Path]:
     out = []
     for name, text in (("report.json", json.dumps(result, indent=2, ensure_ascii=False)),
                        ("report.md", summary_markdown(result))):
-        path = folder / name
-        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-        out.append(path)
+        out.append(write_text_atomic(folder / name, text))
     return out[0], out[1]

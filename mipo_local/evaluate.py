@@ -41,12 +41,18 @@ def response_logp(model, tokenizer, messages: Sequence[dict], response: str) -> 
     return continuation_logp(model, prompt_ids(tokenizer, messages), response_ids), len(response_ids)
 
 
+def pointwise_mi_and_length(model, tokenizer, context: Optional[Sequence[str]], request: str, response: str,
+                            without: Optional[Sequence[str]] = None) -> tuple[float, int]:
+    """(log π(y | c, q) − log π(y | c', q), number of tokens of y); c' defaults to no context."""
+    with_c, n = response_logp(model, tokenizer, chat_messages(context, request), response)
+    without_c, _ = response_logp(model, tokenizer, chat_messages(without, request), response)
+    return with_c - without_c, n
+
+
 def pointwise_mi(model, tokenizer, context: Optional[Sequence[str]], request: str, response: str,
                  without: Optional[Sequence[str]] = None) -> float:
     """log π(y | c, q) − log π(y | c', q); c' defaults to no context."""
-    with_c, _ = response_logp(model, tokenizer, chat_messages(context, request), response)
-    without_c, _ = response_logp(model, tokenizer, chat_messages(without, request), response)
-    return with_c - without_c
+    return pointwise_mi_and_length(model, tokenizer, context, request, response, without)[0]
 
 
 def bootstrap_ci(values: Sequence[float], *, samples: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:

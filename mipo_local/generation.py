@@ -31,6 +31,16 @@ class Completion:
     prompt_tokens: int
 
 
+def context_per_sequence(gguf_path: Path, prompts: Sequence[str], max_new_tokens: int) -> int:
+    """The KV room one sequence needs for the longest of `prompts` plus its answer, in steps of 256
+    (counted with the model's own tokenizer, loaded vocabulary only)."""
+    from .llama_runtime import llama_model
+
+    with llama_model(gguf_path, vocab_only=True) as vocab:
+        longest = max(len(vocab.tokenize(p.encode("utf-8"), add_bos=False, special=True)) for p in prompts)
+    return ((longest + max_new_tokens + 16) // 256 + 1) * 256
+
+
 class BatchedGenerator:
     """Generate completions for many prompts, `n_parallel` sequences at a time. Close when done."""
 

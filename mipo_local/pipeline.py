@@ -15,7 +15,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import os
 import shutil
 import signal
 import threading
@@ -102,10 +101,7 @@ def load_state(run_dir: Path) -> dict:
 
 
 def _save_state(run_dir: Path, state: dict) -> None:
-    path = run_dir / "state.json"
-    tmp = path.with_name(f".state.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state, indent=2, default=str))
-    os.replace(tmp, path)
+    workspace.write_text_atomic(run_dir / "state.json", json.dumps(state, indent=2, default=str))
 
 
 def latest_finished_run() -> Optional[Path]:
@@ -214,10 +210,10 @@ def run_pipeline(
     t0 = time.perf_counter()
     import_summary = None
     if sources:
-        import_summary = import_paths(list(sources), settings=user, progress=progress)
-        if addresses:
-            with ContextStore() as store:
-                store.set_user_addresses(user.addresses)
+        import_summary = import_paths(list(sources), settings=user, progress=progress)   # applies the addresses
+    elif addresses:
+        with ContextStore() as store:
+            store.set_user_addresses(user.addresses)
     timings["import"] = time.perf_counter() - t0
     with ContextStore() as store:
         data_fp = store_fingerprint(store)
@@ -240,9 +236,10 @@ def run_pipeline(
     result = RunResult(run_dir, False, False, seconds=timings)
     outputs = state.setdefault("outputs", {})
 
-    def done(name: str, fingerprint: str) -> bool:
+    def done(name: str, fingerprint: str, still_there: bool = True) -> bool:
+        """Skip a stage that finished with these inputs and whose output is still there."""
         s = stages.get(name) or {}
-        if s.get("status") == "done" and s.get("fingerprint") == fingerprint:
+        if s.get("status") == "done" and s.get("fingerprint") == fingerprint and still_there:
             result.skipped.append(name)
             report(log, name, "done before; skipped", finished=True, data={"skipped": True})
             return True
@@ -306,7 +303,7 @@ def run_pipeline(
                           str(base.path)])
         started = time.perf_counter()
         checkpoint = base_checkpoint(base, progress=log)
-        if not done("train", train_fp):
+        if not done("train", train_fp, (train_dir / "adapter").is_dir()):
             previous = stages.get("train") or {}
             resume = previous.get("fingerprint") == train_fp and (train_dir / "train_settings.json").is_file() \
                 and not (train_dir / "adapter").is_dir()
@@ -329,7 +326,7 @@ def run_pipeline(
 
         export_fp = _hash([train_fp, settings.quant])
         started = time.perf_counter()
-        if not done("export", export_fp) or not Path(outputs.get("model", "")).is_file():
+        if not done("export", export_fp, Path(outputs.get("model", "")).is_file()):
             stages["export"] = {"status": "running", "fingerprint": export_fp}
             _save_state(run_dir, state)
             exported = export_personal(base, checkpoint, train_dir / "adapter", run_dir, quant=settings.quant,
@@ -347,7 +344,7 @@ def run_pipeline(
 
         started = time.perf_counter()
         activate_fp = _hash([export_fp, str(model)])
-        if not done("activate", activate_fp) or active_model() is None:
+        if not done("activate", activate_fp, active_model() is not None):
             report(log, "activate", "checking that the new model loads and answers")
             if active_model() != model.resolve():
                 activate(model)
@@ -359,11 +356,11 @@ def run_pipeline(
 
         eval_fp = _hash([export_fp, dataclasses.asdict(settings.evaluation)])
         started = time.perf_counter()
-        if not done("evaluate", eval_fp) or not (run_dir / "report.json").is_file():
+        if not done("evaluate", eval_fp, (run_dir / "report.json").is_file()):
             stages["evaluate"] = {"status": "running", "fingerprint": eval_fp}
             _save_state(run_dir, state)
             with ContextStore() as store:
-                examples = heldout_examples(store, settings.pairs, sampler, settings.evaluation.examples)
+                examples = heldout_examples(store, settings.pairs, settings.evaluation.examples)
             evaluation = evaluate_models(model, Path(outputs["merged"]), sampler, checkpoint, examples,
                                          settings.evaluation, progress=log)
             evaluation["run"] = {"folder": str(run_dir), "settings": settings.to_dict(), "model": str(model),
@@ -404,7 +401,7 @@ def evaluate_run(run_dir: Optional[Path] = None, settings: Optional[EvalSettings
     base = resolve_base(run_settings.base or None)
     sampler = sampling_gguf(base, progress=progress)
     with ContextStore() as store:
-        examples = heldout_examples(store, run_settings.pairs, sampler, settings.examples)
+        examples = heldout_examples(store, run_settings.pairs, settings.examples)
     evaluation = evaluate_models(Path(outputs["model"]), Path(outputs["merged"]), sampler,
                                  base_checkpoint(base, progress=progress), examples, settings, progress=progress)
     evaluation["run"] = {"folder": str(run_dir), "settings": state["settings"], "model": outputs["model"],

@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from ..context.store import ContextStore
 from ..context.text import estimate_tokens
@@ -69,18 +69,24 @@ def _truncate(text: str, max_tokens: int, count: Callable[[str], int]) -> str:
     return " ".join(words[:lo]) + " …"
 
 
-def retrieve_context(store: ContextStore, query: str, budget_tokens: int, *, exclude_documents=(),
-                     count: Callable[[str], int] = estimate_tokens, k: int = 12) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """The best chunks of the user's writing for `query`, as many as fit `budget_tokens`."""
-    texts, docs, used = [], [], 0
-    for hit in store.search(query, k, exclude_documents=exclude_documents):
+def fit_context(hits: Sequence, budget_tokens: int, count: Callable[[str], int] = estimate_tokens) -> list:
+    """The search hits, best first, that fit `budget_tokens` together: the context of a prompt.
+    Pairs, evaluation and chat all choose a context this way."""
+    out, used = [], 0
+    for hit in hits:
         n = count(hit.text)
         if used + n > budget_tokens:
             continue
-        texts.append(hit.text)
-        docs.append(hit.document_id)
+        out.append(hit)
         used += n
-    return tuple(texts), tuple(dict.fromkeys(docs))
+    return out
+
+
+def retrieve_context(store: ContextStore, query: str, budget_tokens: int, *, exclude_documents=(),
+                     count: Callable[[str], int] = estimate_tokens, k: int = 12) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The best chunks of the user's writing for `query`, as many as fit `budget_tokens`."""
+    hits = fit_context(store.search(query, k, exclude_documents=exclude_documents), budget_tokens, count)
+    return tuple(h.text for h in hits), tuple(dict.fromkeys(h.document_id for h in hits))
 
 
 def build_examples(store: ContextStore, *, max_examples: int = 200, heldout_fraction: float = 0.1,

@@ -119,7 +119,7 @@ def generate_pairs(
             seeds.append(_seed(settings, e.id, k, side))
             owners.append((e, k, side))
 
-    from ..generation import BatchedGenerator, Sampling
+    from ..generation import BatchedGenerator, Sampling, context_per_sequence
 
     sampling = Sampling(temperature=settings.temperature, top_p=settings.top_p, max_new_tokens=settings.max_new_tokens)
     halves: dict[tuple[str, int], dict] = {}
@@ -145,11 +145,7 @@ def generate_pairs(
                unit="pairs", data={"tokens_per_second": summary.tokens / elapsed, "eta_seconds": eta,
                                    "dropped": dict(summary.dropped)})
 
-    from ..llama_runtime import llama_model
-
-    with llama_model(gguf_path, vocab_only=True) as vocab:  # the same tokenization as the generator's
-        longest = max(len(vocab.tokenize(p.encode("utf-8"), add_bos=False, special=True)) for p in prompts)
-    n_ctx = ((longest + settings.max_new_tokens + 16) // 256 + 1) * 256
+    n_ctx = context_per_sequence(gguf_path, prompts, settings.max_new_tokens)
     with BatchedGenerator(gguf_path, n_parallel=settings.n_parallel, n_ctx_per_seq=n_ctx) as generator:
         generator.generate(prompts, sampling, seeds=seeds, should_stop=should_stop, on_complete=on_complete)
     summary.seconds = time.perf_counter() - start
