@@ -79,11 +79,6 @@ def _cmd_import(args: argparse.Namespace) -> int:
     if args.me or args.max_file_mb is not None:
         save_settings(settings)
     summary = import_paths(args.paths, settings=settings, progress=TerminalProgress())
-    if args.me:
-        from .context import ContextStore
-
-        with ContextStore() as store:
-            store.set_user_addresses(settings.addresses)
     for line in summary.lines():
         print(line)
     return 0
@@ -211,8 +206,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         if sources:
             raise MipoError("--demo uses the bundled demo corpus; leave out the paths (or drop --demo)")
-        where = workspace.use_demo_workspace()
-        print(f"demo workspace: {where} (the fictional Ada Lindqvist; your own data is not touched)")
+        print(f"demo workspace: {workspace.home()} (the fictional Ada Lindqvist; your own data is not touched)")
         sources, addresses = demo_sources(), list(DEMO_ADDRESSES)
     start = time.perf_counter()
     result = run_pipeline(sources, _run_settings(args), addresses=addresses, new=args.new,
@@ -242,10 +236,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .cli_progress import TerminalProgress
     from .pipeline import evaluate_run
 
-    if args.demo:
-        from . import workspace
-
-        workspace.use_demo_workspace()
     _, md = evaluate_run(Path(args.run) if args.run else None, progress=TerminalProgress())
     print(md.read_text(encoding="utf-8"))
     print(f"(written to {md} and {md.with_suffix('.json')})")
@@ -286,10 +276,6 @@ def _print_side_by_side(answers: list[tuple[str, str]], width: int) -> None:
 def _cmd_chat(args: argparse.Namespace) -> int:
     from .chat import ChatSession, chat_model, list_conversations, load_conversation
 
-    if args.demo:
-        from . import workspace
-
-        workspace.use_demo_workspace()
     if args.list:
         for c in list_conversations():
             print(f"{c.id}  {len(c.messages) // 2:3} turns  {c.created}  {c.title}")
@@ -349,10 +335,6 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 def _cmd_active(args: argparse.Namespace) -> int:
     from .active_model import active_model, history, switch_back
 
-    if args.demo:
-        from . import workspace
-
-        workspace.use_demo_workspace()
     if args.switch_back:
         print(f"active again: {switch_back()}")
         return 0
@@ -502,6 +484,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", _cmd_app)
+    if getattr(args, "demo", False):   # run/chat/eval/active --demo: all in the demo's own workspace
+        from . import workspace
+
+        workspace.use_demo_workspace()
     try:
         return func(args)
     except MipoError as exc:

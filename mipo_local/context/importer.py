@@ -240,7 +240,7 @@ def import_paths(
     try:
         for root in roots:
             _import_root(root, store, settings, summary, progress)
-        if summary.detected_addresses:
+        if settings.addresses:   # also re-decides earlier imports when the addresses changed
             store.set_user_addresses(settings.addresses)
         else:
             store.relink_replies()

@@ -84,15 +84,12 @@ class ImportPanel(Vertical):
 
     @work(thread=True, exclusive=True, group="import")
     def run_import(self, paths: list[Path]) -> None:
-        from mipo_local.context import ContextStore, import_paths
+        from mipo_local.context import import_paths
         from mipo_local.settings import load_settings
 
         try:
-            settings = load_settings()
-            summary = import_paths(paths, settings=settings, progress=progress_to_ui(self.app, self._on_progress))
-            if settings.addresses:
-                with ContextStore() as store:
-                    store.set_user_addresses(settings.addresses)
+            summary = import_paths(paths, settings=load_settings(),
+                                   progress=progress_to_ui(self.app, self._on_progress))
         except Exception as exc:  # noqa: BLE001 - shown to the user, the app keeps running
             notify_error(self.app, exc, "Import failed")
             self.app.call_from_thread(self._finished, None)
