@@ -53,7 +53,7 @@ class MipoApp(App):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for key, title in TABS:
+        for key, title, _ in TABS:
             yield SystemCommand(f"Go to {title}", f"show the {title} tab", lambda k=key: self._on_main("action_tab", k))
         yield SystemCommand("Personalize: start", "make pairs, train, export and evaluate (continues a stopped run)",
                             lambda: self._pane("#personalize", "start"))

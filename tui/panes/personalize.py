@@ -17,8 +17,6 @@ from mipo_local.pipeline import STAGES, RunSettings
 
 from ..bridge import notify_error, progress_to_ui
 
-STAGE_NAMES = {"import": "import", "pairs": "pairs", "train": "train", "export": "export",
-               "activate": "activate", "evaluate": "evaluate"}
 # progress events of sub-steps, shown under the stage they belong to
 STAGE_OF = {"checkpoint": "pairs", "write-gguf": "export", "quantize": "export", "merge": "export", "verify": "export"}
 
@@ -70,7 +68,7 @@ class PersonalizePane(VerticalScroll):
         self.query_one("#stage-progress", ProgressBar).display = False   # shown while a run goes
 
     def _stage_line(self) -> str:
-        return "  ".join(f"{self.status[s]} {STAGE_NAMES[s]}" for s in STAGES)
+        return "  ".join(f"{self.status[s]} {s}" for s in STAGES)
 
     def settings(self) -> RunSettings:
         from mipo_local.errors import MipoError

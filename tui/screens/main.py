@@ -14,28 +14,19 @@ from ..panes.personalize import PersonalizePane
 from ..panes.results import ResultsPane
 from ..panes.settings import SettingsPane
 
-TABS = (("context", "Context"), ("personalize", "Personalize"), ("pairs", "Pairs"), ("chat", "Chat"),
-        ("results", "Results"), ("settings", "Settings"))
+TABS = (("context", "Context", ContextPane), ("personalize", "Personalize", PersonalizePane), ("pairs", "Pairs", PairsPane),
+        ("chat", "Chat", ChatPane), ("results", "Results", ResultsPane), ("settings", "Settings", SettingsPane))
 
 
 class MainScreen(Screen):
-    BINDINGS = [Binding(f"f{n}", f"tab('{key}')", title, show=n <= 4) for n, (key, title) in enumerate(TABS, 1)]
+    BINDINGS = [Binding(f"f{n}", f"tab('{key}')", title, show=n <= 4) for n, (key, title, _) in enumerate(TABS, 1)]
 
     def compose(self) -> ComposeResult:
         yield Header()
         with TabbedContent(id="tabs", initial="tab-context"):
-            with TabPane("Context", id="tab-context"):
-                yield ContextPane(id="context")
-            with TabPane("Personalize", id="tab-personalize"):
-                yield PersonalizePane(id="personalize")
-            with TabPane("Pairs", id="tab-pairs"):
-                yield PairsPane(id="pairs")
-            with TabPane("Chat", id="tab-chat"):
-                yield ChatPane(id="chat")
-            with TabPane("Results", id="tab-results"):
-                yield ResultsPane(id="results")
-            with TabPane("Settings", id="tab-settings"):
-                yield SettingsPane(id="settings")
+            for key, title, pane in TABS:
+                with TabPane(title, id=f"tab-{key}"):
+                    yield pane(id=key)
         yield Footer()
 
     def action_tab(self, key: str) -> None:
