@@ -14,7 +14,7 @@ from typing import Iterator, Optional, Sequence
 from .. import workspace
 from ..errors import MipoError
 from .documents import ParsedDocument
-from .text import chunk_text, estimate_tokens
+from .text import chunk_text_counted
 
 STORE_FILE = "context.sqlite3"
 
@@ -311,10 +311,10 @@ class ContextStore:
             (file_id, doc.locator, doc.kind, doc.title, doc.date, doc.author, int(doc.author_is_user), digest, doc.body,
              doc.quoted, doc.signature, doc.message_id, doc.in_reply_to, json.dumps(doc.meta, ensure_ascii=False)),
         ).lastrowid
-        for ord_, text in enumerate(chunk_text(doc.body, chunk_tokens)):
+        for ord_, (text, n_tokens) in enumerate(chunk_text_counted(doc.body, chunk_tokens)):
             chunk_id = self.db.execute(
                 "INSERT INTO chunks(document_id, ord, text, n_tokens) VALUES (?, ?, ?, ?)",
-                (doc_id, ord_, text, estimate_tokens(text)),
+                (doc_id, ord_, text, n_tokens),
             ).lastrowid
             self.db.execute("INSERT INTO chunks_fts(rowid, title, text) VALUES (?, ?, ?)", (chunk_id, doc.title, text))
         return doc_id

@@ -112,13 +112,23 @@ def html_to_text(markup: str) -> str:
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
+_LONG_WORD_RE = re.compile(r"\w{8,}", re.UNICODE)
+
+
+def _raw_tokens(text: str) -> int:
+    """Words and symbols, a long word counted as 1 + len // 8 (it splits into several tokens).
+
+    Additive over whitespace-separated parts. Counted by the regex engine, not word by word."""
+    return len(_TOKEN_RE.findall(text)) + sum(len(w) // 8 for w in _LONG_WORD_RE.findall(text))
+
+
 def estimate_tokens(text: str) -> int:
     """A conservative estimate of a BPE tokenizer's count (words and symbols × 1.3)."""
-    n = 0
-    for match in _TOKEN_RE.finditer(text):
-        word = match.group()
-        n += 1 + len(word) // 8  # long words split into several tokens
-    return int(n * 1.3) + 1
+    return _from_raw(_raw_tokens(text))
+
+
+def _from_raw(raw: int) -> int:
+    return int(raw * 1.3) + 1
 
 
 _SENTENCE_RE = re.compile(r"(?<=[.!?…])\s+")
@@ -128,40 +138,99 @@ def chunk_text(text: str, max_tokens: int = 200, count: Callable[[str], int] = e
     """Split text into chunks of whole paragraphs, each at most `max_tokens`.
 
     A paragraph longer than the budget is split at sentence ends, and a sentence longer than the
-    budget at word boundaries. Chunks never cut a word.
+    budget at word boundaries. Chunks never cut a word. Linear in the text's length.
     """
-    pieces: list[str] = []
+    return [chunk for chunk, _ in chunk_text_counted(text, max_tokens, count)]
+
+
+def chunk_text_counted(text: str, max_tokens: int = 200,
+                       count: Callable[[str], int] = estimate_tokens) -> list[tuple[str, int]]:
+    """`chunk_text`, each chunk with its count.
+
+    With the default estimate every character is counted once: the estimate is additive over
+    whitespace-separated parts, so a chunk's count is the sum of its pieces' raw counts (a long
+    single-line note used to be re-counted at every word: quadratic). Another counter is asked
+    about each candidate chunk, as before.
+    """
+    additive = count is estimate_tokens
+    measure = _raw_tokens if additive else count
+    fits = (lambda n: _from_raw(n) <= max_tokens) if additive else (lambda n: n <= max_tokens)
+
+    def measured(part: str) -> "int | None":
+        """The part's count, or None when it certainly exceeds the budget (a prefix already does)."""
+        if additive and len(part) > 16 * max_tokens and not fits(_raw_tokens(part[:16 * max_tokens])):
+            return None
+        return measure(part)
+
+    pieces: list[tuple[str, int]] = []
     for para in re.split(r"\n\s*\n", text.strip()):
         para = para.strip()
         if not para:
             continue
-        if count(para) <= max_tokens:
-            pieces.append(para)
+        n = measured(para)
+        if n is not None and fits(n):
+            pieces.append((para, n))
             continue
         for sentence in _SENTENCE_RE.split(para):
-            if count(sentence) <= max_tokens:
-                pieces.append(sentence)
+            n = measured(sentence)
+            if n is not None and fits(n):
+                pieces.append((sentence, n))
+            elif additive:
+                pieces.extend(_split_words_additive(sentence, max_tokens))
+            else:
+                pieces.extend((p, count(p)) for p in _split_words(sentence, max_tokens, count))
+    chunks: list[tuple[str, int]] = []
+    current: list[str] = []
+    current_n = 0
+    for piece, n in pieces:
+        if current:
+            candidate_n = current_n + n if additive else count("\n\n".join(current + [piece]))
+            if fits(candidate_n):
+                current.append(piece)
+                current_n = candidate_n
                 continue
-            words, current = sentence.split(), []
-            for word in words:
-                if current and count(" ".join(current + [word])) > max_tokens:
-                    pieces.append(" ".join(current))
-                    current = []
-                current.append(word)
-            if current:
-                pieces.append(" ".join(current))
-    chunks: list[str] = []
-    current = ""
-    for piece in pieces:
-        candidate = f"{current}\n\n{piece}" if current else piece
-        if current and count(candidate) > max_tokens:
-            chunks.append(current)
-            current = piece
-        else:
-            current = candidate
+            chunks.append(("\n\n".join(current), current_n))
+        current, current_n = [piece], n
     if current:
-        chunks.append(current)
-    return chunks
+        chunks.append(("\n\n".join(current), current_n))
+    return [(chunk, _from_raw(n)) for chunk, n in chunks] if additive else chunks
+
+
+def _split_words_additive(sentence: str, max_tokens: int) -> list[tuple[str, int]]:
+    """A sentence over the budget cut at word boundaries: each word counted once, the cut points
+    found by bisecting the running total. Returns (piece, raw count) pairs."""
+    import bisect
+    import itertools
+
+    words = sentence.split()
+    raw = [1 + len(w) // 8 if w.isalnum() else _raw_tokens(w) for w in words]
+    total = list(itertools.accumulate(raw, initial=0))     # total[j]: raw count of words[:j]
+    pieces = []
+    start = 0
+    while start < len(words):
+        # _from_raw(r) <= max_tokens exactly when r < max_tokens / 1.3; then fix float rounding
+        end = bisect.bisect_left(total, total[start] + max_tokens / 1.3, lo=start + 1) - 1
+        while end > start + 1 and _from_raw(total[end] - total[start]) > max_tokens:
+            end -= 1
+        while end < len(words) and _from_raw(total[end + 1] - total[start]) <= max_tokens:
+            end += 1
+        end = max(end, start + 1)                           # a word longer than the budget stands alone
+        pieces.append((" ".join(words[start:end]), total[end] - total[start]))
+        start = end
+    return pieces
+
+
+def _split_words(sentence: str, max_tokens: int, count: Callable[[str], int]) -> list[str]:
+    pieces: list[str] = []
+    current: list[str] = []
+    for word in sentence.split():
+        if current and count(" ".join(current + [word])) > max_tokens:
+            pieces.append(" ".join(current))
+            current = []
+        current.append(word)
+    if current:
+        pieces.append(" ".join(current))
+    return pieces
 
 
 def fold_diacritics(word: str) -> str:
