@@ -14,6 +14,14 @@ from . import __version__
 from .errors import MipoError
 
 
+def echo(*parts, **kwargs) -> None:
+    """print(), with terminal escapes and control characters taken out of what is printed: titles,
+    paths and text come from the user's files and mail, and must not drive the terminal."""
+    from .context.text import for_terminal
+
+    print(*(for_terminal(p) if isinstance(p, str) else p for p in parts), **kwargs)
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from .catalog import download, get_card, load_catalog
 
@@ -21,15 +29,15 @@ def _cmd_models(args: argparse.Namespace) -> int:
         from .cli_progress import TerminalProgress
 
         path = download(get_card(args.download), progress=TerminalProgress())
-        print(path)
+        echo(path)
         return 0
-    print(f"{'name':24} {'arch':6} {'params':>6} {'size':>8} {'memory':>7}  available")
+    echo(f"{'name':24} {'arch':6} {'params':>6} {'size':>8} {'memory':>7}  available")
     for card in load_catalog():
         where = card.local_path()
         status = f"yes ({'bundled' if card.source_kind == 'bundled' else where})" if where else f"no: `mipo-local models --download {card.name}`"
         mark = "*" if card.default else " "
-        print(f"{card.name + mark:24} {card.architecture:6} {card.parameters:>6} {card.size_mb:>5} MB {card.memory_gb:>5.1f} GB  {status}")
-    print("* the default. Any GGUF file or Hugging Face model folder also works as --base.")
+        echo(f"{card.name + mark:24} {card.architecture:6} {card.parameters:>6} {card.size_mb:>5} MB {card.memory_gb:>5.1f} GB  {status}")
+    echo("* the default. Any GGUF file or Hugging Face model folder also works as --base.")
     return 0
 
 
@@ -39,7 +47,7 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
     from .modelio import base_checkpoint
 
     base = resolve_base(args.base)
-    print(base_checkpoint(base, progress=TerminalProgress()))
+    echo(base_checkpoint(base, progress=TerminalProgress()))
     return 0
 
 
@@ -60,7 +68,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     check = ""
     if result.correlation is not None:
         check = f"; F16 logits vs checkpoint: correlation {result.correlation:.5f}, argmax {result.argmax_agreement:.1%}"
-    print(f"wrote {result.path} ({result.quant}, {result.size_bytes / 1e6:.1f} MB{check})")
+    echo(f"wrote {result.path} ({result.quant}, {result.size_bytes / 1e6:.1f} MB{check})")
     return 0
 
 
@@ -79,8 +87,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
     if args.me or args.max_file_mb is not None:
         save_settings(settings)
     summary = import_paths(args.paths, settings=settings, progress=TerminalProgress())
-    for line in summary.lines():
-        print(line)
+    for line in summary.lines(verbose=args.verbose):
+        echo(line)
     return 0
 
 
@@ -91,22 +99,22 @@ def _cmd_context(args: argparse.Namespace) -> int:
     with ContextStore() as store:
         if args.remove:
             source = store.remove_source(args.remove)
-            print(f"removed {source.path} ({source.documents} documents); your files were not touched")
+            echo(f"removed {source.path} ({source.documents} documents); your files were not touched")
             return 0
         if args.search:
             for hit in store.search(args.search, args.k):
                 text = " ".join(hit.text.split())
-                print(f"[{hit.score:5.2f}] {hit.title} ({hit.kind}{', ' + hit.date[:10] if hit.date else ''})\n        {text[:300]}")
+                echo(f"[{hit.score:5.2f}] {hit.title} ({hit.kind}{', ' + hit.date[:10] if hit.date else ''})\n        {text[:300]}")
             return 0
         if args.list:
             for s in store.sources():
-                print(f"{s.id:3}  {s.path}  [{s.kind}]  {s.files} files, {s.documents} documents, imported {s.imported_at or 'never'}")
+                echo(f"{s.id:3}  {s.path}  [{s.kind}]  {s.files} files, {s.documents} documents, imported {s.imported_at or 'never'}")
             return 0
         counts = store.counts()
         addresses = ", ".join(load_settings().addresses) or "none set (mipo-local import --me ADDRESS)"
-        print(f"{counts['sources']} sources, {counts['files']} files: {counts['notes']} notes, {counts['emails']} emails "
+        echo(f"{counts['sources']} sources, {counts['files']} files: {counts['notes']} notes, {counts['emails']} emails "
               f"({counts['own_emails']} yours), {counts['chunks']} chunks, {counts['reply_links']} reply links")
-        print(f"your addresses: {addresses}")
+        echo(f"your addresses: {addresses}")
     return 0
 
 
@@ -118,11 +126,11 @@ def _cmd_pairs(args: argparse.Namespace) -> int:
         if args.show is not None or args.export:
             if args.export:
                 n = export_jsonl(store, Path(args.export), split=args.split)
-                print(f"wrote {n} pairs ({args.split}) to {args.export}")
+                echo(f"wrote {n} pairs ({args.split}) to {args.export}")
             if args.show is not None:
                 rows = pair_rows(store, split="all", include_dropped=True)
                 for row in rows[: args.show]:
-                    print(format_pair(row) + "\n")
+                    echo(format_pair(row) + "\n")
             return 0
         from .catalog import resolve_base
         from .cli_progress import TerminalProgress
@@ -140,7 +148,7 @@ def _cmd_pairs(args: argparse.Namespace) -> int:
         gguf = sampling_gguf(base, progress=progress)
         summary = generate_pairs(store, gguf, settings, progress=progress)
         dropped = ", ".join(f"{n} {reason}" for reason, n in sorted(summary.dropped.items())) or "none"
-        print(f"{summary.made} new pairs ({summary.done_before} from before, {summary.total} in this run); "
+        echo(f"{summary.made} new pairs ({summary.done_before} from before, {summary.total} in this run); "
               f"dropped: {dropped}; {summary.tokens_per_second:.0f} tokens/s")
     return 0
 
@@ -164,15 +172,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
                               export=not args.no_export, quant=args.quant, max_steps=args.max_steps,
                               progress=TerminalProgress())
     if result.stopped:
-        print(f"stopped at a step boundary with a checkpoint in {result.run_dir}; continue with `mipo-local train --resume`")
+        echo(f"stopped at a step boundary with a checkpoint in {result.run_dir}; continue with `mipo-local train --resume`")
         return 130
     before, after = result.metrics.get("heldout_before"), result.metrics.get("heldout_after")
     if before and after:
-        print(f"held-out pairs ({after['pairs']}): reward accuracy {before['reward_accuracy']:.0%} -> {after['reward_accuracy']:.0%}, "
+        echo(f"held-out pairs ({after['pairs']}): reward accuracy {before['reward_accuracy']:.0%} -> {after['reward_accuracy']:.0%}, "
               f"margin {before['reward_margin']:+.3f} -> {after['reward_margin']:+.3f}")
-    print(f"run: {result.run_dir}")
+    echo(f"run: {result.run_dir}")
     if result.gguf:
-        print(f"personal model: {result.gguf}\nLoRA for llama.cpp (on the base GGUF): {result.lora_gguf}")
+        echo(f"personal model: {result.gguf}\nLoRA for llama.cpp (on the base GGUF): {result.lora_gguf}")
     return 0
 
 
@@ -206,29 +214,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         if sources:
             raise MipoError("--demo uses the bundled demo corpus; leave out the paths (or drop --demo)")
-        print(f"demo workspace: {workspace.home()} (the fictional Ada Lindqvist; your own data is not touched)")
+        echo(f"demo workspace: {workspace.home()} (the fictional Ada Lindqvist; your own data is not touched)")
         sources, addresses = demo_sources(), list(DEMO_ADDRESSES)
     start = time.perf_counter()
     result = run_pipeline(sources, _run_settings(args), addresses=addresses, new=args.new,
                           until="pairs" if args.pairs_only else None, progress=TerminalProgress())
     total = time.perf_counter() - start
     if result.up_to_date:
-        print(f"nothing changed since {result.run_dir.name} finished; its report: {result.run_dir / 'report.md'} "
+        echo(f"nothing changed since {result.run_dir.name} finished; its report: {result.run_dir / 'report.md'} "
               "(--new runs again)")
         return 0
     for stage, seconds in result.seconds.items():
-        print(f"  {stage:9} {'skipped (done before)' if stage in result.skipped else f'{seconds:7.1f} s'}")
+        echo(f"  {stage:9} {'skipped (done before)' if stage in result.skipped else f'{seconds:7.1f} s'}")
     if result.stopped:
-        print(f"stopped; run the same command again to continue ({result.run_dir})")
+        echo(f"stopped; run the same command again to continue ({result.run_dir})")
         return 130
     if not result.finished:
-        print("pairs are ready: read them with `mipo-local pairs --show 5`; run again (without --pairs-only) to train")
+        echo("pairs are ready: read them with `mipo-local pairs --show 5`; run again (without --pairs-only) to train")
         return 0
     gain = result.report["mi"]["gain"]
-    print(f"MI gain on held-out examples: {gain['mean']:+.2f} nats (95% CI {gain['ci95'][0]:+.2f} to {gain['ci95'][1]:+.2f})")
-    print(f"report: {result.run_dir / 'report.md'}")
-    print(f"active model: {result.model}  (chat: mipo-local chat{' --demo' if args.demo else ''})")
-    print(f"total {total:.0f} s")
+    echo(f"MI gain on held-out examples: {gain['mean']:+.2f} nats (95% CI {gain['ci95'][0]:+.2f} to {gain['ci95'][1]:+.2f})")
+    echo(f"report: {result.run_dir / 'report.md'}")
+    echo(f"active model: {result.model}  (chat: mipo-local chat{' --demo' if args.demo else ''})")
+    echo(f"total {total:.0f} s")
     return 0
 
 
@@ -237,17 +245,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .pipeline import evaluate_run
 
     _, md = evaluate_run(Path(args.run) if args.run else None, progress=TerminalProgress())
-    print(md.read_text(encoding="utf-8"))
-    print(f"(written to {md} and {md.with_suffix('.json')})")
+    echo(md.read_text(encoding="utf-8"))
+    echo(f"(written to {md} and {md.with_suffix('.json')})")
     return 0
 
 
 def _print_turn(session, text: str, label: str = "") -> None:
     if label:
-        print(f"[{label}] ", end="", flush=True)
+        echo(f"[{label}] ", end="", flush=True)
     for piece in session.send(text):
-        print(piece, end="", flush=True)
-    print()
+        echo(piece, end="", flush=True)
+    echo()
 
 
 def _side_by_side_width() -> int:
@@ -270,7 +278,7 @@ def _print_side_by_side(answers: list[tuple[str, str]], width: int) -> None:
             lines += textwrap.wrap(para, col) or [""]
         columns.append(lines)
     for left, right in itertools.zip_longest(*columns, fillvalue=""):
-        print(f"{left:<{col}} | {right}")
+        echo(f"{left:<{col}} | {right}")
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
@@ -278,7 +286,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 
     if args.list:
         for c in list_conversations():
-            print(f"{c.id}  {len(c.messages) // 2:3} turns  {c.created}  {c.title}")
+            echo(f"{c.id}  {len(c.messages) // 2:3} turns  {c.created}  {c.title}")
         return 0
     conversation = None
     if args.resume or args.conversation:
@@ -295,10 +303,10 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     try:
         if conversation:
             for m in conversation.messages[-6:]:
-                print(f"{'you' if m['role'] == 'user' else 'model'}> {m['content']}")
+                echo(f"{'you' if m['role'] == 'user' else 'model'}> {m['content']}")
         messages = [args.message] if args.message else None
         if messages is None:
-            print("Type a message; /new starts a new conversation, /quit (or Ctrl-D) leaves.")
+            echo("Type a message; /new starts a new conversation, /quit (or Ctrl-D) leaves.")
         while True:
             if messages is not None:
                 if not messages:
@@ -308,13 +316,13 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                 try:
                     text = input("you> ")
                 except EOFError:
-                    print()
+                    echo()
                     break
             if text.strip() in ("/quit", "/exit"):
                 break
             if text.strip() == "/new":
                 sessions = [(label, ChatSession(s.model_path, save=s.save)) for label, s in sessions]
-                print("(new conversation)")
+                echo("(new conversation)")
                 continue
             if not text.strip():
                 continue
@@ -325,7 +333,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                     _print_turn(session, text, label if len(sessions) > 1 else "")
             if args.show_context and sessions[0][1].last_snippets:
                 for s in sessions[0][1].last_snippets:
-                    print(f"  (context: {s.title})")
+                    echo(f"  (context: {s.title})")
     finally:
         for _, s in sessions:
             s.close()
@@ -336,12 +344,12 @@ def _cmd_active(args: argparse.Namespace) -> int:
     from .active_model import active_model, history, switch_back
 
     if args.switch_back:
-        print(f"active again: {switch_back()}")
+        echo(f"active again: {switch_back()}")
         return 0
     model = active_model()
-    print(f"active model: {model or 'none yet (mipo-local run makes one)'}")
+    echo(f"active model: {model or 'none yet (mipo-local run makes one)'}")
     for earlier in reversed(history()):
-        print(f"  earlier: {earlier}")
+        echo(f"  earlier: {earlier}")
     return 0
 
 
@@ -350,7 +358,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
     checks = run_doctor(probe=not args.no_probe)
     for check in checks:
-        print(f"{'ok ' if check.ok else 'BAD'} {check.name:16} {check.detail}")
+        echo(f"{'ok ' if check.ok else 'BAD'} {check.name:16} {check.detail}")
     return 0 if all(c.ok for c in checks) else 1
 
 
@@ -394,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--me", action="append", metavar="ADDRESS", help="one of your email addresses (repeatable)")
     p.add_argument("--max-file-mb", type=float, default=None, help="skip notes and emails larger than this (saved)")
+    p.add_argument("--verbose", "-v", action="store_true", help="list every skipped and ignored file, not only counts by reason")
     p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("context", help="what was imported: counts, sources, search, remove a source")
@@ -491,10 +500,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return func(args)
     except MipoError as exc:
-        print(f"mipo-local: error: {exc}", file=sys.stderr)
+        echo(f"mipo-local: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("mipo-local: interrupted; nothing partial was kept", file=sys.stderr)
+        echo("mipo-local: interrupted; nothing partial was kept", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like
         import os

@@ -6,6 +6,7 @@ import sys
 import time
 from typing import Optional, TextIO
 
+from .context.text import for_terminal
 from .progress import ProgressEvent
 
 
@@ -36,7 +37,7 @@ class TerminalProgress:
             counts = f"{event.done:.0f}/{event.total:.0f} {event.unit} "
         eta = event.data.get("eta_seconds") if not event.finished else None
         suffix = f" ETA {int(eta) // 60}m{int(eta) % 60:02d}s" if isinstance(eta, (int, float)) else ""
-        line = f"{event.stage:>11}: {bar}{counts}{event.message}{suffix}"[:110]
+        line = f"{event.stage:>11}: {bar}{counts}{for_terminal(event.message, single_line=True)}{suffix}"[:110]
         if event.finished:
             line += f" ({now - self._stage_start:.1f} s)"
         if self.tty:

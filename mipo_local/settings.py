@@ -27,7 +27,9 @@ class UserSettings:
     onboarded: bool = False            # the app's first-run walk-through was finished
 
     def with_addresses(self, addresses) -> "UserSettings":
-        clean = tuple(dict.fromkeys(a.strip().lower() for a in addresses if a and a.strip()))
+        from .addresses import normalize_address
+
+        clean = tuple(dict.fromkeys(normalize_address(a) for a in addresses if a and a.strip()))
         return dataclasses.replace(self, addresses=clean)
 
 

@@ -6,20 +6,23 @@ import collections
 import email.parser
 import email.policy
 import email.utils
-import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
+from ..addresses import normalize_address, unspell_at
 from ..errors import MipoError
 from ..progress import ProgressCallback, report
 from ..settings import UserSettings, load_settings, save_settings
-from .mail import is_maildir, looks_like_mbox, maildir_key, maildir_messages, message_locator, parse_message, split_mbox
-from .notes import NOTE_EXTENSIONS, parse_note
+from .files import is_compressed, iter_lines, os_reason, read_file, read_head, unpack
+from .mail import is_maildir, maildir_messages, message_locator, parse_message, sniff_mail, split_mbox
+from .notes import parse_note
 from .store import ContextStore
-from .text import Unreadable
+from .text import Unreadable, for_terminal
+from .walk import Item, Skip, source_kind, walk
 
 
 @dataclass
@@ -30,155 +33,113 @@ class ImportSummary:
     removed: int = 0         # files gone from a re-imported source
     ignored: int = 0         # files of other types (attachments, images …)
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
+    ignored_files: list[tuple[str, str]] = field(default_factory=list)   # (path, what it is)
     files_seen: int = 0
     bytes_read: int = 0
     documents_changed: int = 0
     documents_removed: int = 0
     detected_addresses: list[str] = field(default_factory=list)
 
-    def lines(self) -> list[str]:
+    def lines(self, *, verbose: bool = False) -> list[str]:
+        """The summary for a terminal: counts, then skipped and ignored files grouped by reason
+        (with `verbose`, every one of them). Paths and reasons are printable whatever they hold."""
         out = [f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, {len(self.skipped)} skipped"
+               + (f", {self.ignored} ignored" if self.ignored else "")
                + (f", {self.removed} removed" if self.removed else "")
                + f" ({self.documents_changed} documents stored, {self.bytes_read / 1e6:.1f} MB read)"]
         if self.detected_addresses:
             out.append(f"your addresses (from a Sent mailbox): {', '.join(self.detected_addresses)} — change them with --me")
-        for path, reason in self.skipped:
-            out.append(f"  skipped {path}: {reason}")
+        for verb, entries in (("skipped", self.skipped), ("ignored", self.ignored_files)):
+            if verbose:
+                out += [f"  {verb} {_printable(path)}: {_printable(reason)}" for path, reason in entries]
+                continue
+            by_reason = collections.defaultdict(list)
+            for path, reason in entries:
+                by_reason[reason].append(path)
+            for reason, paths in sorted(by_reason.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+                example = _printable(paths[0]) + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
+                out.append(f"  {verb} {len(paths)} ({_printable(reason)}): {example}")
+        if not verbose and (len(self.skipped) > 1 or self.ignored_files):
+            out.append("  (import --verbose lists every skipped and ignored file)")
         return out
 
 
-@dataclass(frozen=True)
-class _Item:
-    path: Path       # the file on disk
-    key: str         # its stable name in the store, relative to the source
-    kind: str        # note | eml | mbox | maildir
+def _printable(text: str) -> str:
+    return for_terminal(text, single_line=True)
 
 
-@dataclass(frozen=True)
-class _Skip:
-    path: Path
-    reason: str
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-        return True
-    except ValueError:
-        return False
-
-
-def _classify(path: Path, root_real: Path) -> "Optional[_Item | _Skip | str]":
-    """What a file is, or why it is skipped; None for other file types (ignored)."""
-    if path.is_symlink():
-        try:
-            os.stat(path)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                return _Skip(path, "symlink loop")
-            return _Skip(path, "broken symlink")
-        if not _inside(Path(os.path.realpath(path)), root_real):
-            return _Skip(path, "symlink to a place outside the chosen folder (not followed)")
-    suffix = path.suffix.lower()
-    if suffix in NOTE_EXTENSIONS:
-        return "note"
-    if suffix == ".eml":
-        return "eml"
-    if suffix == ".mbox" or (suffix == "" and path.name.lower() in ("mbox", "inbox", "sent", "sent mail")):
-        return "mbox"
-    if suffix == "":
-        try:
-            with open(path, "rb") as fh:
-                if looks_like_mbox(fh.read(5)):
-                    return "mbox"
-        except OSError:
-            return None
-    return None
-
-
-def _walk(root: Path) -> Iterator["_Item | _Skip"]:
-    root_real = Path(os.path.realpath(root))
-    if root.is_file() or (root.is_symlink() and not root.is_dir()):
-        kind = _classify(root, Path(os.path.realpath(root)).parent)
-        if isinstance(kind, _Skip):
-            yield kind
-        elif kind is None:
-            yield _Skip(root, "not a notes file, .eml, mbox or Maildir")
-        else:
-            yield _Item(root, root.name, kind)
-        return
-    if is_maildir(root):
-        for msg in maildir_messages(root):
-            yield _Item(msg, maildir_key(msg), "maildir")
-        return
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        here = Path(dirpath)
-        keep = []
-        for name in sorted(dirnames):
-            sub = here / name
-            if name.startswith("."):          # .obsidian, .trash, .git …
-                continue
-            if sub.is_symlink():
-                yield _Skip(sub, "symlinked folder (not followed)")
-                continue
-            if is_maildir(sub):
-                for msg in maildir_messages(sub):
-                    yield _Item(msg, f"{sub.relative_to(root).as_posix()}/{maildir_key(msg)}", "maildir")
-                continue
-            keep.append(name)
-        dirnames[:] = keep
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            path = here / name
-            kind = _classify(path, root_real)
-            if isinstance(kind, _Skip):
-                yield kind
-            elif kind is not None:
-                yield _Item(path, path.relative_to(root).as_posix(), kind)
-            else:
-                yield _Skip(path, "")  # another file type: counted as ignored
-
-
-def _source_kind(root: Path) -> str:
-    if root.is_dir():
-        return "maildir" if is_maildir(root) else "folder"
-    return {".eml": "eml", ".mbox": "mbox"}.get(root.suffix.lower(), "file")
-
-
-def _parse(item: _Item, raw: bytes, mtime: float) -> list:
+def _parse(item: Item, raw: bytes, mtime: float) -> tuple[list, list[tuple[str, str]]]:
+    """A file's documents, and (where, why) for each message of a mailbox that could not be used."""
     if item.kind == "note":
-        return [parse_note(item.path, raw, mtime=mtime)]
+        name = item.path.with_suffix("") if is_compressed(item.path) else item.path   # notes.md.gz: a .md note
+        return [parse_note(name, raw, mtime=mtime)], []
     if item.kind in ("eml", "maildir"):
-        return [parse_message(raw, fallback_id=message_locator(raw))]
-    docs, errors = [], collections.Counter()
-    for message in split_mbox(raw):
+        return [parse_message(raw, fallback_id=message_locator(raw))], []
+    docs, problems = [], []
+    for n, message in enumerate(split_mbox(raw), 1):
         try:
             docs.append(parse_message(message, fallback_id=message_locator(message)))
         except Unreadable as exc:
-            errors[str(exc)] += 1
+            problems.append((f"{item.path} (message {n})", str(exc)))
     if not docs:
-        reason = errors.most_common(1)[0][0] if errors else "no messages"
+        reason = collections.Counter(r for _, r in problems).most_common(1)[0][0] if problems else "no messages"
         raise Unreadable(f"malformed mbox ({reason})")
-    return docs
+    return docs, problems
+
+
+# Looking for the user's addresses reads only mail headers, and no more than this of any file.
+SENT_SCAN_BYTES = 64 * 1024 * 1024
+SENT_SCAN_MESSAGES = 5000
+
+
+def _mbox_senders(path: Path) -> list[str]:
+    """The From header of each message of an mbox, read line by line (never the file whole)."""
+    senders, in_headers, current = [], False, None
+    for line in iter_lines(path, SENT_SCAN_BYTES):
+        line = line.rstrip(b"\r")
+        if line.startswith(b"From ") and not in_headers:
+            in_headers, current = True, None
+            continue
+        if not in_headers:
+            continue
+        if not line:
+            in_headers = False
+            if current is not None:
+                senders.append(current)
+                if len(senders) >= SENT_SCAN_MESSAGES:
+                    break
+        elif line.lower().startswith(b"from:"):
+            current = line[5:].decode("utf-8", "replace")
+    return senders
 
 
 def sender_counts(path: Path) -> collections.Counter:
-    """From addresses of a mailbox (headers only)."""
+    """From addresses of a mailbox (headers only, bounded reads; anything that is not mail counts nothing)."""
     parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
     counts: collections.Counter = collections.Counter()
     try:
         if path.is_dir():
-            raws = (p.read_bytes() for p in maildir_messages(path))
+            senders = []
+            for n, message in enumerate(maildir_messages(path)):
+                if n >= SENT_SCAN_MESSAGES:
+                    break
+                try:
+                    senders.append(str(parser.parsebytes(read_head(message, 64 * 1024)).get("From", "")))
+                except Unreadable:
+                    continue
         else:
-            raw = path.read_bytes()
-            raws = split_mbox(raw) if looks_like_mbox(raw) else iter([raw])
-        for raw in raws:
-            sender = parser.parsebytes(raw).get("From", "")
-            address = email.utils.parseaddr(str(sender))[1].lower()
-            if address:
+            kind = sniff_mail(read_head(path))
+            if kind == "mbox":
+                senders = _mbox_senders(path)
+            elif kind == "eml":
+                senders = [str(parser.parsebytes(read_head(path, 64 * 1024)).get("From", ""))]
+            else:
+                return counts
+        for sender in senders:
+            address = normalize_address(email.utils.parseaddr(unspell_at(sender))[1])
+            if "@" in address:
                 counts[address] += 1
-    except (OSError, Unreadable):
+    except (OSError, Unreadable, ValueError):
         pass
     return counts
 
@@ -190,20 +151,41 @@ def suggest_user_addresses(paths: Sequence[Path]) -> list[str]:
     counts: collections.Counter = collections.Counter()
     for root in paths:
         candidates = [root] if "sent" in root.name.lower() else []
-        if root.is_dir() and not is_maildir(root):
-            for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        if _is_dir(root) and not _is_maildir(root):
+            for dirpath, dirnames, filenames in os.walk(root, followlinks=False):   # errors: skipped
                 here = Path(dirpath)
                 for name in dirnames + filenames:
                     if "sent" in name.lower():
                         candidates.append(here / name)
         for path in candidates:
-            if path.is_file() or is_maildir(path):
+            if _is_regular(path) or _is_maildir(path):
                 counts.update(sender_counts(path))
     if not counts:
         return []
     total = sum(counts.values())
     ranked = counts.most_common()
     return [ranked[0][0]] + [a for a, n in ranked[1:] if n >= 0.1 * total]
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _is_maildir(path: Path) -> bool:
+    try:
+        return is_maildir(path)
+    except OSError:
+        return False
 
 
 def import_paths(
@@ -259,16 +241,17 @@ def _progress_data(summary: ImportSummary) -> dict:
 
 def _import_root(root: Path, store: ContextStore, settings: UserSettings, summary: ImportSummary,
                  progress: Optional[ProgressCallback]) -> None:
-    source_id = store.add_source(str(Path(os.path.realpath(root))), _source_kind(root))
+    source_id = store.add_source(str(Path(os.path.realpath(root))), source_kind(root))
     seen: set[str] = set()
     note_cap = int(settings.max_file_mb * 1024 * 1024)
     mailbox_cap = int(settings.max_mailbox_mb * 1024 * 1024)
-    for item in _walk(root):
-        if isinstance(item, _Skip):
-            if item.reason:
-                summary.skipped.append((str(item.path), item.reason))
-            else:
+    for item in walk(root):
+        if isinstance(item, Skip):
+            if item.ignored:
                 summary.ignored += 1
+                summary.ignored_files.append((str(item.path), item.reason))
+            else:
+                summary.skipped.append((str(item.path), item.reason))
             continue
         summary.files_seen += 1
         seen.add(item.key)
@@ -285,15 +268,14 @@ def _import_root(root: Path, store: ContextStore, settings: UserSettings, summar
         store.mark_imported(source_id)
 
 
-def _import_file(item: _Item, source_id: int, store: ContextStore, settings: UserSettings,
+def _import_file(item: Item, source_id: int, store: ContextStore, settings: UserSettings,
                  summary: ImportSummary, cap: int) -> Optional[str]:
-    """Import one file; returns the reason when it is skipped."""
+    """Import one file; returns the reason when it is skipped. Whatever the file holds, nothing
+    raises from here but the store's own errors (busy, full) and an interruption."""
     try:
         st = os.stat(item.path)
-    except PermissionError:
-        return "permission denied"
     except OSError as exc:
-        return exc.strerror or str(exc)
+        return os_reason(exc)
     if st.st_size == 0:
         return "empty file"
     if st.st_size > cap:
@@ -303,12 +285,9 @@ def _import_file(item: _Item, source_id: int, store: ContextStore, settings: Use
         summary.unchanged += 1
         return None
     try:
-        with open(item.path, "rb") as fh:  # read-only, always
-            raw = fh.read()
-    except PermissionError:
-        return "permission denied"
-    except OSError as exc:
-        return exc.strerror or str(exc)
+        raw, st = read_file(item.path, cap)   # read-only, regular files only, at most `cap` bytes
+    except Unreadable as exc:
+        return str(exc)
     summary.bytes_read += len(raw)
     digest = hashlib.sha256(raw).hexdigest()
     if row is not None and row["sha256"] == digest:
@@ -317,9 +296,14 @@ def _import_file(item: _Item, source_id: int, store: ContextStore, settings: Use
         summary.unchanged += 1
         return None
     try:
-        documents = _parse(item, raw, st.st_mtime)
+        documents, problems = _parse(item, unpack(item.path, raw, cap), st.st_mtime)
     except Unreadable as exc:
         return str(exc)
+    except RecursionError:
+        return "could not be parsed (nested too deeply)"
+    except Exception as exc:  # a parser's bug on odd input must cost this file, not the import
+        return f"could not be parsed ({type(exc).__name__})"
+    summary.skipped.extend(problems)
     with store.transaction():
         changed, removed = store.replace_file(
             source_id, item.key, item.kind, st.st_size, st.st_mtime_ns, digest, documents,

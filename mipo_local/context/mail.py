@@ -6,6 +6,8 @@ mbox files are split here rather than with `mailbox.mbox`, which opens files for
 from __future__ import annotations
 
 import email
+import email.errors
+import email.header
 import email.policy
 import email.utils
 import hashlib
@@ -14,7 +16,8 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from .documents import ParsedDocument
-from .text import Unreadable, decode_text, html_to_text
+from ..addresses import normalize_address, unspell_at
+from .text import Unreadable, decode_text, html_to_text, strip_controls
 
 # ---------------------------------------------------------------------------------------- quotes
 
@@ -75,12 +78,91 @@ def split_reply(body: str) -> tuple[str, str, str]:
 # -------------------------------------------------------------------------------------- messages
 
 
-def _header(msg, name: str) -> str:
+def _raw_header(msg, name: str) -> str:
+    """A header's first value as it was in the file, unfolded: never parsed by the policy (a
+    malformed address there raises), so a broken header costs that header, not the message."""
+    wanted = name.lower()
+    for key, value in msg.raw_items():
+        if key.lower() == wanted:
+            return re.sub(r"\r?\n(?=[ \t])", "", str(value)).strip()
+    return ""
+
+
+def _declared_charset(msg) -> Optional[str]:
     try:
-        value = msg.get(name)
-    except Exception:  # a header the policy cannot parse
-        value = msg.get_all(name, [None])[0] if hasattr(msg, "get_all") else None
-    return str(value).strip() if value is not None else ""
+        return msg.get_content_charset()
+    except Exception:  # a malformed Content-Type
+        return None
+
+
+def _decode_8bit(value: str, declared: Optional[str]) -> str:
+    """Raw 8-bit bytes in a header (the parser keeps them as surrogate escapes) decoded as UTF-8,
+    the message's declared charset, or a detected one, instead of shown as replacement characters."""
+    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+        return value
+    raw = value.encode("ascii", "surrogateescape")
+    try:
+        return decode_text(raw, declared)
+    except Unreadable:
+        return raw.decode("utf-8", "replace")
+
+
+def _decode_words(value: str) -> str:
+    """RFC 2047 encoded words (=?charset?q?…?=) decoded; an unknown charset detected instead."""
+    if "=?" not in value:
+        return value
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+        pass
+    out = []
+    try:
+        parts = email.header.decode_header(value)
+    except (ValueError, email.errors.HeaderParseError):
+        return value
+    for data, charset in parts:
+        if isinstance(data, str):
+            out.append(data)
+            continue
+        try:
+            out.append(decode_text(data, charset))
+        except Unreadable:
+            out.append(data.decode("utf-8", "replace"))
+    return "".join(out)
+
+
+def _header(msg, name: str, declared: Optional[str] = None) -> str:
+    """A header as one line of text: 8-bit bytes and encoded words decoded, controls stripped."""
+    value = _decode_8bit(_raw_header(msg, name), declared)
+    return strip_controls(_decode_words(value), single_line=True).strip()
+
+
+def _addresses(msg, name: str, declared: Optional[str]) -> list[tuple[str, str]]:
+    """(display name, address) pairs of an address header, addresses normalized.
+
+    The email package's parser first (it knows encoded words inside display names); where it
+    raises (an encoded CR/LF), or the header holds raw 8-bit bytes or a pipermail `x at y`
+    address, the header is split here: structure from the raw text, then names decoded."""
+    raw = _raw_header(msg, name)
+    if not raw:
+        return []
+    if "@" in raw and not any("\udc80" <= ch <= "\udcff" for ch in raw):
+        try:
+            header = msg.get(name)
+            return [(strip_controls(a.display_name, single_line=True).strip(), normalize_address(a.addr_spec))
+                    for a in header.addresses if a.addr_spec and a.addr_spec != "<>"]
+        except Exception:  # the policy's parser refused it
+            pass
+    value = strip_controls(unspell_at(_decode_8bit(raw, declared)), single_line=True)
+    angle = re.search(r"<([^<>\s]+@[^<>\s]+)>\s*$", value)
+    if angle:   # the common `Name <address>` form, whatever the name holds
+        display = _decode_words(value[:angle.start()]).strip().strip('"').strip()
+        return [(strip_controls(display, single_line=True), normalize_address(angle.group(1)))]
+    pairs = []
+    for display, address in email.utils.getaddresses([value]):
+        display = strip_controls(_decode_words(display), single_line=True).strip()
+        pairs.append((display, normalize_address(address) if address else ""))
+    return pairs
 
 
 def _first_id(value: str) -> Optional[str]:
@@ -116,43 +198,53 @@ def message_body(msg) -> str:
 
 
 def parse_message(raw: bytes, *, fallback_id: str) -> ParsedDocument:
-    """One RFC 5322 message → a document (author_is_user is decided later, from the user's addresses)."""
+    """One RFC 5322 message → a document (author_is_user is decided later, from the user's addresses).
+
+    Raises Unreadable with the reason for anything that cannot be used, whatever went wrong inside
+    the email package (a malformed header, MIME parts nested thousands deep)."""
     if not raw.strip():
         raise Unreadable("empty message")
+    try:
+        return _parse_message(raw, fallback_id)
+    except Unreadable:
+        raise
+    except RecursionError:
+        raise Unreadable("malformed email (MIME parts nested too deeply)") from None
+    except Exception as exc:  # the email package's own errors on broken input
+        raise Unreadable(f"malformed email ({type(exc).__name__})") from None
+
+
+def _parse_message(raw: bytes, fallback_id: str) -> ParsedDocument:
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     if msg.defects and not msg.keys():
         raise Unreadable("malformed email (no headers)")
-    sender = _header(msg, "From")
-    subject = _header(msg, "Subject")
-    if not sender and not subject and not msg.get("Message-ID"):
+    declared = _declared_charset(msg)
+    senders = _addresses(msg, "From", declared)
+    subject = _header(msg, "Subject", declared)
+    raw_message_id = _header(msg, "Message-ID")
+    if not senders and not subject and not raw_message_id:
         raise Unreadable("malformed email (no From, Subject or Message-ID header)")
-    name, address = email.utils.parseaddr(sender)
+    name, address = senders[0] if senders else ("", "")
     date = None
     if raw_date := _header(msg, "Date"):
         try:
             date = email.utils.parsedate_to_datetime(raw_date).isoformat()
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             date = None
-    try:
-        body = message_body(msg)
-    except Unreadable:
-        raise
-    except Exception as exc:  # a broken MIME structure
-        raise Unreadable(f"malformed email ({type(exc).__name__})") from None
-    own, quoted, signature = split_reply(body)
-    message_id = _first_id(_header(msg, "Message-ID")) or f"<{fallback_id}>"
+    own, quoted, signature = split_reply(strip_controls(message_body(msg)))
+    message_id = _first_id(raw_message_id) or f"<{fallback_id}>"
     in_reply_to = _first_id(_header(msg, "In-Reply-To"))
     if not in_reply_to:
         refs = re.findall(r"<[^<>\s]+>", _header(msg, "References"))
         in_reply_to = refs[-1] if refs else None
-    to = [a for _, a in email.utils.getaddresses([_header(msg, "To"), _header(msg, "Cc")]) if a]
+    to = [a for _, a in _addresses(msg, "To", declared) + _addresses(msg, "Cc", declared) if a]
     return ParsedDocument(
         locator=message_id,
         kind="email",
         title=subject or "(no subject)",
         body=own,
         date=date,
-        author=address.lower(),
+        author=address,
         author_is_user=False,
         quoted=quoted,
         signature=signature,
@@ -164,19 +256,53 @@ def parse_message(raw: bytes, *, fallback_id: str) -> ParsedDocument:
 
 # ----------------------------------------------------------------------------------- containers
 
-_FROM_LINE = re.compile(rb"^From .*$", re.M)
+_HEADER_LINE = re.compile(rb"[!-9;-~]+:")
+_MAIL_HEADERS = {b"from", b"to", b"cc", b"date", b"subject", b"message-id", b"received", b"return-path",
+                 b"in-reply-to", b"references", b"mime-version", b"content-type", b"delivered-to", b"reply-to"}
 
 
 def looks_like_mbox(head: bytes) -> bool:
+    """A file named as a mailbox: it starts with a "From " line."""
     return head.startswith(b"From ")
 
 
+def _header_names(lines: list[bytes]) -> list[bytes]:
+    names = []
+    for line in lines:
+        line = line.rstrip(b"\r")
+        if not line:
+            break
+        if line[:1] in (b" ", b"\t"):
+            continue
+        match = _HEADER_LINE.match(line)
+        if not match:
+            return []
+        names.append(match.group(0)[:-1].lower())
+    return names
+
+
+def sniff_mail(head: bytes) -> Optional[str]:
+    """What the first few KB of a file say it is, whatever its name: "mbox" (a "From " line and
+    then mail headers: mbox files, pipermail's `2016-April.txt` archives), "eml" (a block of mail
+    headers), or None (a note, or anything else)."""
+    lines = head.split(b"\n", 40)[:40]
+    if head.startswith(b"From ") and len(lines) > 1:
+        names = _header_names(lines[1:])
+        return "mbox" if len(_MAIL_HEADERS.intersection(names)) >= 2 else None
+    names = _header_names(lines)
+    return "eml" if len(_MAIL_HEADERS.intersection(names)) >= 3 and (b"from" in names or b"received" in names) else None
+
+
+_SEPARATOR = re.compile(rb"\r?\n\r?\n(From [^\r\n]*)\r?\n")
+
+
 def split_mbox(raw: bytes) -> Iterator[bytes]:
-    """Messages of an mbox file (mboxo/mboxrd): split at "From " lines that follow a blank line."""
+    """Messages of an mbox file (mboxo/mboxrd): split at "From " lines that follow a blank line,
+    LF or CRLF line ends alike."""
     if not looks_like_mbox(raw):
         raise Unreadable("not an mbox file (it does not start with a 'From ' line)")
     starts = [0]
-    for m in re.finditer(rb"\n\n(From [^\n]*)\n", raw):
+    for m in _SEPARATOR.finditer(raw):
         starts.append(m.start(1))
     starts.append(len(raw))
     for a, b in zip(starts, starts[1:]):

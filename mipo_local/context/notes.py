@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .documents import ParsedDocument
-from .text import Unreadable, decode_text
+from .text import Unreadable, decode_text, strip_controls
 
 NOTE_EXTENSIONS = {".md", ".markdown", ".txt", ".org"}
 ATTACHMENT_EXTENSIONS = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".pdf", ".mp3", ".mp4", ".wav", ".mov", ".excalidraw"}
@@ -86,7 +86,7 @@ def _org_to_plain(text: str) -> tuple[str | None, str]:
 
 def parse_note(path: Path, raw: bytes, *, mtime: float | None = None) -> ParsedDocument:
     """A note file's bytes → a document. Raises Unreadable with the reason when it can't be used."""
-    text = decode_text(raw).replace("\r\n", "\n")
+    text = strip_controls(decode_text(raw))          # CR LF as LF; no terminal escapes
     meta, body = split_front_matter(text)
     title = str(meta.get("title") or "").strip() or None
     if path.suffix.lower() == ".org":
@@ -96,6 +96,7 @@ def parse_note(path: Path, raw: bytes, *, mtime: float | None = None) -> ParsedD
     if not title:
         heading = _HEADING.search(body)
         title = heading.group(1).strip() if heading else path.stem.replace("-", " ").replace("_", " ")
+    title = strip_controls(title, single_line=True).strip() or path.stem
     if not body:
         raise Unreadable("empty note (only front matter)" if meta else "empty file")
     date = _iso(meta.get("created") or meta.get("date") or meta.get("updated"))

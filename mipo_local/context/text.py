@@ -60,6 +60,31 @@ def _check_printable(text: str) -> str:
     return text
 
 
+# Terminal escape sequences (CSI, OSC, DCS/SOS/PM/APC strings, two-character escapes) and the
+# control characters that remain: text from a file or an email must never drive the terminal.
+_ESCAPE_SEQUENCE = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]?|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[PX^_][^\x1b]*(?:\x1b\\)?|[ -~]?)"
+    r"|\x9b[0-?]*[ -/]*[@-~]?|\x9d[^\x07\x1b\x9c]*(?:\x07|\x9c)?"
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_BIDI_OVERRIDE = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
+
+
+def strip_controls(text: str, *, single_line: bool = False) -> str:
+    """Text without terminal escape sequences and control characters (tabs and newlines kept,
+    CR LF as LF); with `single_line`, line breaks and tabs become spaces."""
+    if single_line:
+        text = re.sub(r"[\r\n\t]+", " ", text)
+    else:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
+
+
+def for_terminal(text: str, *, single_line: bool = False) -> str:
+    """What may be printed on a terminal: `strip_controls`, and no bidi overrides either."""
+    return _BIDI_OVERRIDE.sub("", strip_controls(text, single_line=single_line))
+
+
 _BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol", "blockquote", "pre", "hr"}
 _SKIP = {"script", "style", "head", "title"}
 

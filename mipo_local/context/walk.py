@@ -1,0 +1,183 @@
+"""Which files of a chosen folder are imported, which are skipped (and why), which are ignored.
+
+Nothing here raises for a file or folder it cannot read: an unreadable folder, a file under a
+folder that cannot be entered, a broken symlink, a FIFO, each becomes a `Skip` with its reason, and
+the walk goes on. Mail is recognised by content as well as by name: pipermail's `2016-April.txt`
+archives are mailboxes, not notes; `.gz` files are looked into.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+from .files import file_type, is_compressed, os_reason, read_head
+from .mail import is_maildir, maildir_key, maildir_messages, sniff_mail
+from .notes import NOTE_EXTENSIONS
+from .text import Unreadable
+
+MAILBOX_NAMES = {"mbox", "inbox", "sent", "sent mail"}
+
+
+@dataclass(frozen=True)
+class Item:
+    path: Path       # the file on disk
+    key: str         # its stable name in the store, relative to the source
+    kind: str        # note | eml | mbox | maildir
+
+
+@dataclass(frozen=True)
+class Skip:
+    path: Path
+    reason: str
+    ignored: bool = False    # True: another kind of file (an image …), not a failure
+
+
+Entry = Union[Item, Skip]
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def _by_content(path: Path, note_kind: Optional[str]) -> "str | Skip | None":
+    try:
+        head = read_head(path)
+    except Unreadable as exc:
+        return Skip(path, str(exc))
+    sniffed = sniff_mail(head)
+    if sniffed == "mbox" or (sniffed == "eml" and note_kind is None):
+        return sniffed
+    return note_kind
+
+
+def classify(path: Path) -> "str | Skip | None":
+    """A regular file's kind (note | eml | mbox), a Skip, or None for another type of file."""
+    name = path.name.lower()
+    inner = Path(name[:-3]) if is_compressed(path) else Path(name)
+    suffix = inner.suffix
+    if suffix == ".eml":
+        return "eml"
+    if suffix in (".mbox", ".mbx") or (suffix == "" and inner.name in MAILBOX_NAMES):
+        return "mbox"
+    if suffix == ".txt":                      # notes, or a mailing list's monthly archive
+        return _by_content(path, "note")
+    if suffix in NOTE_EXTENSIONS:
+        return "note"
+    if suffix == "" or is_compressed(path):   # no extension, or a compressed file: what does it hold?
+        return _by_content(path, None)
+    return None
+
+
+def _ignored(path: Path) -> Skip:
+    suffix = "".join(path.suffixes[-2:]).lower() if is_compressed(path) else path.suffix.lower()
+    return Skip(path, f"not a note or mail file ({suffix or 'no extension'})", ignored=True)
+
+
+def _file(path: Path, key: str, root_real: Path, mode: int) -> Entry:
+    """One directory entry that is not a folder: a symlink, a regular file or something else."""
+    if stat.S_ISLNK(mode):
+        try:
+            target = os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return Skip(path, "symlink loop")
+            if exc.errno == errno.ENOENT:
+                return Skip(path, "broken symlink")
+            return Skip(path, os_reason(exc))
+        if not _inside(Path(os.path.realpath(path)), root_real):
+            return Skip(path, "symlink to a place outside the chosen folder (not followed)")
+        if stat.S_ISDIR(target.st_mode):
+            return Skip(path, "symlinked folder (not followed)")
+        mode = target.st_mode
+    if not stat.S_ISREG(mode):
+        return Skip(path, f"not a regular file ({file_type(mode)})")
+    kind = classify(path)
+    if kind is None:
+        return _ignored(path)
+    if isinstance(kind, Skip):
+        return kind
+    return Item(path, key, kind)
+
+
+def _maildir(folder: Path, prefix: str) -> Iterator[Entry]:
+    try:
+        messages = list(maildir_messages(folder))
+    except OSError as exc:
+        yield Skip(folder, f"{os_reason(exc)} (Maildir not readable)")
+        return
+    for msg in messages:
+        yield Item(msg, f"{prefix}{maildir_key(msg)}", "maildir")
+
+
+def walk(root: Path) -> Iterator[Entry]:
+    """Every file under `root` (or `root` itself), in name order, hidden files and folders left out."""
+    root_real = Path(os.path.realpath(root))
+    try:
+        mode = os.lstat(root).st_mode
+        if stat.S_ISLNK(mode):
+            mode = os.stat(root).st_mode
+    except OSError as exc:
+        yield Skip(root, os_reason(exc))
+        return
+    if not stat.S_ISDIR(mode):
+        entry = _file(root, root.name, root_real.parent, mode)
+        if isinstance(entry, Skip) and entry.ignored:
+            entry = Skip(root, "not a notes file, .eml, mbox or Maildir")
+        yield entry
+        return
+    if _safe_is_maildir(root):
+        yield from _maildir(root, "")
+        return
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            yield Skip(folder, f"{os_reason(exc)} (folder not readable)")
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):          # .obsidian, .trash, .git …
+                continue
+            path = Path(entry.path)
+            key = path.relative_to(root).as_posix()
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError as exc:                  # e.g. in a folder that can be listed, not entered
+                yield Skip(path, os_reason(exc))
+                continue
+            if stat.S_ISDIR(mode):
+                if _safe_is_maildir(path):
+                    yield from _maildir(path, f"{key}/")
+                else:
+                    subfolders.append(path)
+                continue
+            yield _file(path, key, root_real, mode)
+        stack.extend(reversed(subfolders))
+
+
+def _safe_is_maildir(folder: Path) -> bool:
+    try:
+        return is_maildir(folder)
+    except OSError:
+        return False
+
+
+def source_kind(root: Path) -> str:
+    try:
+        if root.is_dir():
+            return "maildir" if _safe_is_maildir(root) else "folder"
+    except OSError:
+        pass
+    return {".eml": "eml", ".mbox": "mbox"}.get(root.suffix.lower(), "file")
