@@ -112,7 +112,21 @@ MIGRATIONS: list[str] = [
         UNIQUE(run_id, example_id, sample)
     );
     """,
+    # 4: emails a file also holds but that are stored once, under another file: when that file goes,
+    #    the email moves to one of these instead of being lost
+    """
+    CREATE TABLE duplicates(
+        file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        message_id TEXT NOT NULL,
+        PRIMARY KEY(file_id, message_id)
+    );
+    CREATE INDEX duplicates_message_id ON duplicates(message_id);
+    """,
 ]
+
+# How long a writer waits for another process (an import, a run) to finish its transaction before
+# giving up with one clear line.
+BUSY_TIMEOUT_S = 30.0
 
 # Query terms found in more than this share of chunks are dropped when rarer terms are present:
 # their BM25 weight is near zero, yet scoring them costs time for every chunk they occur in.
@@ -163,18 +177,54 @@ def fts_query(words: Sequence[str]) -> str:
 class ContextStore:
     """One connection to the store. Use as a context manager, or call `close()`."""
 
-    def __init__(self, path: Optional[Path] = None) -> None:
+    def __init__(self, path: Optional[Path] = None, *, timeout: Optional[float] = None) -> None:
         self.path = Path(path) if path else store_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        workspace.create_private_file(self.path)   # SQLite gives its -wal and -shm files the same mode
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self.db = sqlite3.connect(self.path, isolation_level=None,
+                                      timeout=BUSY_TIMEOUT_S if timeout is None else timeout)
             self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self._wal(BUSY_TIMEOUT_S if timeout is None else timeout)
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
         except sqlite3.DatabaseError as exc:
-            raise MipoError(f"the context store {self.path} is damaged ({exc}); move it away and import again") from None
+            self._close_quietly()
+            raise self._error(exc) from None
+        for suffix in ("-wal", "-shm"):          # made by an older version: readable by everyone
+            workspace.make_private(self.path.with_name(self.path.name + suffix))
+
+    def _wal(self, timeout: float) -> None:
+        """Switch to WAL (once per store: it is persistent). The switch needs a moment alone with the
+        file, and SQLite may answer "locked" at once rather than wait: retried within the timeout."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _error(self, exc: sqlite3.DatabaseError) -> MipoError:
+        """SQLite's error as one line that says what to do; only real damage is called damage."""
+        text = str(exc).lower()
+        if "locked" in text or "busy" in text:
+            return MipoError(f"the context store is busy: another mipo-local (an import or a run) is writing to it; "
+                             f"try again when it has finished ({self.path})")
+        if "disk is full" in text or "disk i/o" in text:
+            return MipoError(f"could not write the context store {self.path} ({exc}); free some disk space and try again")
+        if "readonly" in text or "read-only" in text or "unable to open" in text:
+            return MipoError(f"cannot write the context store {self.path} ({exc}); check its folder's permissions")
+        return MipoError(f"the context store {self.path} is damaged ({exc}); move it away and import again")
+
+    def _close_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            self.db.close()
 
     # ------------------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -190,33 +240,53 @@ class ContextStore:
     def schema_version(self) -> int:
         return self.db.execute("PRAGMA user_version").fetchone()[0]
 
-    def _migrate(self) -> None:
-        version = self.schema_version
+    def _check_version(self, version: int) -> None:
         if version > len(MIGRATIONS):
             raise MipoError(f"the context store {self.path} was written by a newer mipo-local (schema {version}); upgrade mipo-local")
-        for target in range(version, len(MIGRATIONS)):
-            with self.transaction():
+
+    def _migrate(self) -> None:
+        """Bring the schema up to date. Two processes opening a new store at once: the first takes the
+        write lock and migrates, the other waits for it, then reads the version again and finds
+        nothing left to do (no "table already exists")."""
+        self._check_version(self.schema_version)
+        if self.schema_version == len(MIGRATIONS):
+            return
+        with self.transaction():
+            version = self.schema_version
+            self._check_version(version)
+            for target in range(version, len(MIGRATIONS)):
                 for statement in _statements(MIGRATIONS[target]):
                     self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version = {target + 1}")
+            self.db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT; any exception (Ctrl-C included) rolls everything back."""
-        self.db.execute("BEGIN IMMEDIATE")
+        """BEGIN IMMEDIATE … COMMIT; any exception (Ctrl-C included) rolls everything back.
+
+        Waits up to the busy timeout for another process's write; SQLite's errors (locked, disk
+        full) come out as a MipoError with one clear line."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._error(exc) from None
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):   # SQLite may have rolled back already (disk full)
+                self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise self._error(exc) from None
             raise
-        self.db.execute("COMMIT")
 
     # -------------------------------------------------------------------------------- sources
     def add_source(self, path: str, kind: str) -> int:
         row = self.db.execute("SELECT id FROM sources WHERE path = ?", (path,)).fetchone()
         if row:
             return row["id"]
-        return self.db.execute("INSERT INTO sources(path, kind, added_at) VALUES (?, ?, ?)", (path, kind, _now())).lastrowid
+        with self.transaction():     # another process may be adding the same source right now
+            self.db.execute("INSERT OR IGNORE INTO sources(path, kind, added_at) VALUES (?, ?, ?)", (path, kind, _now()))
+            return self.db.execute("SELECT id FROM sources WHERE path = ?", (path,)).fetchone()["id"]
 
     def mark_imported(self, source_id: int) -> None:
         self.db.execute("UPDATE sources SET imported_at = ? WHERE id = ?", (_now(), source_id))
@@ -239,9 +309,30 @@ class ContextStore:
         """Forget a source and everything imported from it (the user's files are not touched)."""
         source = self.find_source(path_or_id)
         with self.transaction():
+            self._keep_duplicates("f.source_id = ?", (source.id,))
             self.db.execute("DELETE FROM sources WHERE id = ?", (source.id,))
             self._relink_replies()
         return source
+
+    def _keep_duplicates(self, doomed_files: str, args: Sequence, doc_ids: Optional[Sequence[int]] = None) -> None:
+        """Emails of files about to go (`doomed_files`: a condition on files `f`) that another file
+        also holds move to that file instead of being deleted with theirs; `doc_ids` narrows it to
+        those documents. Their ids, chunks and links stay as they were."""
+        sql = f"""SELECT d.id, d.message_id FROM documents d JOIN files f ON f.id = d.file_id
+                  WHERE ({doomed_files}) AND d.message_id IN (SELECT message_id FROM duplicates)"""
+        rows = self.db.execute(sql, list(args)).fetchall()
+        keep = set(doc_ids) if doc_ids is not None else None
+        for doc_id, message_id in rows:
+            if keep is not None and doc_id not in keep:
+                continue
+            holder = self.db.execute(
+                f"""SELECT dup.file_id FROM duplicates dup JOIN files f ON f.id = dup.file_id
+                    WHERE dup.message_id = ? AND NOT ({doomed_files}) ORDER BY dup.file_id LIMIT 1""",
+                [message_id, *args]).fetchone()
+            if holder is None:
+                continue
+            self.db.execute("UPDATE documents SET file_id = ? WHERE id = ?", (holder[0], doc_id))
+            self.db.execute("DELETE FROM duplicates WHERE file_id = ? AND message_id = ?", (holder[0], message_id))
 
     # ---------------------------------------------------------------------------------- files
     def file_row(self, source_id: int, path: str) -> Optional[sqlite3.Row]:
@@ -254,6 +345,7 @@ class ContextStore:
         return [r[0] for r in self.db.execute("SELECT path FROM files WHERE source_id = ?", (source_id,))]
 
     def remove_file(self, source_id: int, path: str) -> None:
+        self._keep_duplicates("f.source_id = ? AND f.path = ?", (source_id, path))
         self.db.execute("DELETE FROM files WHERE source_id = ? AND path = ?", (source_id, path))
 
     def replace_file(
@@ -278,6 +370,7 @@ class ContextStore:
                             (kind, size, mtime_ns, sha256, file_id))
             old = {r["locator"]: (r["id"], r["content_hash"]) for r in
                    self.db.execute("SELECT id, locator, content_hash FROM documents WHERE file_id = ?", (file_id,))}
+        self.db.execute("DELETE FROM duplicates WHERE file_id = ?", (file_id,))
         users = {a.lower() for a in user_addresses}
         changed = 0
         seen: set[str] = set()
@@ -287,9 +380,12 @@ class ContextStore:
             seen.add(doc.locator)
             if doc.kind == "email":
                 doc.author_is_user = doc.author.lower() in users
-                if doc.message_id and self.db.execute(
+                if doc.locator not in old and doc.message_id and self.db.execute(
                     "SELECT 1 FROM documents WHERE message_id = ? AND file_id != ? LIMIT 1", (doc.message_id, file_id)
                 ).fetchone():
+                    # stored once, under the file that had it first; remembered here in case that one goes
+                    self.db.execute("INSERT OR IGNORE INTO duplicates(file_id, message_id) VALUES (?, ?)",
+                                    (file_id, doc.message_id))
                     continue
             digest = doc.content_hash()
             previous = old.pop(doc.locator, None)
@@ -299,8 +395,10 @@ class ContextStore:
                 self.db.execute("DELETE FROM documents WHERE id = ?", (previous[0],))
             self._insert_document(file_id, doc, digest, chunk_tokens)
             changed += 1
+        if old:
+            self._keep_duplicates("f.id = ?", (file_id,), [doc_id for doc_id, _ in old.values()])
         for doc_id, _ in old.values():
-            self.db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+            self.db.execute("DELETE FROM documents WHERE id = ? AND file_id = ?", (doc_id, file_id))
         return changed, len(old)
 
     def _insert_document(self, file_id: int, doc: ParsedDocument, digest: str, chunk_tokens: int) -> int:
