@@ -3,6 +3,12 @@
 Everything lives under one folder: platformdirs' user data dir for ``mipo-local``, or
 ``$MIPO_HOME`` when set (the tests always set it). Nothing is written to the checkout or the
 current directory.
+
+The workspace holds a copy of the user's mail and notes, so it is private whatever the umask:
+folders 0700, files 0600, set explicitly when they are made, and set again over a whole
+workspace made by an older version the first time a process uses it. Every output is written to a
+temporary name, flushed to disk (fsync) and renamed, so a crash or a full disk leaves the
+previous file as it was.
 """
 
 from __future__ import annotations
@@ -17,8 +23,13 @@ ENV_HOME = "MIPO_HOME"
 ENV_CACHE = "MIPO_CACHE"   # optional: keep the (re-creatable) caches elsewhere, e.g. shared by tests
 
 
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+_secured: set[str] = set()      # workspaces whose permissions this process has already checked
+
+
 def home() -> Path:
-    """The workspace root, created on first use."""
+    """The workspace root, created on first use, private (see the module's notes)."""
     override = os.environ.get(ENV_HOME)
     if override:
         root = Path(override).expanduser()
@@ -26,8 +37,53 @@ def home() -> Path:
         from platformdirs import user_data_dir
 
         root = Path(user_data_dir("mipo-local", appauthor=False))
-    root.mkdir(parents=True, exist_ok=True)
+    make_private_dir(root)
+    if str(root) not in _secured:
+        make_private_tree(root)
+        _secured.add(str(root))
     return root
+
+
+def make_private_dir(path: Path) -> Path:
+    """A folder only its owner can enter (created with its parents where missing)."""
+    path = Path(path)
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    make_private(path)
+    return path
+
+
+def make_private(path: Path) -> None:
+    """Folder 0700, file 0600 (an owner's execute bit kept); symlinks and missing paths left alone."""
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        return
+    want = PRIVATE_DIR if stat.S_ISDIR(st.st_mode) else PRIVATE_FILE | (st.st_mode & stat.S_IXUSR)
+    if stat.S_IMODE(st.st_mode) != want:
+        with contextlib.suppress(PermissionError):   # not ours (a shared cache): leave it
+            os.chmod(path, want)
+
+
+def make_private_tree(root: Path) -> None:
+    """Every folder and file under `root` private, e.g. a workspace made by an older version."""
+    make_private(root)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            make_private(Path(dirpath) / name)
+
+
+def create_private_file(path: Path) -> None:
+    """Create `path` empty with mode 0600 if it does not exist (before a library such as SQLite
+    opens it with the umask's mode), and make it 0600 if it does."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), PRIVATE_FILE))
+    except FileExistsError:
+        pass
+    make_private(path)
 
 
 def use_demo_workspace() -> Path:
@@ -41,8 +97,10 @@ def use_demo_workspace() -> Path:
 
 
 def subdir(*parts: str) -> Path:
-    path = home().joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    root = home()
+    path = root
+    for part in parts:              # each level private, not only the last
+        path = make_private_dir(path / part)
     return path
 
 
@@ -55,8 +113,9 @@ def cache_dir(*parts: str) -> Path:
     """Caches that can always be made again from the user's data and models."""
     override = os.environ.get(ENV_CACHE)
     root = Path(override).expanduser() if override else home() / "cache"
-    path = root.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    path = make_private_dir(root)
+    for part in parts:
+        path = make_private_dir(path / part)
     return path
 
 
@@ -90,27 +149,87 @@ def atomic_path(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise RuntimeError(f"nothing was written to {tmp}")
-        if final.is_dir() and overwrite:
-            import shutil
+        try:
+            _private_and_synced(tmp)
+            if final.is_dir() and overwrite:
+                import shutil
 
-            old = final.with_name(f".{final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+                old = final.with_name(f".{final.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                final.rename(old)
+                tmp.rename(final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
+            _fsync_dir(final.parent)
+        except OSError as exc:          # fsync on a full disk, a rename refused
+            from .errors import MipoError
+
+            raise MipoError(f"could not write {final}: {exc.strerror or exc}; free some disk space or "
+                            "choose another place") from None
     except BaseException:
         _remove(tmp)
         raise
 
 
+def _private_and_synced(path: Path) -> None:
+    """A finished output (file or folder) made private and flushed to disk before it is renamed."""
+    if path.is_dir() and not path.is_symlink():
+        make_private_tree(path)
+        for dirpath, _, filenames in os.walk(path):
+            for name in filenames:
+                _fsync_file(Path(dirpath) / name)
+            _fsync_dir(Path(dirpath))
+    else:
+        make_private(path)
+        _fsync_file(path)
+
+
+def _fsync_file(path: Path) -> None:
+    if path.is_symlink():
+        return
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    """The rename itself made durable (where the platform allows opening a folder)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    """Write a file so that readers see the old or the new content, never a part, and a crash or a
+    full disk leaves the old one: temp file (0600) beside it, write, fsync, rename, fsync the folder.
+    A failed write is one MipoError line."""
+    path = Path(path)
+    try:
+        with atomic_path(path, overwrite=True) as tmp:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), PRIVATE_FILE)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+    except OSError as exc:
+        from .errors import MipoError
+
+        raise MipoError(f"could not write {path}: {exc.strerror or exc}; free some disk space or check the "
+                        "folder's permissions") from None
+    return path
+
+
 def write_text_atomic(path: Path, text: str) -> Path:
-    """Write a small text file (settings, state, reports) so that readers see the old or the new
-    content, never a part."""
-    with atomic_path(Path(path), overwrite=True) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return Path(path)
+    """`write_bytes_atomic` for text (settings, state, reports, conversations), UTF-8."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def _remove(path: Path) -> None:

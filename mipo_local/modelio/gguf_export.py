@@ -9,6 +9,7 @@ Two sources of metadata:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -120,10 +121,15 @@ def _write(
             writer.write_header_to_file()
             writer.write_kv_data_to_file()
             writer.write_tensors_to_file()
+            writer.close()           # flushes: a full disk may first show here
         except OSError as exc:
+            with contextlib.suppress(Exception):   # closing after a failed write raises again: keep the first error
+                writer.close()
             raise MipoError(f"could not write {out}: {exc.strerror or exc}; free some disk space or choose another place") from None
-        finally:
-            writer.close()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                writer.close()
+            raise
     report(progress, stage, "done", finished=True, data={"path": str(out)})
     return out
 
