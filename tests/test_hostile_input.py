@@ -258,3 +258,20 @@ def test_summary_groups_skips_by_reason_and_verbose_lists_them(tmp_path, capsys)
     out = capsys.readouterr().out
     assert sum(line.startswith("  skipped ") for line in out.splitlines()) == 4
     assert f"  ignored {src / 'photo.png'}: not a note or mail file (.png)" in out
+
+
+def test_file_names_that_are_not_utf8(tmp_path, capsys):
+    """A file name in Latin-1 (Python keeps such bytes as lone surrogates, which SQLite and a UTF-8
+    terminal refuse) stopped the import with UnicodeEncodeError."""
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(os.path.join(os.fsencode(src), b"caf\xe9 notes.md"), "w") as fh:
+        fh.write("A note about the harbour cafe.\n")
+    with open(os.path.join(os.fsencode(src), b"bad\xff.eml"), "wb") as fh:
+        fh.write(b"")
+    assert cli_main(["import", str(src), "--verbose"]) == 0
+    assert cli_main(["context", "--search", "harbour"]) == 0
+    out = capsys.readouterr().out
+    assert "1 added" in out and "bad\\xff.eml: empty file" in out
+    assert "caf\\xe9 notes" in out
+    assert cli_main(["context", "--remove", str(src)]) == 0

@@ -21,7 +21,7 @@ from .files import is_compressed, iter_lines, os_reason, read_file, read_head, u
 from .mail import is_maildir, maildir_messages, message_locator, parse_message, sniff_mail, split_mbox
 from .notes import parse_note
 from .store import ContextStore
-from .text import Unreadable, for_terminal
+from .text import Unreadable, for_terminal, fs_text
 from .walk import Item, Skip, source_kind, walk
 
 
@@ -241,7 +241,7 @@ def _progress_data(summary: ImportSummary) -> dict:
 
 def _import_root(root: Path, store: ContextStore, settings: UserSettings, summary: ImportSummary,
                  progress: Optional[ProgressCallback]) -> None:
-    source_id = store.add_source(str(Path(os.path.realpath(root))), source_kind(root))
+    source_id = store.add_source(fs_text(str(Path(os.path.realpath(root)))), source_kind(root))
     seen: set[str] = set()
     note_cap = int(settings.max_file_mb * 1024 * 1024)
     mailbox_cap = int(settings.max_mailbox_mb * 1024 * 1024)

@@ -98,13 +98,26 @@ def _declared_charset(msg) -> Optional[str]:
 def _decode_8bit(value: str, declared: Optional[str]) -> str:
     """Raw 8-bit bytes in a header (the parser keeps them as surrogate escapes) decoded as UTF-8,
     the message's declared charset, or a detected one, instead of shown as replacement characters."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+    if not _has_surrogates(value):
         return value
-    raw = value.encode("ascii", "surrogateescape")
+    raw = value.encode("utf-8", "surrogateescape")
     try:
         return decode_text(raw, declared)
     except Unreadable:
         return raw.decode("utf-8", "replace")
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def _unsurrogate(text: str, declared: Optional[str] = None) -> str:
+    """Text the email package left with undecodable bytes in it (as surrogates, which cannot be
+    stored) decoded like a raw 8-bit header; anything left becomes U+FFFD."""
+    if not _has_surrogates(text):
+        return text
+    text = _decode_8bit(text, declared)
+    return text.encode("utf-8", "replace").decode("utf-8") if _has_surrogates(text) else text
 
 
 def _decode_words(value: str) -> str:
@@ -134,7 +147,7 @@ def _decode_words(value: str) -> str:
 def _header(msg, name: str, declared: Optional[str] = None) -> str:
     """A header as one line of text: 8-bit bytes and encoded words decoded, controls stripped."""
     value = _decode_8bit(_raw_header(msg, name), declared)
-    return strip_controls(_decode_words(value), single_line=True).strip()
+    return strip_controls(_unsurrogate(_decode_words(value), declared), single_line=True).strip()
 
 
 def _addresses(msg, name: str, declared: Optional[str]) -> list[tuple[str, str]]:
@@ -149,18 +162,19 @@ def _addresses(msg, name: str, declared: Optional[str]) -> list[tuple[str, str]]
     if "@" in raw and not any("\udc80" <= ch <= "\udcff" for ch in raw):
         try:
             header = msg.get(name)
-            return [(strip_controls(a.display_name, single_line=True).strip(), normalize_address(a.addr_spec))
+            return [(strip_controls(_unsurrogate(a.display_name, declared), single_line=True).strip(),
+                     normalize_address(_unsurrogate(a.addr_spec)))
                     for a in header.addresses if a.addr_spec and a.addr_spec != "<>"]
         except Exception:  # the policy's parser refused it
             pass
     value = strip_controls(unspell_at(_decode_8bit(raw, declared)), single_line=True)
     angle = re.search(r"<([^<>\s]+@[^<>\s]+)>\s*$", value)
     if angle:   # the common `Name <address>` form, whatever the name holds
-        display = _decode_words(value[:angle.start()]).strip().strip('"').strip()
+        display = _unsurrogate(_decode_words(value[:angle.start()]), declared).strip().strip('"').strip()
         return [(strip_controls(display, single_line=True), normalize_address(angle.group(1)))]
     pairs = []
     for display, address in email.utils.getaddresses([value]):
-        display = strip_controls(_decode_words(display), single_line=True).strip()
+        display = strip_controls(_unsurrogate(_decode_words(display), declared), single_line=True).strip()
         pairs.append((display, normalize_address(address) if address else ""))
     return pairs
 
@@ -231,7 +245,7 @@ def _parse_message(raw: bytes, fallback_id: str) -> ParsedDocument:
             date = email.utils.parsedate_to_datetime(raw_date).isoformat()
         except (TypeError, ValueError, IndexError, OverflowError):
             date = None
-    own, quoted, signature = split_reply(strip_controls(message_body(msg)))
+    own, quoted, signature = split_reply(strip_controls(_unsurrogate(message_body(msg), declared)))
     message_id = _first_id(raw_message_id) or f"<{fallback_id}>"
     in_reply_to = _first_id(_header(msg, "In-Reply-To"))
     if not in_reply_to:

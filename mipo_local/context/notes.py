@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .documents import ParsedDocument
-from .text import Unreadable, decode_text, strip_controls
+from .text import Unreadable, decode_text, fs_text, strip_controls
 
 NOTE_EXTENSIONS = {".md", ".markdown", ".txt", ".org"}
 ATTACHMENT_EXTENSIONS = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".pdf", ".mp3", ".mp4", ".wav", ".mov", ".excalidraw"}
@@ -95,8 +95,8 @@ def parse_note(path: Path, raw: bytes, *, mtime: float | None = None) -> ParsedD
     body = obsidian_to_plain(body).strip()
     if not title:
         heading = _HEADING.search(body)
-        title = heading.group(1).strip() if heading else path.stem.replace("-", " ").replace("_", " ")
-    title = strip_controls(title, single_line=True).strip() or path.stem
+        title = heading.group(1).strip() if heading else fs_text(path.stem).replace("-", " ").replace("_", " ")
+    title = strip_controls(title, single_line=True).strip() or fs_text(path.stem)
     if not body:
         raise Unreadable("empty note (only front matter)" if meta else "empty file")
     date = _iso(meta.get("created") or meta.get("date") or meta.get("updated"))

@@ -14,7 +14,7 @@ from typing import Iterator, Optional, Sequence
 from .. import workspace
 from ..errors import MipoError
 from .documents import ParsedDocument
-from .text import chunk_text_counted
+from .text import chunk_text_counted, fs_text
 
 STORE_FILE = "context.sqlite3"
 
@@ -301,7 +301,8 @@ class ContextStore:
 
     def find_source(self, path_or_id: str) -> SourceInfo:
         for source in self.sources():
-            if path_or_id == str(source.id) or path_or_id == source.path or str(Path(path_or_id).expanduser().resolve()) == source.path:
+            if path_or_id == str(source.id) or path_or_id == source.path or \
+                    fs_text(str(Path(path_or_id).expanduser().resolve())) == source.path:
                 return source
         raise MipoError(f"no imported source {path_or_id!r}; `mipo-local context --list` shows them")
 

@@ -70,6 +70,20 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _BIDI_OVERRIDE = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 
 
+def fs_text(text: str) -> str:
+    """A file name as storable, printable text: bytes that are not UTF-8 (which Python keeps in a
+    path as lone surrogates) written as \\xNN."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def strip_controls(text: str, *, single_line: bool = False) -> str:
     """Text without terminal escape sequences and control characters (tabs and newlines kept,
     CR LF as LF); with `single_line`, line breaks and tabs become spaces."""
@@ -82,7 +96,7 @@ def strip_controls(text: str, *, single_line: bool = False) -> str:
 
 def for_terminal(text: str, *, single_line: bool = False) -> str:
     """What may be printed on a terminal: `strip_controls`, and no bidi overrides either."""
-    return _BIDI_OVERRIDE.sub("", strip_controls(text, single_line=single_line))
+    return _BIDI_OVERRIDE.sub("", strip_controls(fs_text(text), single_line=single_line))
 
 
 _BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol", "blockquote", "pre", "hr"}

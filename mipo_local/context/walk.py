@@ -18,7 +18,7 @@ from typing import Iterator, Optional, Union
 from .files import file_type, is_compressed, os_reason, read_head
 from .mail import is_maildir, maildir_key, maildir_messages, sniff_mail
 from .notes import NOTE_EXTENSIONS
-from .text import Unreadable
+from .text import Unreadable, fs_text
 
 MAILBOX_NAMES = {"mbox", "inbox", "sent", "sent mail"}
 
@@ -105,7 +105,7 @@ def _file(path: Path, key: str, root_real: Path, mode: int) -> Entry:
         return _ignored(path)
     if isinstance(kind, Skip):
         return kind
-    return Item(path, key, kind)
+    return Item(path, fs_text(key), kind)
 
 
 def _maildir(folder: Path, prefix: str) -> Iterator[Entry]:
@@ -115,7 +115,7 @@ def _maildir(folder: Path, prefix: str) -> Iterator[Entry]:
         yield Skip(folder, f"{os_reason(exc)} (Maildir not readable)")
         return
     for msg in messages:
-        yield Item(msg, f"{prefix}{maildir_key(msg)}", "maildir")
+        yield Item(msg, fs_text(f"{prefix}{maildir_key(msg)}"), "maildir")
 
 
 def walk(root: Path) -> Iterator[Entry]:

@@ -218,7 +218,5 @@ def cached_sha256(path: Path) -> str:
         return known[key]
     digest = file_sha256(path)
     known[key] = digest
-    tmp = index.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(known))
-    os.replace(tmp, index)
+    workspace.write_text_atomic(index, json.dumps(known))
     return digest
