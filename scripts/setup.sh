@@ -23,12 +23,27 @@ if [ ! -x "$PY" ]; then
 fi
 $PIP install -q --upgrade pip wheel >/dev/null
 
-# 1. torch: the CPU build where there is no CUDA (an unpinned torch pulls a multi-GB CUDA build).
+# 1. torch: the CPU build where there is no CUDA. On Linux the default index (PyPI) serves the CUDA
+#    build, several GB; PyTorch's own CPU index serves the ~200 MB CPU build. When that index cannot
+#    be reached (a mirror-only or offline machine: a wheel in PIP_FIND_LINKS, a PyPI proxy), the
+#    default index is used. The probe and the first try have short timeouts, so setup never hangs
+#    on an index it cannot reach.
+TORCH_CPU_INDEX="${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
+index_reachable() {
+    "$PYTHON" - "$1" <<'PY' >/dev/null 2>&1
+import sys, urllib.request
+urllib.request.urlopen(sys.argv[1].rstrip("/") + "/torch/", timeout=5).read(1)
+PY
+}
 if ! "$PY" -c 'import torch' 2>/dev/null; then
     if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
         echo "setup: CUDA found, installing torch with CUDA"
         $PIP install -q "torch==$TORCH_VERSION"
+    elif [ "$(uname -s)" = "Linux" ] && index_reachable "$TORCH_CPU_INDEX" \
+        && $PIP install -q --timeout 30 --retries 1 --index-url "$TORCH_CPU_INDEX" "torch==$TORCH_VERSION"; then
+        echo "setup: no GPU: installed the CPU build of torch $TORCH_VERSION from $TORCH_CPU_INDEX"
     else
+        [ "$(uname -s)" = "Linux" ] && echo "setup: PyTorch's CPU index ($TORCH_CPU_INDEX) cannot be reached; torch from the default index"
         echo "setup: installing torch $TORCH_VERSION"
         $PIP install -q "torch==$TORCH_VERSION"
     fi
