@@ -107,8 +107,11 @@ def _decode_8bit(value: str, declared: Optional[str]) -> str:
         return raw.decode("utf-8", "replace")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _has_surrogates(text: str) -> bool:
-    return any("\ud800" <= ch <= "\udfff" for ch in text)
+    return _SURROGATE.search(text) is not None
 
 
 def _unsurrogate(text: str, declared: Optional[str] = None) -> str:
@@ -159,7 +162,7 @@ def _addresses(msg, name: str, declared: Optional[str]) -> list[tuple[str, str]]
     raw = _raw_header(msg, name)
     if not raw:
         return []
-    if "@" in raw and not any("\udc80" <= ch <= "\udcff" for ch in raw):
+    if "@" in raw and not _has_surrogates(raw):
         try:
             header = msg.get(name)
             return [(strip_controls(_unsurrogate(a.display_name, declared), single_line=True).strip(),
