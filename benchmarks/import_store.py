@@ -3,6 +3,7 @@
 - 10,000 generated Markdown notes: files/s and MB/s
 - a ~100 MB generated mbox: messages/s and MB/s
 - retrieval: top-8 search over the 10,000 notes, median and p95 latency (goal: p95 < 20 ms)
+- one 20 MB note on a single line (goal: under 5 s; chunking used to be quadratic in it)
 
 Run: .venv/bin/python benchmarks/import_store.py
 """
@@ -133,6 +134,22 @@ def main() -> None:
             measure("a rare word among common ones", [f"{sentence(rng)} {rng.choice(rare)}" for _ in range(300)])
             top = VOCAB[0][: len(STOPWORDS) + 20]
             measure("worst case: 12 of the most frequent words only", [" ".join(rng.sample(top, 12)) for _ in range(100)])
+
+        one_line = tmp / "one-line" / "long.md"
+        one_line.parent.mkdir()
+        parts, size = [], 0
+        while size < 20_000_000:
+            piece = paragraph(rng) + " "
+            parts.append(piece)
+            size += len(piece.encode())
+        one_line.write_text("".join(parts)[:20_000_000].rstrip())
+        with ContextStore(tmp / "one-line.sqlite3") as store:
+            t = time.perf_counter()
+            summary = import_paths([one_line.parent], store=store, settings=settings)
+            dt = time.perf_counter() - t
+            assert summary.added == 1, summary.lines()
+            print(f"one {one_line.stat().st_size / 1e6:.0f} MB note on a single line: {dt:.1f} s "
+                  f"({store.counts()['chunks']} chunks; goal < 5 s)")
 
         mbox = tmp / "big.mbox"
         t = time.perf_counter()

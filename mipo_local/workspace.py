@@ -58,13 +58,13 @@ def make_private(path: Path) -> None:
 
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except OSError:
         return
     if stat.S_ISLNK(st.st_mode):
         return
     want = PRIVATE_DIR if stat.S_ISDIR(st.st_mode) else PRIVATE_FILE | (st.st_mode & stat.S_IXUSR)
     if stat.S_IMODE(st.st_mode) != want:
-        with contextlib.suppress(PermissionError):   # not ours (a shared cache): leave it
+        with contextlib.suppress(OSError):   # not ours (a shared cache), a read-only disk: leave it
             os.chmod(path, want)
 
 
