@@ -102,3 +102,33 @@ def test_removing_a_source_keeps_emails_another_source_holds(tmp_path):
         store.remove_source(str(first))
         assert [d["title"] for d in store.documents(kind="email")] == ["B only"]
         assert store.integrity_ok()
+
+
+def test_full_disk_during_an_import_is_one_clear_line(tmp_path):
+    """The store cannot grow (a file size limit stands in for a full disk): one line, exit 1, and the
+    store keeps every file imported before."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for i in range(400):
+        (notes / f"n{i:03d}.md").write_text(f"# Note {i}\n\n" + f"word{i} harbour kelp survey " * 200)
+    home = tmp_path / "home"
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2 * 1024 * 1024, 2 * 1024 * 1024))
+
+    proc = subprocess.run([sys.executable, "-m", "mipo_local", "import", str(notes)], capture_output=True, text=True,
+                          env={**os.environ, "MIPO_HOME": str(home)}, preexec_fn=limit, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    lines = [l for l in proc.stderr.strip().splitlines() if l.startswith("mipo-local")]
+    assert len(lines) == 1 and "free some disk space" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    with ContextStore(home / "context.sqlite3") as store:
+        assert store.integrity_ok()
+        counts = store.counts()
+        assert 0 < counts["files"] < 400 and counts["files"] == counts["notes"]

@@ -275,7 +275,7 @@ class ContextStore:
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):   # SQLite may have rolled back already (disk full)
                 self.db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError):
+            if isinstance(exc, sqlite3.OperationalError) and _is_environmental(exc):
                 raise self._error(exc) from None
             raise
 
@@ -529,6 +529,12 @@ class ContextStore:
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok" and not self.db.execute(
             "PRAGMA foreign_key_check").fetchall()
+
+
+def _is_environmental(exc: sqlite3.Error) -> bool:
+    """Locked, busy, full, read-only: the machine's state, not a fault of the store or the code."""
+    text = str(exc).lower()
+    return any(word in text for word in ("locked", "busy", "disk is full", "disk i/o", "readonly", "read-only"))
 
 
 def _statements(script: str) -> list[str]:
