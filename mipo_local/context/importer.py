@@ -255,7 +255,7 @@ def _import_root(root: Path, store: ContextStore, settings: UserSettings, summar
             continue
         summary.files_seen += 1
         seen.add(item.key)
-        report(progress, "import", item.key, done=summary.files_seen, data=_progress_data(summary))
+        report(progress, "import", _printable(item.key), done=summary.files_seen, data=_progress_data(summary))
         reason = _import_file(item, source_id, store, settings, summary, mailbox_cap if item.kind == "mbox" else note_cap)
         if reason:
             summary.skipped.append((str(item.path), reason))

@@ -52,7 +52,7 @@ def _plausible(text: str) -> bool:
 
 
 def _check_printable(text: str) -> str:
-    sample = text[:20000]
+    sample = _ESCAPE_SEQUENCE.sub("", text[:20000])   # colour codes are stripped later, not a sign of binary
     if sample:
         bad = sum(1 for ch in sample if (ord(ch) < 32 and ch not in "\n\r\t\f") or 0x7F <= ord(ch) < 0xA0 or ch == "\ufffd")
         if bad / len(sample) > 0.02:
