@@ -3,9 +3,25 @@ a counted skip with a reason, never an abort, a hang or a traceback (issue 12)."
 
 from __future__ import annotations
 
+import gzip
+import os
+import shutil
+import subprocess
+import sys
 import time
+import tracemalloc
+from pathlib import Path
 
+import pytest
+
+from mipo_local.cli import main as cli_main
+from mipo_local.context import ContextStore, import_paths, suggest_user_addresses
 from mipo_local.context.text import chunk_text, estimate_tokens
+from mipo_local.settings import UserSettings
+
+from .mail_fixtures import ME, plain, write_mbox
+
+SETTINGS = UserSettings(addresses=(ME,))
 
 
 def test_long_single_line_chunks_in_linear_time():
@@ -16,26 +32,6 @@ def test_long_single_line_chunks_in_linear_time():
     assert time.perf_counter() - start < 2.0
     assert all(estimate_tokens(c) <= 200 for c in chunks)
     assert " ".join(chunks).split() == text.split()
-
-
-# ------------------------------------------------------------------------------------------------
-import gzip
-import os
-import shutil
-import subprocess
-import sys
-import tracemalloc
-from pathlib import Path
-
-import pytest
-
-from mipo_local.cli import main as cli_main
-from mipo_local.context import ContextStore, import_paths, suggest_user_addresses
-from mipo_local.settings import UserSettings
-
-from .mail_fixtures import ME, plain, write_mbox
-
-SETTINGS = UserSettings(addresses=(ME,))
 
 
 def _eml(path: Path, headers: bytes, body: bytes = b"Hello there, a plain body.\n") -> Path:
