@@ -16,64 +16,10 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from .documents import ParsedDocument
+from .files import HEAD_BYTES
 from ..addresses import normalize_address, unspell_at
+from .quotes import split_reply
 from .text import Unreadable, decode_text, html_to_text, strip_controls
-
-# ---------------------------------------------------------------------------------------- quotes
-
-_ATTRIBUTION = re.compile(
-    r"^(On\b.{0,300}\bwrote:|Le\b.{0,300}\ba écrit\s?:|Am\b.{0,300}\bschrieb.{0,100}:|El\b.{0,300}\bescribió:|"
-    r"Den\b.{0,300}\bskrev.{0,100}:|.{0,200}<[^>]+@[^>]+>\s+(wrote|skrev|schrieb):)\s*$",
-    re.I,
-)
-_FORWARD_OR_OUTLOOK = re.compile(r"^(-{2,}\s*(Original Message|Forwarded message|Ursprüngliche Nachricht)\s*-{2,}|_{10,})\s*$", re.I)
-_OUTLOOK_HEADER = re.compile(r"^From:\s.+$")
-_SIGNATURE_LINES = re.compile(r"^(Sent from my \w+|Get Outlook for \w+|Sendt fra min \w+)", re.I)
-
-
-def split_reply(body: str) -> tuple[str, str, str]:
-    """Separate the writer's own words from quoted earlier messages and the signature.
-
-    Returns (own, quoted, signature). Quoted: `>` lines, an "On … wrote:" attribution and what
-    follows an Outlook-style "Original Message" or header block.
-    """
-    lines = body.replace("\r\n", "\n").split("\n")
-    own: list[str] = []
-    quoted: list[str] = []
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        stripped = line.strip()
-        joined = f"{stripped} {lines[i + 1].strip()}" if i + 1 < len(lines) else stripped
-        if _FORWARD_OR_OUTLOOK.match(stripped) or (
-            _OUTLOOK_HEADER.match(stripped) and any(re.match(r"^(Sent|Date|To|Subject):", l.strip()) for l in lines[i + 1:i + 4])
-        ):
-            quoted.extend(lines[i:])
-            break
-        if _ATTRIBUTION.match(stripped):
-            quoted.append(line)
-        elif i + 1 < len(lines) and _ATTRIBUTION.match(joined) and lines[i + 1].strip() and not stripped.startswith(">"):
-            quoted.extend(lines[i:i + 2])
-            i += 2
-            continue
-        elif stripped.startswith(">"):
-            quoted.append(line)
-        else:
-            own.append(line)
-        i += 1
-    signature: list[str] = []
-    for j in range(len(own) - 1, -1, -1):
-        if own[j].rstrip() in ("--", "-- ") or own[j] == "-- ":
-            signature = own[j + 1:]
-            own = own[:j]
-            break
-    while own and (not own[-1].strip() or _SIGNATURE_LINES.match(own[-1].strip())):
-        if own[-1].strip():
-            signature.insert(0, own[-1])
-        own.pop()
-    text = "\n".join(own).strip()
-    return re.sub(r"\n{3,}", "\n\n", text), "\n".join(quoted).strip(), "\n".join(signature).strip()
-
 
 # -------------------------------------------------------------------------------------- messages
 
@@ -298,11 +244,24 @@ def _header_names(lines: list[bytes]) -> list[bytes]:
     return names
 
 
+def _head_lines(head: bytes) -> list[bytes]:
+    """The first 40 whole lines of a file's head (a line cut by the head's end is left out)."""
+    lines = head.split(b"\n", 40)
+    if len(lines) <= 40 and len(head) >= HEAD_BYTES and not head.endswith(b"\n"):
+        lines = lines[:-1]
+    return lines[:40]
+
+
+def has_mail_headers(head: bytes) -> bool:
+    """The file starts with a header block that names at least one mail header."""
+    return bool(_MAIL_HEADERS.intersection(_header_names(_head_lines(head))))
+
+
 def sniff_mail(head: bytes) -> Optional[str]:
     """What the first few KB of a file say it is, whatever its name: "mbox" (a "From " line and
     then mail headers: mbox files, pipermail's `2016-April.txt` archives), "eml" (a block of mail
     headers), or None (a note, or anything else)."""
-    lines = head.split(b"\n", 40)[:40]
+    lines = _head_lines(head)
     if head.startswith(b"From ") and len(lines) > 1:
         names = _header_names(lines[1:])
         return "mbox" if len(_MAIL_HEADERS.intersection(names)) >= 2 else None

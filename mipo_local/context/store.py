@@ -15,6 +15,7 @@ from .. import workspace
 from ..errors import MipoError
 from .documents import ParsedDocument
 from .text import chunk_text_counted, fs_text
+from .threads import Candidate, Reply, best_original, is_reply_subject, normalize_subject
 
 STORE_FILE = "context.sqlite3"
 
@@ -121,6 +122,16 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY(file_id, message_id)
     );
     CREATE INDEX duplicates_message_id ON duplicates(message_id);
+    """,
+    # 5: replies linked without threading headers (by the subject a thread shares, `thread_subject`)
+    #    and one copy of a message kept under several Message-IDs (`fingerprint`); mail files are
+    #    read again at the next import to fill both
+    """
+    ALTER TABLE documents ADD COLUMN thread_subject TEXT NOT NULL DEFAULT '';
+    ALTER TABLE documents ADD COLUMN fingerprint TEXT;
+    CREATE INDEX documents_thread_subject ON documents(thread_subject);
+    CREATE INDEX documents_fingerprint ON documents(fingerprint);
+    UPDATE files SET sha256 = '', mtime_ns = -1 WHERE kind != 'note';
     """,
 ]
 
@@ -375,22 +386,27 @@ class ContextStore:
         users = {a.lower() for a in user_addresses}
         changed = 0
         seen: set[str] = set()
+        seen_fingerprints: set[str] = set()
         for doc in documents:
-            if doc.locator in seen:
-                continue
+            fingerprint = doc.fingerprint()
+            if doc.locator in seen or (fingerprint is not None and fingerprint in seen_fingerprints):
+                continue       # the same message twice in one file (by Message-ID or by content)
             seen.add(doc.locator)
+            if fingerprint is not None:
+                seen_fingerprints.add(fingerprint)
             if doc.kind == "email":
                 doc.author_is_user = doc.author.lower() in users
-                if doc.locator not in old and doc.message_id and self.db.execute(
-                    "SELECT 1 FROM documents WHERE message_id = ? AND file_id != ? LIMIT 1", (doc.message_id, file_id)
-                ).fetchone():
+                holder = self._stored_elsewhere(doc, fingerprint, file_id)
+                if holder is not None:
                     # stored once, under the file that had it first; remembered here in case that one goes
                     self.db.execute("INSERT OR IGNORE INTO duplicates(file_id, message_id) VALUES (?, ?)",
-                                    (file_id, doc.message_id))
+                                    (file_id, holder))
                     continue
             digest = doc.content_hash()
             previous = old.pop(doc.locator, None)
             if previous is not None and previous[1] == digest:
+                self.db.execute("UPDATE documents SET thread_subject = ?, fingerprint = ? WHERE id = ?",
+                                (_thread_subject(doc), fingerprint, previous[0]))
                 continue
             if previous is not None:
                 self.db.execute("DELETE FROM documents WHERE id = ?", (previous[0],))
@@ -402,13 +418,24 @@ class ContextStore:
             self.db.execute("DELETE FROM documents WHERE id = ? AND file_id = ?", (doc_id, file_id))
         return changed, len(old)
 
+    def _stored_elsewhere(self, doc: ParsedDocument, fingerprint: Optional[str], file_id: int) -> Optional[str]:
+        """The Message-ID under which another file already holds this email (the same Message-ID, or
+        the same fingerprint under another one), or None."""
+        row = self.db.execute("SELECT message_id FROM documents WHERE message_id = ? AND file_id != ? LIMIT 1",
+                              (doc.message_id, file_id)).fetchone() if doc.message_id else None
+        if row is None and fingerprint is not None:
+            row = self.db.execute("SELECT message_id FROM documents WHERE fingerprint = ? AND file_id != ? LIMIT 1",
+                                  (fingerprint, file_id)).fetchone()
+        return row[0] if row is not None and row[0] else None
+
     def _insert_document(self, file_id: int, doc: ParsedDocument, digest: str, chunk_tokens: int) -> int:
         doc_id = self.db.execute(
             """INSERT INTO documents(file_id, locator, kind, title, date, author, author_is_user, content_hash, body,
-                                     quoted, signature, message_id, in_reply_to, meta)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                                     quoted, signature, message_id, in_reply_to, meta, thread_subject, fingerprint)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (file_id, doc.locator, doc.kind, doc.title, doc.date, doc.author, int(doc.author_is_user), digest, doc.body,
-             doc.quoted, doc.signature, doc.message_id, doc.in_reply_to, json.dumps(doc.meta, ensure_ascii=False)),
+             doc.quoted, doc.signature, doc.message_id, doc.in_reply_to, json.dumps(doc.meta, ensure_ascii=False),
+             _thread_subject(doc), doc.fingerprint()),
         ).lastrowid
         for ord_, (text, n_tokens) in enumerate(chunk_text_counted(doc.body, chunk_tokens)):
             chunk_id = self.db.execute(
@@ -435,12 +462,34 @@ class ContextStore:
             self._relink_replies()
 
     def _relink_replies(self) -> None:
+        """Link each of the user's replies to the message it answers: by In-Reply-To/References
+        where the message is stored, else (most Outlook mail) by the subject the thread shares and
+        what the reply's quoted original says of its sender, date and first words."""
         self.db.execute("DELETE FROM replies")
         self.db.execute(
             """INSERT OR IGNORE INTO replies(incoming_id, reply_id)
                SELECT inc.id, rep.id FROM documents rep JOIN documents inc ON inc.message_id = rep.in_reply_to
                WHERE rep.kind = 'email' AND rep.author_is_user = 1 AND inc.author_is_user = 0"""
         )
+        unlinked = self.db.execute(
+            """SELECT id, title, date, quoted, meta, thread_subject FROM documents rep
+               WHERE kind = 'email' AND author_is_user = 1 AND thread_subject != ''
+                 AND NOT EXISTS (SELECT 1 FROM replies r WHERE r.reply_id = rep.id)"""
+        ).fetchall()
+        for row in unlinked:
+            if not is_reply_subject(row["title"]):
+                continue
+            candidates = [
+                Candidate(c["id"], c["author"], _meta(c["meta"]).get("from_name", ""), c["date"], c["body"] + "\n" + c["quoted"])
+                for c in self.db.execute(
+                    """SELECT id, author, date, body, quoted, meta FROM documents
+                       WHERE thread_subject = ? AND kind = 'email' AND author_is_user = 0 AND id != ?""",
+                    (row["thread_subject"], row["id"]))
+            ]
+            recipients = tuple(a for a in _meta(row["meta"]).get("to", []) if isinstance(a, str))
+            original = best_original(Reply(row["date"], row["quoted"], recipients), candidates)
+            if original is not None:
+                self.db.execute("INSERT OR IGNORE INTO replies(incoming_id, reply_id) VALUES (?, ?)", (original, row["id"]))
 
     def reply_pairs(self) -> list[tuple[sqlite3.Row, sqlite3.Row]]:
         """(incoming email, the user's reply) for every reply link."""
@@ -529,6 +578,18 @@ class ContextStore:
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok" and not self.db.execute(
             "PRAGMA foreign_key_check").fetchall()
+
+
+def _thread_subject(doc: ParsedDocument) -> str:
+    return normalize_subject(doc.title) if doc.kind == "email" else ""
+
+
+def _meta(text: str) -> dict:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _is_environmental(exc: sqlite3.Error) -> bool:
