@@ -20,6 +20,7 @@ from ..settings import UserSettings, load_settings, save_settings
 from .files import is_compressed, iter_lines, os_reason, read_file, read_head, unpack
 from .mail import is_maildir, maildir_messages, message_locator, parse_message, sniff_mail, split_mbox
 from .notes import parse_note
+from .outlook import parse_msg, pst_messages
 from .store import ContextStore
 from .text import Unreadable, for_terminal, fs_text
 from .walk import Item, Skip, source_kind, walk
@@ -73,17 +74,23 @@ def _parse(item: Item, raw: bytes, mtime: float) -> tuple[list, list[tuple[str, 
     if item.kind == "note":
         name = item.path.with_suffix("") if is_compressed(item.path) else item.path   # notes.md.gz: a .md note
         return [parse_note(name, raw, mtime=mtime)], []
-    if item.kind in ("eml", "maildir"):
+    if item.kind in ("eml", "maildir", "mh"):
         return [parse_message(raw, fallback_id=message_locator(raw))], []
+    if item.kind == "msg":
+        return [parse_msg(raw, fallback_id=message_locator(raw))], []
     docs, problems = [], []
-    for n, message in enumerate(split_mbox(raw), 1):
+    messages = pst_messages(raw) if item.kind == "pst" else split_mbox(raw)
+    for n, message in enumerate(messages, 1):
         try:
+            if isinstance(message, Unreadable):
+                raise message
             docs.append(parse_message(message, fallback_id=message_locator(message)))
         except Unreadable as exc:
             problems.append((f"{item.path} (message {n})", str(exc)))
     if not docs:
         reason = collections.Counter(r for _, r in problems).most_common(1)[0][0] if problems else "no messages"
-        raise Unreadable(f"malformed mbox ({reason})")
+        raise Unreadable(f"malformed mbox ({reason})" if item.kind == "mbox" else
+                         f"no readable message in this Outlook file ({reason})")
     return docs, problems
 
 
@@ -120,11 +127,12 @@ def sender_counts(path: Path) -> collections.Counter:
     try:
         if path.is_dir():
             senders = []
-            for n, message in enumerate(maildir_messages(path)):
+            for n, message in enumerate(maildir_messages(path) if _is_maildir(path) else _folder_files(path)):
                 if n >= SENT_SCAN_MESSAGES:
                     break
                 try:
-                    senders.append(str(parser.parsebytes(read_head(message, 64 * 1024)).get("From", "")))
+                    if _is_maildir(path) or sniff_mail(read_head(message)) == "eml":
+                        senders.append(str(parser.parsebytes(read_head(message, 64 * 1024)).get("From", "")))
                 except Unreadable:
                     continue
         else:
@@ -144,8 +152,18 @@ def sender_counts(path: Path) -> collections.Counter:
     return counts
 
 
+def _folder_files(folder: Path):
+    """The visible regular files directly in a folder (an MH or numbered-file mail folder), in name order."""
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        if not entry.name.startswith(".") and entry.is_file(follow_symlinks=False):
+            yield Path(entry.path)
+
+
 def suggest_user_addresses(paths: Sequence[Path]) -> list[str]:
-    """The senders of any "Sent" mailbox among `paths` (mbox file or Maildir folder), most frequent
+    """The senders of any "Sent" mailbox among `paths` (an mbox file, or a Maildir, MH or other
+    folder of message files), most frequent
     first: everything in a Sent mailbox is the user's, so every address that sent a tenth of it (or
     the most frequent one) is taken as theirs."""
     counts: collections.Counter = collections.Counter()
@@ -158,7 +176,7 @@ def suggest_user_addresses(paths: Sequence[Path]) -> list[str]:
                     if "sent" in name.lower():
                         candidates.append(here / name)
         for path in candidates:
-            if _is_regular(path) or _is_maildir(path):
+            if _is_regular(path) or (_is_dir(path) and not path.is_symlink()):
                 counts.update(sender_counts(path))
     if not counts:
         return []
@@ -256,7 +274,8 @@ def _import_root(root: Path, store: ContextStore, settings: UserSettings, summar
         summary.files_seen += 1
         seen.add(item.key)
         report(progress, "import", _printable(item.key), done=summary.files_seen, data=_progress_data(summary))
-        reason = _import_file(item, source_id, store, settings, summary, mailbox_cap if item.kind == "mbox" else note_cap)
+        reason = _import_file(item, source_id, store, settings, summary,
+                              mailbox_cap if item.kind in ("mbox", "pst") else note_cap)
         if reason:
             summary.skipped.append((str(item.path), reason))
     gone = [p for p in store.file_paths(source_id) if p not in seen]

@@ -9,6 +9,7 @@ archives are mailboxes, not notes; `.gz` files are looked into.
 from __future__ import annotations
 
 import errno
+import mailbox
 import os
 import stat
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Union
 
 from .files import file_type, is_compressed, os_reason, read_head
-from .mail import is_maildir, maildir_key, maildir_messages, sniff_mail
+from .mail import has_mail_headers, is_maildir, maildir_key, maildir_messages, sniff_mail
 from .notes import NOTE_EXTENSIONS
 from .text import Unreadable, fs_text
 
@@ -27,7 +28,7 @@ MAILBOX_NAMES = {"mbox", "inbox", "sent", "sent mail"}
 class Item:
     path: Path       # the file on disk
     key: str         # its stable name in the store, relative to the source
-    kind: str        # note | eml | mbox | maildir
+    kind: str        # note | eml | mbox | maildir | mh | msg | pst
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,28 @@ def _by_content(path: Path, note_kind: Optional[str]) -> "str | Skip | None":
     return note_kind
 
 
-def classify(path: Path) -> "str | Skip | None":
-    """A regular file's kind (note | eml | mbox), a Skip, or None for another type of file."""
+def _mh_message(path: Path, sequences: bool) -> "str | Skip":
+    """A numbered file of an MH folder: a message when it holds mail headers (with `.mh_sequences`
+    beside it, any header block will do: drafts have few); otherwise ignored, with the reason."""
+    try:
+        head = read_head(path)
+    except Unreadable as exc:
+        return Skip(path, str(exc))
+    if sniff_mail(head) == "eml" or (sequences and has_mail_headers(head)):
+        return "mh"
+    return Skip(path, "not an email (a numbered file in a mail folder)", ignored=True)
+
+
+def classify(path: Path, mh: Optional[bool] = None) -> "str | Skip | None":
+    """A regular file's kind (note | eml | mbox | mh | msg | pst), a Skip, or None for another type of
+    file. `mh`: the file is a message number of an MH folder (True: one with `.mh_sequences`)."""
+    if mh is not None:
+        return _mh_message(path, mh)
     name = path.name.lower()
     inner = Path(name[:-3]) if is_compressed(path) else Path(name)
     suffix = inner.suffix
+    if suffix in (".msg", ".pst", ".ost") and not is_compressed(path):
+        return "msg" if suffix == ".msg" else "pst"
     if suffix == ".eml":
         return "eml"
     if suffix in (".mbox", ".mbx") or (suffix == "" and inner.name in MAILBOX_NAMES):
@@ -82,7 +100,7 @@ def _ignored(path: Path) -> Skip:
     return Skip(path, f"not a note or mail file ({suffix or 'no extension'})", ignored=True)
 
 
-def _file(path: Path, key: str, root_real: Path, mode: int) -> Entry:
+def _file(path: Path, key: str, root_real: Path, mode: int, mh: Optional[bool] = None) -> Entry:
     """One directory entry that is not a folder: a symlink, a regular file or something else."""
     if stat.S_ISLNK(mode):
         try:
@@ -100,7 +118,7 @@ def _file(path: Path, key: str, root_real: Path, mode: int) -> Entry:
         mode = target.st_mode
     if not stat.S_ISREG(mode):
         return Skip(path, f"not a regular file ({file_type(mode)})")
-    kind = classify(path)
+    kind = classify(path, mh)
     if kind is None:
         return _ignored(path)
     if isinstance(kind, Skip):
@@ -118,6 +136,22 @@ def _maildir(folder: Path, prefix: str) -> Iterator[Entry]:
         yield Item(msg, fs_text(f"{prefix}{maildir_key(msg)}"), "maildir")
 
 
+def mh_folder(folder: Path, names: list[str]) -> Optional[tuple[set[str], bool]]:
+    """An MH folder (nmh, Claws Mail, Sylpheed; the Enron corpus's layout is the same without the
+    numbers' file of sequences): its message numbers (as `mailbox.MH` lists them) and whether it has
+    `.mh_sequences`; None for another folder. `names`: the folder's entries."""
+    sequences = ".mh_sequences" in names
+    visible = [n for n in names if not n.startswith(".")]
+    numbered = [n for n in visible if n.isdigit()]
+    if not numbered or not (sequences or len(numbered) * 2 >= len(visible)):
+        return None
+    try:
+        keys = {str(k) for k in mailbox.MH(str(folder), create=False).keys()}
+    except (OSError, mailbox.Error):
+        return None
+    return keys, sequences
+
+
 def walk(root: Path) -> Iterator[Entry]:
     """Every file under `root` (or `root` itself), in name order, hidden files and folders left out."""
     root_real = Path(os.path.realpath(root))
@@ -131,7 +165,7 @@ def walk(root: Path) -> Iterator[Entry]:
     if not stat.S_ISDIR(mode):
         entry = _file(root, root.name, root_real.parent, mode)
         if isinstance(entry, Skip) and entry.ignored:
-            entry = Skip(root, "not a notes file, .eml, mbox or Maildir")
+            entry = Skip(root, "not a notes file, .eml, mbox, Maildir or Outlook file")
         yield entry
         return
     if _safe_is_maildir(root):
@@ -147,6 +181,7 @@ def walk(root: Path) -> Iterator[Entry]:
             yield Skip(folder, f"{os_reason(exc)} (folder not readable)")
             continue
         subfolders = []
+        mh = mh_folder(folder, [e.name for e in entries])
         for entry in entries:
             if entry.name.startswith("."):          # .obsidian, .trash, .git …
                 continue
@@ -163,7 +198,7 @@ def walk(root: Path) -> Iterator[Entry]:
                 else:
                     subfolders.append(path)
                 continue
-            yield _file(path, key, root_real, mode)
+            yield _file(path, key, root_real, mode, mh[1] if mh and entry.name in mh[0] else None)
         stack.extend(reversed(subfolders))
 
 
@@ -177,7 +212,9 @@ def _safe_is_maildir(folder: Path) -> bool:
 def source_kind(root: Path) -> str:
     try:
         if root.is_dir():
-            return "maildir" if _safe_is_maildir(root) else "folder"
+            if _safe_is_maildir(root):
+                return "maildir"
+            return "mh" if mh_folder(root, os.listdir(root)) else "folder"
     except OSError:
         pass
     return {".eml": "eml", ".mbox": "mbox"}.get(root.suffix.lower(), "file")
