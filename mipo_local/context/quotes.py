@@ -189,10 +189,10 @@ def _header_block_at(lines: Sequence[str], i: int) -> bool:
     stripped = lines[i].strip()
     if _SEPARATOR.match(stripped):
         return True
-    window = [l.strip() for l in lines[i + 1:i + 5]]
-    if _FROM_LINE.match(stripped) and any(_DATE_LINE.match(l) or _HEADER_NAMES.match(l) for l in window):
-        return True
-    return bool(_LOTUS_DATE.match(stripped)) and any(_HEADER_NAMES.match(l) for l in window[:2])
+    if _FROM_LINE.match(stripped):
+        return any(_DATE_LINE.match(l.strip()) or _HEADER_NAMES.match(l.strip()) for l in lines[i + 1:i + 5])
+    return (stripped[-1:] in ("M", "m") and "/" in stripped and bool(_LOTUS_DATE.match(stripped))
+            and any(_HEADER_NAMES.match(l.strip()) for l in lines[i + 1:i + 3]))
 
 
 def split_reply(body: str) -> tuple[str, str, str]:
@@ -217,6 +217,7 @@ def split_reply(body: str) -> tuple[str, str, str]:
             break
         if stripped and not stripped.startswith(">"):
             span = next((k for k in (1, 2, 3) if i + k <= len(lines)
+                         and lines[i + k - 1].rstrip().endswith(":")        # every attribution ends so
                          and all(l.strip() for l in lines[i:i + k])
                          and _ATTRIBUTION.match(" ".join(l.strip() for l in lines[i:i + k]))), 0)
             if span:

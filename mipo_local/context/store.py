@@ -15,7 +15,7 @@ from .. import workspace
 from ..errors import MipoError
 from .documents import ParsedDocument
 from .text import chunk_text_counted, fs_text
-from .threads import Candidate, Reply, best_original, is_reply_subject, normalize_subject
+from .threads import Candidate, Reply, Thread, best_original, is_reply_subject, normalize_subject
 
 STORE_FILE = "context.sqlite3"
 
@@ -474,20 +474,23 @@ class ContextStore:
         unlinked = self.db.execute(
             """SELECT id, title, date, quoted, meta, thread_subject FROM documents rep
                WHERE kind = 'email' AND author_is_user = 1 AND thread_subject != ''
-                 AND NOT EXISTS (SELECT 1 FROM replies r WHERE r.reply_id = rep.id)"""
+                 AND NOT EXISTS (SELECT 1 FROM replies r WHERE r.reply_id = rep.id)
+               ORDER BY thread_subject"""
         ).fetchall()
+        subject, thread = None, Thread([])
         for row in unlinked:
             if not is_reply_subject(row["title"]):
                 continue
-            candidates = [
-                Candidate(c["id"], c["author"], _meta(c["meta"]).get("from_name", ""), c["date"], c["body"] + "\n" + c["quoted"])
-                for c in self.db.execute(
-                    """SELECT id, author, date, body, quoted, meta FROM documents
-                       WHERE thread_subject = ? AND kind = 'email' AND author_is_user = 0 AND id != ?""",
-                    (row["thread_subject"], row["id"]))
-            ]
+            if row["thread_subject"] != subject:      # the thread's messages, read once for all its replies
+                subject = row["thread_subject"]
+                thread = Thread([
+                    Candidate(c["id"], c["author"], _meta(c["meta"]).get("from_name", ""), c["date"], c["body"])
+                    for c in self.db.execute(
+                        """SELECT id, author, date, body, meta FROM documents
+                           WHERE thread_subject = ? AND kind = 'email' AND author_is_user = 0""", (subject,))
+                ])
             recipients = tuple(a for a in _meta(row["meta"]).get("to", []) if isinstance(a, str))
-            original = best_original(Reply(row["date"], row["quoted"], recipients), candidates)
+            original = best_original(Reply(row["date"], row["quoted"], recipients), thread)
             if original is not None:
                 self.db.execute("INSERT OR IGNORE INTO replies(incoming_id, reply_id) VALUES (?, ?)", (original, row["id"]))
 
