@@ -223,7 +223,7 @@ def import_paths(
     for p in paths:
         path = Path(p).expanduser()
         if not path.exists():
-            raise MipoError(f"{p} does not exist; give a folder of notes, an Obsidian vault, an mbox or .eml file, or a Maildir folder")
+            raise MipoError(f"{p} does not exist; give a folder of notes, an Obsidian vault, an mbox, .eml, .msg or .pst file, or a mail folder (Maildir, MH)")
         roots.append(path.absolute())
     if not roots:
         raise MipoError("nothing to import; give at least one folder or mail file")
