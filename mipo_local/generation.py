@@ -2,7 +2,9 @@
 
 One llama.cpp context holds up to `n_parallel` sequences. For each group of prompts the shared
 token prefix (the system prompt, usually) is decoded once and its KV cache copied to every
-sequence; then every step decodes one new token of every unfinished sequence in one batch.
+sequence; a prompt given several times (several samples of one prompt) is decoded once and copied
+to each of its sequences. Then every step decodes one new token of every unfinished sequence in
+one batch.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def context_per_sequence(gguf_path: Path, prompts: Sequence[str], max_new_tokens
 class BatchedGenerator:
     """Generate completions for many prompts, `n_parallel` sequences at a time. Close when done."""
 
+    PROMPT_CACHE = 2     # sequences that keep a repeated prompt's KV for the next copies
+
     def __init__(self, gguf_path: Path, *, n_parallel: int = 8, n_ctx_per_seq: int = 2048,
                  n_batch: int = 512, threads: Optional[int] = None, share_prefix: bool = True) -> None:
         import llama_cpp as L
@@ -65,10 +69,11 @@ class BatchedGenerator:
             raise MipoError(f"llama.cpp could not load {gguf_path}; check the file with `mipo-local doctor`")
         self.vocab = L.llama_model_get_vocab(self.model)
         cparams = L.llama_context_default_params()
-        cparams.n_ctx = self.n_ctx_per_seq * (self.n_parallel + 1)
+        n_seq = self.n_parallel + 1 + self.PROMPT_CACHE  # + shared prefix + repeated prompts
+        cparams.n_ctx = self.n_ctx_per_seq * n_seq
         cparams.n_batch = self.n_batch
         cparams.n_ubatch = self.n_batch
-        cparams.n_seq_max = self.n_parallel + 1   # + the sequence that holds a shared prefix
+        cparams.n_seq_max = n_seq
         t = threads or physical_cores()
         cparams.n_threads = t
         cparams.n_threads_batch = t
@@ -187,21 +192,52 @@ class BatchedGenerator:
         queue = list(range(len(prompts)))[::-1]
         active: dict[int, dict] = {}            # slot → state of the prompt it decodes
 
+        repeated = {}
+        for t in toks:
+            repeated[tuple(t)] = repeated.get(tuple(t), 0) + 1
+        cache_seqs = list(range(prefix_seq + 1, prefix_seq + 1 + self.PROMPT_CACHE))
+        cached: dict[tuple, int] = {}           # prompt (all but its last token) → cache sequence
+
+        def decode_own(seq: int, tokens: list[int], start_at: int, last_logits: bool) -> int:
+            """Decode tokens[start_at:] into `seq`, a batch at a time; the index of the last one in its batch."""
+            own = list(range(start_at, len(tokens)))
+            part = own
+            for a in range(0, len(own), self.n_batch):
+                part = own[a:a + self.n_batch]
+                self._decode([(seq, p, tokens[p], last_logits and p == len(tokens) - 1) for p in part])
+            return len(part) - 1
+
+        def cached_prompt(t: list[int]) -> int:
+            """A cache sequence holding t[:-1] (decoded now if no cache sequence holds it)."""
+            key = tuple(t[:-1])
+            if key not in cached:
+                seq = cache_seqs[len(cached) % len(cache_seqs)]
+                for old in [k for k, v in cached.items() if v == seq]:
+                    del cached[old]
+                L.llama_memory_seq_rm(self.mem, seq, -1, -1)
+                if prefix:
+                    L.llama_memory_seq_cp(self.mem, prefix_seq, seq, -1, -1)
+                decode_own(seq, t[:-1], prefix, False)
+                cached[key] = seq
+            return cached[key]
+
         def start(slot: int, i: int) -> None:
             # One prompt per decode call: a call holding several sequences' prompts is split by
             # llama.cpp into equal per-sequence ubatches, and its logits then differ from those of
             # the prompt decoded alone (measured: up to 0.5).
             L.llama_memory_seq_rm(self.mem, slot, -1, -1)
-            if prefix:
+            t = toks[i]
+            if repeated[tuple(t)] > 1 and len(t) - 1 > prefix:
                 # a whole-sequence copy: with a KV stream per sequence only full copies are allowed
-                L.llama_memory_seq_cp(self.mem, prefix_seq, slot, -1, -1)
-            own = list(range(prefix, len(toks[i])))
-            for a in range(0, len(own), self.n_batch):
-                part = own[a:a + self.n_batch]
-                self._decode([(slot, p, toks[i][p], p == len(toks[i]) - 1) for p in part])
+                L.llama_memory_seq_cp(self.mem, cached_prompt(t), slot, -1, -1)
+                last = decode_own(slot, t, len(t) - 1, True)
+            else:
+                if prefix:
+                    L.llama_memory_seq_cp(self.mem, prefix_seq, slot, -1, -1)
+                last = decode_own(slot, t, prefix, True)
             sampler = self._sampler(sampling, seeds[i])
-            active[slot] = {"i": i, "sampler": sampler, "generated": [], "n_past": len(toks[i]),
-                            "next": L.llama_sampler_sample(sampler, self.ctx, len(part) - 1)}
+            active[slot] = {"i": i, "sampler": sampler, "generated": [], "n_past": len(t),
+                            "next": L.llama_sampler_sample(sampler, self.ctx, last)}
 
         def finish(slot: int, reason: str) -> None:
             state = active.pop(slot)
