@@ -1,30 +1,71 @@
-"""How the user's context is put in front of the model — one format for pairs, training and chat.
+"""How the user's context is put in front of the model — one format for pairs, training, evaluation
+and chat.
 
-The context goes into the system message. A prompt without context has the same system message
-minus the context block, so the only difference between a MIPO positive and its `drop` negative
-is the user's context.
+The context goes either into the system message or, before the request, into the user's turn (as the
+MIPO authors' code does; `CONTEXT_IN` is the default, chosen by the sweep in BENCHMARKS.md). A prompt
+without context is the same prompt minus the context block, so the only difference between a MIPO
+positive and its `drop` negative is the user's context.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Optional, Sequence
 
 SYSTEM_BASE = "You are a helpful personal assistant."
 CONTEXT_HEADER = ("Below are excerpts from the user's own notes and emails. Use what is relevant in them "
                   "to answer the way this user would want.")
+USER_CONTEXT_HEADER = "Excerpts from my own notes and emails, for context:"
 CHUNK_SEPARATOR = "\n---\n"
+PLACEMENTS = ("system", "user")
+CONTEXT_IN = "user"             # where the context goes unless a run says otherwise
+
+
+# Chat-template control tokens of the families in the catalog and beyond: ChatML/Qwen/Llama 3/Phi
+# `<|…|>`, Llama 2/Mistral `[INST]` and `<s>`, Gemma `<start_of_turn>`. The user's text is data:
+# such a string in a note or an email must never become a turn of the conversation.
+_CONTROL = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?s>|\[/?INST\]|<(?:start|end)_of_turn>|<\|?(?:eot_id|eos|bos)\|?>")
+_BREAK = "\u200b"    # a zero-width space after the first character: the same text to a reader, no token
+
+
+def as_data(text: str) -> str:
+    """`text` with every control-token string broken up, so no tokenizer (llama.cpp's with special
+    tokens parsed, or transformers') can read it as one; everything else unchanged."""
+    return _CONTROL.sub(lambda m: m.group(0)[0] + _BREAK + m.group(0)[1:], text)
+
+
+def _excerpts(context: Sequence[str]) -> str:
+    return CHUNK_SEPARATOR.join(as_data(c.strip()) for c in context)
 
 
 def system_message(context: Optional[Sequence[str]]) -> str:
-    """The system message for a context (a list of excerpts), or the bare one for no context."""
+    """The system message holding a context (a list of excerpts), or the bare one for no context."""
     if not context:
         return SYSTEM_BASE
-    return f"{SYSTEM_BASE}\n\n{CONTEXT_HEADER}\n\n" + CHUNK_SEPARATOR.join(c.strip() for c in context)
+    return f"{SYSTEM_BASE}\n\n{CONTEXT_HEADER}\n\n" + _excerpts(context)
 
 
-def chat_messages(context: Optional[Sequence[str]], request: str, history: Sequence[dict] = ()) -> list[dict]:
-    """Messages in the conversational format (trl's `prompt`): system (+context), history, user."""
-    return [{"role": "system", "content": system_message(context)}, *history, {"role": "user", "content": request}]
+def user_message(context: Optional[Sequence[str]], request: str) -> str:
+    """The user's turn holding a context before the request, or the bare request for no context."""
+    if not context:
+        return as_data(request)
+    return f"{USER_CONTEXT_HEADER}\n\n{_excerpts(context)}\n\n---\n\n{as_data(request)}"
+
+
+def chat_messages(context: Optional[Sequence[str]], request: str, history: Sequence[dict] = (), *,
+                  context_in: str = CONTEXT_IN) -> list[dict]:
+    """Messages in the conversational format (trl's `prompt`): system, history, user; the context in
+    the system message or in the (last) user turn, as `context_in` says."""
+    if context_in not in PLACEMENTS:
+        from .errors import MipoError
+
+        raise MipoError(f"unknown context placement {context_in!r}; choose one of {', '.join(PLACEMENTS)}")
+    history = [{**m, "content": as_data(m["content"])} for m in history]
+    if context_in == "system":
+        return [{"role": "system", "content": system_message(context)}, *history,
+                {"role": "user", "content": as_data(request)}]
+    return [{"role": "system", "content": SYSTEM_BASE}, *history,
+            {"role": "user", "content": user_message(context, request)}]
 
 
 class ChatTemplate:
