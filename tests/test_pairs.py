@@ -22,7 +22,10 @@ from mipo_local.prompt_format import ChatTemplate, chat_messages, system_message
 from .mail_fixtures import ME
 from .test_bad_input import run_cli
 
-SMALL = PairSettings(examples=12, max_new_tokens=32, n_parallel=8, heldout_fraction=0.3, temperature=0.8)
+# one candidate per side and no MI filter: these tests are about prompts and bookkeeping, not selection
+PLAIN = {"candidates": 1, "min_context_mi": None}
+SMALL = PairSettings(examples=8, heldout_pairs=4, max_new_tokens=32, n_parallel=8, heldout_fraction=0.3,
+                     temperature=0.8, **PLAIN)
 
 
 @pytest.fixture
@@ -53,7 +56,8 @@ def test_pairs_carry_the_right_prompts(demo_store, sampling_model, tmp_path):
     rows = pair_rows(demo_store, split="all", include_dropped=True)
     assert len(rows) == 12 and summary.made + sum(summary.dropped.values()) == 12
     template = ChatTemplate.from_gguf(sampling_model)
-    examples = {e.id: e for e in build_examples(demo_store, max_examples=12, heldout_fraction=0.3)}
+    examples = {e.id: e for e in build_examples(demo_store, max_examples=10 ** 6, heldout_fraction=0.3)}
+    assert sum(r["heldout"] for r in rows) == 4
     for row in rows:
         e = examples[row["example_id"]]
         context = json.loads(row["context"])
@@ -84,7 +88,7 @@ def test_pairs_carry_the_right_prompts(demo_store, sampling_model, tmp_path):
 
 
 def test_persona_strategy_uses_an_unrelated_context(demo_store, sampling_model):
-    settings = PairSettings(examples=4, max_new_tokens=8, n_parallel=4, strategy="persona")
+    settings = PairSettings(examples=4, heldout_pairs=0, max_new_tokens=8, n_parallel=4, strategy="persona", **PLAIN)
     generate_pairs(demo_store, sampling_model, settings)
     for row in pair_rows(demo_store, split="all", include_dropped=True):
         negative = json.loads(row["negative_context"])
@@ -99,19 +103,21 @@ def test_shuffle_needs_a_big_enough_corpus(tmp_path, sampling_model):
     with ContextStore() as store:
         import_paths([notes], store=store)
         with pytest.raises(MipoError, match="shuffle"):
-            generate_pairs(store, sampling_model, PairSettings(examples=5, strategy="shuffle", max_new_tokens=8))
+            generate_pairs(store, sampling_model, PairSettings(examples=5, strategy="shuffle", max_new_tokens=8, **PLAIN))
         assert store.db.execute("SELECT COUNT(*) FROM pairs").fetchone()[0] == 0
 
 
 def test_shuffle_contexts_share_no_document(demo_store, sampling_model):
-    settings = PairSettings(examples=6, max_new_tokens=8, n_parallel=6, strategy="shuffle")
+    settings = PairSettings(examples=6, heldout_pairs=0, max_new_tokens=8, n_parallel=6, strategy="shuffle", **PLAIN)
     generate_pairs(demo_store, sampling_model, settings)
     for row in pair_rows(demo_store, split="all", include_dropped=True):
         assert not set(json.loads(row["negative_context"])) & set(json.loads(row["context"]))
 
 
-def test_killed_run_resumes_without_duplicates_or_losses(demo_store, sampling_model, mipo_home):
-    args = ["pairs", "--examples", "16", "--max-new-tokens", "48", "--parallel", "4", "--base", str(sampling_model)]
+def test_killed_run_resumes_without_duplicates_or_losses(demo_store, sampling_model, smol_checkpoint, mipo_home):
+    # the bundled base: its checkpoint and sampling copy are in the session's cache already
+    args = ["pairs", "--examples", "12", "--heldout-pairs", "4", "--candidates", "1", "--max-new-tokens", "48",
+            "--parallel", "4"]
     env = {**os.environ}
     proc = subprocess.Popen([sys.executable, "-m", "mipo_local", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
@@ -183,7 +189,8 @@ def test_filters():
 
 
 def test_pairs_cli_show_and_export(demo_store, sampling_model, mipo_home, tmp_path):
-    generate_pairs(demo_store, sampling_model, PairSettings(examples=3, max_new_tokens=16, n_parallel=3))
+    generate_pairs(demo_store, sampling_model, PairSettings(examples=3, heldout_pairs=0, max_new_tokens=16, n_parallel=3,
+                                                            **PLAIN))
     proc = run_cli(["pairs", "--show", "2"], mipo_home)
     assert proc.returncode == 0 and proc.stdout.count("=== pair") == 2 and "--- chosen (with context)" in proc.stdout
     out = tmp_path / "all.jsonl"

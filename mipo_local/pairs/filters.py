@@ -56,3 +56,12 @@ def judge_pair(chosen: str, chosen_finish: str, rejected: str, rejected_finish: 
     if is_degenerate(c) or is_degenerate(r):
         return "repetition loop", c, r
     return None, c, r
+
+
+def usable_answer(text: str, finish: str) -> Optional[str]:
+    """An answer as the pairs keep it (trimmed to its last whole sentence when cut at the token limit),
+    or None when it would be dropped on its own: cut mid-word, empty, or a repetition loop."""
+    trimmed = trim_cut(text, finish)
+    if trimmed is None or not trimmed.strip() or is_degenerate(trimmed):
+        return None
+    return trimmed

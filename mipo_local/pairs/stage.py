@@ -1,4 +1,11 @@
-"""The pairs stage: y+ ~ π(·|c, q) and y- ~ π(·|c', q) from the base model, committed one by one."""
+"""The pairs stage: y+ ~ π(·|c, q) and y- ~ π(·|c', q) from the base model, committed one by one.
+
+With `candidates` > 1 each side is sampled several times and the pair kept is the one MIPO would
+rank highest: every usable candidate y is scored under the base π₀ as
+MI(y) = log π₀(y|c,q) − log π₀(y|q), the positive is the candidate with the largest MI and the
+negative the one with the smallest. A pair whose positive does not depend on the context
+(MI ≤ `min_context_mi`) or whose two answers differ wildly in length is dropped with its reason.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +20,16 @@ from typing import Callable, Optional
 from ..context.store import ContextStore, _now
 from ..errors import MipoError
 from ..progress import ProgressCallback, report
-from ..prompt_format import ChatTemplate, chat_messages
+from ..prompt_format import CONTEXT_IN, PLACEMENTS, ChatTemplate, chat_messages
 from .examples import Example, build_examples
-from .filters import judge_pair
+from .filters import judge_pair, usable_answer
 from .negatives import STRATEGIES, negative_contexts
 
 
 @dataclass(frozen=True)
 class PairSettings:
-    examples: int = 200            # at most this many examples (training + held out)
+    examples: int = 200            # at most this many training examples
+    heldout_pairs: int = 16        # and pairs for at most this many held-out examples (held-out DPO metrics)
     strategy: str = "drop"         # the negative's context: drop | shuffle | persona
     samples: int = 1               # pairs per example (one sample per side each, as in MIPO)
     temperature: float = 0.8
@@ -31,10 +39,20 @@ class PairSettings:
     heldout_fraction: float = 0.1
     context_tokens: int = 400      # the budget for the user's context in each prompt
     n_parallel: int = 16           # sequences decoded together
+    context_in: str = CONTEXT_IN   # where the context goes in the prompt: system | user
+    candidates: int = 2            # answers sampled per side; the pair with the largest MI margin is kept
+    min_context_mi: float = 0.0    # drop a pair whose positive's MI (nats) under the base is not above this
+    max_length_ratio: float = 2.0  # drop a pair whose longer answer has more than this × the shorter's tokens
+
+    def sampling(self):
+        """How answers are sampled — for pairs, and for the evaluation, which samples exactly alike."""
+        from ..generation import Sampling
+
+        return Sampling(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens)
 
     def run_key(self, model_sha: str) -> str:
         """Runs with the same key continue each other; `examples` may grow without a new run."""
-        keyed = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("examples", "n_parallel")}
+        keyed = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("examples", "heldout_pairs", "n_parallel")}
         return hashlib.sha256(json.dumps([keyed, model_sha], sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -47,6 +65,9 @@ class PairsSummary:
     dropped: dict[str, int] = dataclasses.field(default_factory=dict)
     tokens: int = 0
     seconds: float = 0.0
+    truncated: int = 0             # answers that hit the token limit (trimmed to their last sentence)
+    scoring_seconds: float = 0.0   # scoring candidates under the base (part of `seconds`)
+    kept_mi: list = dataclasses.field(default_factory=list)   # (MI of y+, MI of y−) of the kept pairs
 
     @property
     def tokens_per_second(self) -> float:
@@ -70,9 +91,42 @@ def latest_run(store: ContextStore) -> Optional[int]:
     return row[0] if row else None
 
 
-def _seed(settings: PairSettings, example_id: str, sample: int, side: str) -> int:
-    h = hashlib.sha256(f"{settings.seed}:{example_id}:{sample}:{side}".encode()).hexdigest()
+def _seed(settings: PairSettings, example_id: str, sample: int, side: str, candidate: int = 0) -> int:
+    tag = side if candidate == 0 else f"{side}:{candidate}"
+    h = hashlib.sha256(f"{settings.seed}:{example_id}:{sample}:{tag}".encode()).hexdigest()
     return int(h[:8], 16)
+
+
+class CandidateScorer:
+    """MI(y) = log π₀(y|c,q) − log π₀(y|q) of answers under the base model (PyTorch)."""
+
+    def __init__(self, checkpoint: Path, context_in: str) -> None:
+        from ..eval_report import load_torch_model
+        from ..scoring import ResponseScorer
+
+        model, tokenizer = load_torch_model(checkpoint)
+        self.scorer = ResponseScorer(model, tokenizer)
+        self.context_in = context_in
+
+    def mi(self, e: Example, answers: list[str]) -> list[float]:
+        with_c = self.scorer.score(chat_messages(e.context, e.request, context_in=self.context_in), answers)
+        without = self.scorer.score(chat_messages(None, e.request, context_in=self.context_in), answers)
+        return [a[0] - b[0] for a, b in zip(with_c, without)]
+
+
+def select_pair(positives: list, negatives: list, mi_positive: list[float], mi_negative: list[float],
+                settings: PairSettings) -> tuple[Optional[str], int, int]:
+    """(reason to drop or None, index of the positive, index of the negative) among usable
+    candidates (their MI under the base given): the positive with the largest MI, the negative
+    with the smallest. `positives`/`negatives` hold each candidate's token count."""
+    p = max(range(len(positives)), key=lambda i: mi_positive[i])
+    n = min(range(len(negatives)), key=lambda i: mi_negative[i])
+    if mi_positive[p] <= settings.min_context_mi:
+        return "positive ignores the context", p, n
+    longer, shorter = max(positives[p], negatives[n]), max(1, min(positives[p], negatives[n]))
+    if longer > settings.max_length_ratio * shorter:
+        return "lengths differ too much", p, n
+    return None, p, n
 
 
 def generate_pairs(
@@ -83,22 +137,33 @@ def generate_pairs(
     progress: Optional[ProgressCallback] = None,
     should_stop: Optional[Callable[[], bool]] = None,
     count_tokens: Optional[Callable[[str], int]] = None,
+    base_checkpoint: Optional[Path] = None,
 ) -> PairsSummary:
     """Sample MIPO pairs for the store's examples with llama.cpp on `gguf_path`.
 
-    Each finished pair is committed at once; running again with the same settings and model
-    continues where the last run stopped (an interruption loses at most the pairs in flight).
+    `base_checkpoint` (the base model in PyTorch) scores the candidates; it is needed unless
+    `settings.candidates` is 1 and `settings.min_context_mi` is None. Each finished pair is committed
+    at once; running again with the same settings and model continues where the last run stopped
+    (an interruption loses at most the pairs in flight).
     """
     if settings.strategy not in STRATEGIES:
         raise MipoError(f"unknown negative strategy {settings.strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    if settings.samples < 1 or settings.max_new_tokens < 1 or settings.examples < 1:
-        raise MipoError("examples, samples and max new tokens must be at least 1")
+    if settings.context_in not in PLACEMENTS:
+        raise MipoError(f"unknown context placement {settings.context_in!r}; choose one of {', '.join(PLACEMENTS)}")
+    if settings.samples < 1 or settings.max_new_tokens < 1 or settings.examples < 1 or settings.candidates < 1:
+        raise MipoError("examples, samples, candidates and max new tokens must be at least 1")
+    scoring = settings.candidates > 1 or settings.min_context_mi is not None
+    if scoring and base_checkpoint is None:
+        raise MipoError("choosing pairs by MI needs the base model's checkpoint (base_checkpoint)")
     from ..modelio.gguf_file import cached_sha256, inspect_gguf
 
     info = inspect_gguf(gguf_path)
     template = ChatTemplate.from_gguf(gguf_path)
-    examples = build_examples(store, max_examples=settings.examples, heldout_fraction=settings.heldout_fraction,
-                              context_tokens=settings.context_tokens, **({"count": count_tokens} if count_tokens else {}))
+    every = build_examples(store, max_examples=10 ** 9, heldout_fraction=settings.heldout_fraction,
+                           context_tokens=settings.context_tokens, **({"count": count_tokens} if count_tokens else {}))
+    # in the stable order: growing either number keeps the examples chosen before
+    examples = ([e for e in every if not e.heldout][:settings.examples]
+                + [e for e in every if e.heldout][:settings.heldout_pairs])
     if not examples:
         raise MipoError("no examples: the context store holds none of your writing yet; run `mipo-local import` first")
     negatives = negative_contexts(examples, settings.strategy)
@@ -115,14 +180,20 @@ def generate_pairs(
     prompts, seeds, owners = [], [], []
     for e, k in jobs:
         for side, ctx in (("chosen", e.context), ("rejected", negatives[e.id])):
-            prompts.append(template.render(chat_messages(ctx, e.request)))
-            seeds.append(_seed(settings, e.id, k, side))
-            owners.append((e, k, side))
+            prompt = template.render(chat_messages(ctx, e.request, context_in=settings.context_in))
+            for c in range(settings.candidates):     # copies of one prompt side by side: decoded once
+                prompts.append(prompt)
+                seeds.append(_seed(settings, e.id, k, side, c))
+                owners.append((e, k, side))
 
-    from ..generation import BatchedGenerator, Sampling, context_per_sequence
+    from ..generation import BatchedGenerator, context_per_sequence
 
-    sampling = Sampling(temperature=settings.temperature, top_p=settings.top_p, max_new_tokens=settings.max_new_tokens)
-    halves: dict[tuple[str, int], dict] = {}
+    scorer = None
+    if scoring:
+        report(progress, "pairs", "loading the base model to score candidates")
+        scorer = CandidateScorer(base_checkpoint, settings.context_in)
+    sampling = settings.sampling()
+    answers: dict[tuple[str, int], dict] = {}
     start = time.perf_counter()
     finished_pairs = summary.done_before
 
@@ -130,12 +201,16 @@ def generate_pairs(
         nonlocal finished_pairs
         e, k, side = owners[i]
         summary.tokens += len(completion.tokens)
-        half = halves.setdefault((e.id, k), {})
-        half[side] = completion
-        if len(half) < 2:
+        summary.truncated += completion.finish == "length"
+        got = answers.setdefault((e.id, k), {"chosen": [], "rejected": []})
+        got[side].append(completion)
+        if len(got["chosen"]) + len(got["rejected"]) < 2 * settings.candidates:
             return
-        del halves[(e.id, k)]
-        _commit_pair(store, run_id, e, k, negatives[e.id], half["chosen"], half["rejected"], summary, template)
+        del answers[(e.id, k)]
+        t = time.perf_counter()
+        _choose_and_commit(store, run_id, e, k, negatives[e.id], got["chosen"], got["rejected"], summary, template,
+                           scorer, settings)
+        summary.scoring_seconds += time.perf_counter() - t
         finished_pairs += 1
         elapsed = time.perf_counter() - start
         made_now = finished_pairs - summary.done_before
@@ -150,14 +225,39 @@ def generate_pairs(
         generator.generate(prompts, sampling, seeds=seeds, should_stop=should_stop, on_complete=on_complete)
     summary.seconds = time.perf_counter() - start
     report(progress, "pairs", "done", done=summary.total, total=summary.total, unit="pairs", finished=True,
-           data={"tokens_per_second": summary.tokens_per_second, "dropped": dict(summary.dropped)})
+           data={"tokens_per_second": summary.tokens_per_second, "dropped": dict(summary.dropped),
+                 "truncated": summary.truncated})
     return summary
 
 
+def _choose_and_commit(store: ContextStore, run_id: int, e: Example, sample: int, negative, chosen: list,
+                       rejected: list, summary: PairsSummary, template: ChatTemplate,
+                       scorer: Optional[CandidateScorer], settings: PairSettings) -> None:
+    """Pick the pair among the candidates (see the module docstring) and commit it."""
+    if scorer is None:
+        _commit_pair(store, run_id, e, sample, negative, chosen[0], rejected[0], summary, template, settings)
+        return
+    pos = [c for c in chosen if usable_answer(c.text, c.finish)]
+    neg = [c for c in rejected if usable_answer(c.text, c.finish)]
+    if not pos or not neg:   # judged (and dropped with the precise reason) as a single candidate would be
+        _commit_pair(store, run_id, e, sample, negative, (pos or chosen)[0], (neg or rejected)[0], summary, template,
+                     settings)
+        return
+    trimmed = lambda c: usable_answer(c.text, c.finish)  # noqa: E731
+    mi_pos = scorer.mi(e, [trimmed(c) for c in pos])
+    mi_neg = scorer.mi(e, [trimmed(c) for c in neg])
+    reason, p, n = select_pair([len(c.tokens) for c in pos], [len(c.tokens) for c in neg], mi_pos, mi_neg, settings)
+    if reason is None:
+        summary.kept_mi.append((mi_pos[p], mi_neg[n]))
+    _commit_pair(store, run_id, e, sample, negative, pos[p], neg[n], summary, template, settings, reason)
+
+
 def _commit_pair(store: ContextStore, run_id: int, e: Example, sample: int, negative, chosen, rejected,
-                 summary: PairsSummary, template: ChatTemplate) -> None:
-    reason, chosen_text, rejected_text = judge_pair(chosen.text, chosen.finish, rejected.text, rejected.finish)
-    messages = chat_messages(e.context, e.request)
+                 summary: PairsSummary, template: ChatTemplate, settings: PairSettings,
+                 reason: Optional[str] = None) -> None:
+    judged, chosen_text, rejected_text = judge_pair(chosen.text, chosen.finish, rejected.text, rejected.finish)
+    reason = judged or reason
+    messages = chat_messages(e.context, e.request, context_in=settings.context_in)
     with store.transaction():
         store.db.execute(
             """INSERT OR IGNORE INTO pairs(run_id, example_id, sample, source, heldout, request, context, negative_context,

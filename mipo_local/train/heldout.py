@@ -35,6 +35,12 @@ def reference_logps(model, tokenizer, records: Sequence[dict]) -> list[tuple[flo
         return completion_logps(model, tokenizer, records)
 
 
+def _won(margin: float) -> float:
+    """A pair counts 1 when y+ is preferred, 0 when y− is, ½ on a tie (before training every DPO
+    margin is exactly 0: that is chance, 50%, not 0%)."""
+    return 1.0 if margin > 0 else 0.0 if margin < 0 else 0.5
+
+
 def summarize(policy: Sequence[tuple[float, float]], reference: Sequence[tuple[float, float]], beta: float) -> dict:
     """DPO reward margin/accuracy (policy vs reference) and the policy's log-likelihood margin."""
     margins = [beta * ((pc - rc) - (pr - rr)) for (pc, pr), (rc, rr) in zip(policy, reference)]
@@ -43,9 +49,9 @@ def summarize(policy: Sequence[tuple[float, float]], reference: Sequence[tuple[f
     return {
         "pairs": len(policy),
         "reward_margin": sum(margins) / n,
-        "reward_accuracy": sum(m > 0 for m in margins) / n,
+        "reward_accuracy": sum(_won(m) for m in margins) / n,
         "logp_margin": sum(own) / n,
-        "logp_accuracy": sum(m > 0 for m in own) / n,
+        "logp_accuracy": sum(_won(m) for m in own) / n,
     }
 
 

@@ -11,6 +11,7 @@ from typing import Callable, Optional
 from .. import workspace
 from ..errors import MipoError
 from ..progress import ProgressCallback, report
+from ..workspace import write_text_atomic
 from .settings import TrainSettings
 
 
@@ -113,6 +114,6 @@ def train_and_export(
     report(progress, "activate", "checking that the new model loads and answers")
     activate(exported.gguf)   # raises, leaving the previous model active, when it does not answer
     metrics = {**result.metrics, "export": exported.as_dict()}
-    (run_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    write_text_atomic(run_dir / "train_metrics.json", json.dumps(metrics, indent=2, default=str))
     report(progress, "export", f"{exported.gguf.name} and {exported.lora_gguf.name}", finished=True)
     return PersonalModel(run_dir, exported.gguf, exported.lora_gguf, False, metrics)

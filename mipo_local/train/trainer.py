@@ -25,6 +25,7 @@ from typing import Callable, Optional, Sequence
 
 from ..errors import MipoError
 from ..progress import ProgressCallback, report
+from ..workspace import write_text_atomic
 from .device import DevicePlan, plan_device
 from .settings import LORA_TARGETS, TrainSettings
 
@@ -114,8 +115,24 @@ def _dataset(records: Sequence[dict], tokenizer, cache_dir: Path):
 
     shutil.rmtree(data_dir, ignore_errors=True)
     Dataset.from_list(rows).save_to_disk(str(data_dir))
-    digest_file.write_text(digest)
+    write_text_atomic(digest_file, digest)
     return load_from_disk(str(data_dir))
+
+
+def split_too_long(records: Sequence[dict], tokenizer, max_length: int) -> tuple[list[dict], int]:
+    """(the pairs whose prompt + longer answer fit `max_length` tokens, how many did not). trl would
+    cut the others' completions silently; they are left out and counted instead."""
+    kept, too_long = [], 0
+    for r in records:
+        prompt = tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True)
+        n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        longest = max(len(tokenizer(r[side][0]["content"], add_special_tokens=False)["input_ids"])
+                      for side in ("chosen", "rejected"))
+        if n_prompt + longest + 2 > max_length:     # + the end-of-turn tokens
+            too_long += 1
+        else:
+            kept.append(r)
+    return kept, too_long
 
 
 def train_lora(
@@ -176,7 +193,13 @@ def train_lora(
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=plan.dtype)
     n_params = sum(p.numel() for p in model.parameters())
-    settings_file.write_text(json.dumps(dataclasses.asdict(settings), indent=2))
+    write_text_atomic(settings_file, json.dumps(dataclasses.asdict(settings), indent=2))
+    records, too_long = split_too_long(records, tokenizer, settings.max_length)
+    if not records:
+        raise MipoError(f"every pair is longer than max_length={settings.max_length} tokens; raise it or lower the "
+                        "context budget")
+    if too_long:
+        report(progress, "train", f"left out {too_long} pairs longer than {settings.max_length} tokens (not truncated)")
 
     dataset = _dataset(records, tokenizer, run_dir / "data")
     micro_batch, accum, checkpointing = plan_memory(settings, plan, model.config, n_params, max(dataset["length"]))
@@ -252,7 +275,7 @@ def train_lora(
         handler_installed = True
     metrics: dict = {"device": plan.device, "dtype": plan.dtype_name, "gradient_checkpointing": checkpointing,
                      "micro_batch": micro_batch, "grad_accum": accum,
-                     "pairs": len(dataset), "heldout_pairs": len(heldout)}
+                     "pairs": len(dataset), "pairs_too_long": too_long, "heldout_pairs": len(heldout)}
     try:
         with compact_lm_head():
             report(progress, "train", "computing reference log-probs (once)")
@@ -290,7 +313,7 @@ def train_lora(
                 shutil.rmtree(tmp, ignore_errors=True)
                 trainer.model.save_pretrained(str(tmp))
                 tokenizer.save_pretrained(str(tmp))
-                (tmp / "train_settings.json").write_text(json.dumps(dataclasses.asdict(settings), indent=2))
+                write_text_atomic(tmp / "train_settings.json", json.dumps(dataclasses.asdict(settings), indent=2))
                 shutil.rmtree(adapter_dir, ignore_errors=True)
                 tmp.rename(adapter_dir)
                 if heldout:
@@ -306,7 +329,7 @@ def train_lora(
             signal.signal(signal.SIGINT, previous)
     pairs_per_second = done_steps * settings.batch_size * settings.grad_accum / seconds if seconds else 0.0
     metrics["pairs_per_second"] = pairs_per_second
-    (run_dir / "train_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    write_text_atomic(run_dir / "train_metrics.json", json.dumps(metrics, indent=2, default=str))
     report(progress, "train", "stopped: resume with --resume" if stopped else "done", done=steps,
            total=trainer.state.max_steps, unit="steps", finished=True, data={"stopped": stopped})
     return TrainResult(run_dir, adapter_dir, steps, trainer.state.max_steps, stopped, seconds, pairs_per_second, metrics)
