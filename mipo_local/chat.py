@@ -1,10 +1,12 @@
 """Chat with the personal model through llama.cpp, the user's relevant writing in each turn.
 
 Every turn retrieves the user's most relevant excerpts for the new message and puts them in the
-system prompt exactly as in training (`prompt_format.chat_messages`). The conversation is rendered
-in the model's own chat template and streamed. llama.cpp keeps the KV cache of the previous prompt
-and decodes only what changed, so a turn costs its new tokens — as long as the system prompt
-stays the same. The context is therefore *sticky*: when any of the 12 best matches for the new
+prompt exactly as in training (`prompt_format.chat_messages`, with the placement and budget of the
+run that made the model: in the system message, or before the request in the user's turn). The
+conversation is rendered in the model's own chat template and streamed. llama.cpp keeps the KV
+cache of the previous prompt and decodes only what changed, so a turn costs its new tokens — as
+long as the earlier part of the prompt stays the same: the context stays where it was first given
+(the system message, or the user turn that brought it). The context is therefore *sticky*: when any of the 12 best matches for the new
 message is already in the context (a follow-up on the same subject), or nothing matches (a
 "thanks!"), the context stays; when the subject changes, the context is replaced by the new
 excerpts and the conversation is decoded again — then only the most recent exchanges (up to
@@ -26,7 +28,7 @@ from typing import Iterator, Optional
 
 from . import workspace
 from .errors import MipoError
-from .prompt_format import ChatTemplate, chat_messages
+from .prompt_format import ChatTemplate, chat_messages, user_message
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,8 @@ class Conversation:
     created: str
     title: str = ""
     messages: list = field(default_factory=list)     # {"role", "content", "at", ["snippets"]}
-    context: list = field(default_factory=list)      # the snippets in the system prompt now (as dicts)
+    context: list = field(default_factory=list)      # the snippets in the prompt now (as dicts)
+    context_turn: Optional[int] = None                # the user message they came with (context in the user turn)
 
     @property
     def path(self) -> Path:
@@ -89,7 +92,8 @@ def load_conversation(conversation_id: str) -> Conversation:
     path = conversations_dir() / f"{conversation_id}.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Conversation(**{k: data[k] for k in ("id", "model", "created", "title", "messages", "context") if k in data})
+        return Conversation(**{k: data[k] for k in ("id", "model", "created", "title", "messages", "context",
+                                                     "context_turn") if k in data})
     except (OSError, ValueError, TypeError, KeyError):
         raise MipoError(f"no saved conversation {conversation_id!r}; `mipo-local chat --list` shows them") from None
 
@@ -115,11 +119,24 @@ def _now() -> str:
     return dt.datetime.now().isoformat(timespec="seconds")
 
 
+def prompt_settings(model: Path):
+    """The pairs settings a model was trained with (its run's settings.json beside it), so chat puts
+    the context where training did; the defaults for a base model or a model from elsewhere."""
+    from .pairs.stage import PairSettings
+
+    try:
+        data = json.loads((Path(model).parent / "settings.json").read_text()).get("pairs") or {}
+        known = {f for f in PairSettings.__dataclass_fields__}
+        return PairSettings(**{k: v for k, v in data.items() if k in known})
+    except (OSError, ValueError, TypeError, AttributeError):
+        return PairSettings()
+
+
 class ChatSession:
     """A conversation with one GGUF model. `send` streams the answer; close when done."""
 
     def __init__(self, model: Path, *, conversation: Optional[Conversation] = None, use_context: bool = True,
-                 context_tokens: int = 400, n_ctx: int = 4096, max_tokens: int = 256, temperature: float = 0.7,
+                 context_tokens: Optional[int] = None, context_in: Optional[str] = None, n_ctx: int = 4096, max_tokens: int = 256, temperature: float = 0.7,
                  top_p: float = 0.95, repeat_penalty: float = 1.1, seed: int = 0, save: bool = True,
                  history_tokens: int = 512) -> None:
         from .llama_runtime import open_llama
@@ -129,7 +146,9 @@ class ChatSession:
         self.llm = open_llama(self.model_path, n_ctx=n_ctx, flash_attn=True, seed=seed)
         self.conversation = conversation or Conversation(uuid.uuid4().hex[:12], str(self.model_path), _now())
         self.use_context = use_context
-        self.context_tokens = context_tokens
+        trained = prompt_settings(self.model_path)
+        self.context_tokens = context_tokens or trained.context_tokens
+        self.context_in = context_in or trained.context_in
         self.n_ctx = n_ctx
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -137,6 +156,7 @@ class ChatSession:
         self.repeat_penalty = repeat_penalty
         self.history_tokens = history_tokens
         self.history_start: Optional[int] = None    # the first message of the history in the prompt
+        self.attached_now = True                     # this turn brought the context (user-turn placement)
         self.save = save
         self.last = TurnStats()
         self.last_snippets: list[Snippet] = []
@@ -168,8 +188,10 @@ class ChatSession:
     def _search(self, text: str):
         from .context import ContextStore
 
+        from .pairs.examples import relevant_hits
+
         with ContextStore() as store:
-            return store.search(text, 12)
+            return relevant_hits(text, store.search(text, 12))
 
     def _fit(self, hits) -> list[Snippet]:
         from .pairs.examples import fit_context
@@ -201,11 +223,19 @@ class ChatSession:
             start = i
         self.history_start = start
 
-    def _prompt_tokens(self, text: str) -> list[int]:
+    def _prompt_tokens(self, text: str, changed: bool) -> list[int]:
         context = [s["text"] for s in self.conversation.context] or None
         while True:
             history = [{"role": m["role"], "content": m["content"]} for m in self.conversation.messages[self.history_start:]]
-            self.last_messages = chat_messages(context, text, history)
+            self.attached_now = True
+            turn = self.conversation.context_turn
+            if self.context_in == "user" and context and not changed and turn is not None and turn >= self.history_start:
+                # the context stays in the user turn that brought it: the prompt's start is unchanged
+                history[turn - self.history_start] = {"role": "user", "content": user_message(
+                    context, history[turn - self.history_start]["content"])}
+                self.attached_now = False
+            self.last_messages = chat_messages(context if self.attached_now else None, text, history,
+                                               context_in=self.context_in)
             prompt = self.template.render(self.last_messages)
             tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
             if len(tokens) + self.max_tokens <= self.n_ctx or not history:
@@ -226,7 +256,7 @@ class ChatSession:
             # the prompt is decoded from the context on anyway: keep only the recent history, so
             # the time to the first token stays bounded however long the conversation gets
             self._fit_history()
-        tokens = self._prompt_tokens(text)
+        tokens = self._prompt_tokens(text, changed)
         reused = 0
         for a, b in zip(self.llm._input_ids, tokens):
             if a != b:
@@ -249,6 +279,8 @@ class ChatSession:
         self.last = stats
         answer = "".join(pieces).strip()
         at = _now()
+        if self.attached_now and self.conversation.context:
+            self.conversation.context_turn = len(self.conversation.messages)
         self.conversation.messages.append({"role": "user", "content": text, "at": at,
                                            "snippets": [asdict(s) for s in self.last_snippets]})
         self.conversation.messages.append({"role": "assistant", "content": answer, "at": at})

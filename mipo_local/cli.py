@@ -139,17 +139,20 @@ def _cmd_pairs(args: argparse.Namespace) -> int:
 
         progress = TerminalProgress()
         base = resolve_base(args.base or load_settings().base_model or None)
-        defaults = PairSettings()
-        settings = PairSettings(
-            examples=args.examples or defaults.examples, strategy=args.strategy, samples=args.samples,
-            temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed,
-            n_parallel=args.parallel,
-        )
+        given = {"examples": args.examples, "heldout_pairs": args.heldout_pairs, "strategy": args.strategy,
+                 "samples": args.samples, "temperature": args.temperature, "top_p": args.top_p,
+                 "max_new_tokens": args.max_new_tokens, "seed": args.seed, "n_parallel": args.parallel,
+                 "candidates": args.candidates, "context_in": args.context_in}
+        settings = PairSettings(**{k: v for k, v in given.items() if v is not None})
+        from .modelio import base_checkpoint
+
         gguf = sampling_gguf(base, progress=progress)
-        summary = generate_pairs(store, gguf, settings, progress=progress)
+        summary = generate_pairs(store, gguf, settings, progress=progress,
+                                 base_checkpoint=base_checkpoint(base, progress=progress))
         dropped = ", ".join(f"{n} {reason}" for reason, n in sorted(summary.dropped.items())) or "none"
         echo(f"{summary.made} new pairs ({summary.done_before} from before, {summary.total} in this run); "
-              f"dropped: {dropped}; {summary.tokens_per_second:.0f} tokens/s")
+             f"dropped: {dropped}; {summary.truncated} answers hit the token limit (trimmed to their last sentence); "
+             f"{summary.tokens_per_second:.0f} tokens/s")
     return 0
 
 
@@ -190,8 +193,9 @@ def _run_settings(args: argparse.Namespace):
     from .pipeline import RunSettings, demo_settings
 
     settings = demo_settings() if args.demo else RunSettings()
-    pairs = {k: v for k, v in {"examples": args.examples, "strategy": args.strategy,
-                               "max_new_tokens": args.max_new_tokens}.items() if v is not None}
+    pairs = {k: v for k, v in {"examples": args.examples, "heldout_pairs": args.heldout_pairs, "strategy": args.strategy,
+                               "max_new_tokens": args.max_new_tokens, "candidates": args.candidates,
+                               "context_in": args.context_in}.items() if v is not None}
     train = {k: v for k, v in {"epochs": args.epochs, "device": args.device}.items() if v is not None}
     evaluation = {"examples": args.eval_examples} if args.eval_examples is not None else {}
     return dataclasses.replace(
@@ -232,8 +236,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not result.finished:
         echo("pairs are ready: read them with `mipo-local pairs --show 5`; run again (without --pairs-only) to train")
         return 0
-    gain = result.report["mi"]["gain"]
-    echo(f"MI gain on held-out examples: {gain['mean']:+.2f} nats (95% CI {gain['ci95'][0]:+.2f} to {gain['ci95'][1]:+.2f})")
+    echo(result.report["headline"])
     echo(f"report: {result.run_dir / 'report.md'}")
     echo(f"active model: {result.model}  (chat: mipo-local chat{' --demo' if args.demo else ''})")
     echo(f"total {total:.0f} s")
@@ -414,15 +417,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pairs", help="sample MIPO preference pairs (with and without your context); resumable")
     p.add_argument("--base", default=None, help="catalog name, GGUF path or model folder (default: your chosen model)")
-    p.add_argument("--examples", type=int, default=None, help="at most this many examples (default 200)")
-    p.add_argument("--strategy", default="drop", choices=["drop", "shuffle", "persona"],
+    p.add_argument("--examples", type=int, default=None, help="at most this many training examples")
+    p.add_argument("--heldout-pairs", type=int, default=None, help="and pairs for at most this many held-out examples")
+    p.add_argument("--strategy", default=None, choices=["drop", "shuffle", "persona"],
                    help="the negative's context: none, another example's, or an unrelated persona")
-    p.add_argument("--samples", type=int, default=1, help="pairs per example")
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--max-new-tokens", type=int, default=160)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--parallel", type=int, default=16, help="sequences decoded together")
+    p.add_argument("--samples", type=int, default=None, help="pairs per example")
+    p.add_argument("--candidates", type=int, default=None, help="answers sampled per side; the highest-MI pair is kept")
+    p.add_argument("--context-in", default=None, choices=["system", "user"], help="where the context goes in the prompt")
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--parallel", type=int, default=None, help="sequences decoded together")
     p.add_argument("--show", type=int, metavar="N", default=None, help="print N pairs of the latest run for reading")
     p.add_argument("--export", metavar="FILE", help="write the latest run's pairs as JSONL (trl conversational format)")
     p.add_argument("--split", default="train", choices=["train", "heldout", "all"], help="which pairs --export writes")
@@ -448,7 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--me", action="append", metavar="ADDRESS", help="one of your email addresses (repeatable)")
     p.add_argument("--base", default=None, help="catalog name, GGUF path or model folder (default: your chosen model)")
     p.add_argument("--examples", type=int, default=None, help="examples to make pairs from (default 200; demo 40)")
+    p.add_argument("--heldout-pairs", type=int, default=None, help="pairs for at most this many held-out examples")
     p.add_argument("--strategy", default=None, choices=["drop", "shuffle", "persona"], help="the negative's context")
+    p.add_argument("--candidates", type=int, default=None, help="answers sampled per side; the highest-MI pair is kept")
+    p.add_argument("--context-in", default=None, choices=["system", "user"], help="where the context goes in the prompt")
     p.add_argument("--max-new-tokens", type=int, default=None, help="longest sampled answer")
     p.add_argument("--epochs", type=float, default=None)
     p.add_argument("--device", default=None, help="auto (cuda > mps > cpu), cuda, mps or cpu")

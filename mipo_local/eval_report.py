@@ -1,10 +1,20 @@
 """Did personalization work? The personal model against its base, on the user's held-out examples.
 
-- MI: responses sampled (llama.cpp) from the personal and the base GGUF with the user's context,
-  each scored under the base π₀ as log π₀(y|c,q) − log π₀(y|q) — the quantity MIPO maximizes;
-- reply log-likelihood: for held-out email threads, log π(real reply | c, q) per token under each model;
-- a guard on general ability: perplexity of a neutral text shipped with the project, under each model.
-Means come with bootstrap 95% CIs; gains are paired (same example, both models).
+For every held-out example (request q, the user's context c) each model answers K times, sampled
+exactly as the pairs are (`PairSettings.sampling()`, the same trimming and loop filter). Then:
+
+- context identification (the headline): every answer is scored under the base π₀ with its true
+  context and with M−1 distractor contexts of other examples that share no document with it; it is
+  identified when the true context scores highest (chance 1/M). An answer that uses *this* person's
+  context carries information about it: this is what mutual information means, bounded and judge-free;
+- fixed-text MI: the base's own answers with context (no sampling noise between the models),
+  [log πθ(y|c,q) − log πθ(y|q)] − [log π₀(y|c,q) − log π₀(y|q)] per token;
+- MI per token of the sampled answers under the base, answer length, loop rate, verbatim-copy share
+  (answer 8-grams found in the context) and coherence (π₀'s log-likelihood per token of the answer
+  given (c, q)): use of the context must not come from parroting or derailing;
+- on held-out emails the user answered: log-likelihood per token and ROUGE-L of their real reply;
+- perplexity of a neutral text shipped with the project, a guard on general ability.
+Means come with bootstrap 95% CIs over examples; gains are paired (same example, both models).
 """
 
 from __future__ import annotations
@@ -16,10 +26,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .evaluate import bootstrap_ci, continuation_logp, pointwise_mi_and_length, response_logp
+from .evaluate import (bootstrap_ci, continuation_logp, copy_share, identification, median, rouge_l,
+                       trimmed_mean)
 from .progress import ProgressCallback, report
-from .workspace import write_text_atomic
 from .prompt_format import ChatTemplate, chat_messages
+from .workspace import write_text_atomic
 
 NEUTRAL_TEXT = Path(__file__).resolve().parent / "data" / "neutral.txt"
 
@@ -27,9 +38,8 @@ NEUTRAL_TEXT = Path(__file__).resolve().parent / "data" / "neutral.txt"
 @dataclass(frozen=True)
 class EvalSettings:
     examples: int = 24             # held-out examples at most
-    max_new_tokens: int = 96
-    temperature: float = 0.7
-    top_p: float = 0.95
+    answers: int = 2               # K: answers sampled per example and model
+    contexts: int = 4              # M: the true context and M−1 distractors
     seed: int = 1234
     samples_shown: int = 2         # before/after answers in the summary
 
@@ -39,12 +49,21 @@ def _ci(values: Sequence[float]) -> dict:
     return {"mean": mean, "ci95": [lo, hi], "n": len(values)}
 
 
-def _load_torch_model(folder: Path):
+def _compare(personal: Sequence[float], base: Sequence[float]) -> dict:
+    return {"personal": _ci(personal), "base": _ci(base), "gain": _ci([p - b for p, b in zip(personal, base)])}
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def load_torch_model(folder: Path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     model.eval()
     return model, AutoTokenizer.from_pretrained(folder)
@@ -63,124 +82,258 @@ def perplexity(model, tokenizer, text: str, window: int = 512) -> float:
     return math.exp(-total / max(1, count))
 
 
-def heldout_examples(store, pairs_settings, limit: int) -> list[dict]:
-    """Held-out examples of the user's data: request, context, and their real reply if any.
+def heldout_examples(store, pairs_settings, limit: int, contexts: int = EvalSettings.contexts) -> list[dict]:
+    """Held-out examples of the user's data: request, context, distractor contexts, real reply if any.
 
     All examples the store supports are split with the same stable rule as the pairs stage (an
-    example's id decides), so none of these was trained on; they need no pairs, so the evaluation
-    is not limited to the held-out share of the examples that got pairs."""
-    from .pairs.examples import build_examples
+    example's id decides), so none of these was trained on; they need no pairs. The distractors of an
+    example are the contexts of `contexts`−1 other examples that share no document with it, the ones
+    closest to its own context in vocabulary: on the same subject, an answer is told apart only by
+    what it takes from *this* context, not by the subject the request already names."""
+    from .pairs.examples import build_examples, content_words, stable_fraction
 
-    examples = build_examples(store, max_examples=10 ** 9, heldout_fraction=pairs_settings.heldout_fraction,
-                              context_tokens=pairs_settings.context_tokens)
-    return [{"id": e.id, "source": e.source, "request": e.request, "context": list(e.context), "reference": e.reference}
-            for e in examples if e.heldout][:limit]
+    everything = build_examples(store, max_examples=10 ** 9, heldout_fraction=pairs_settings.heldout_fraction,
+                                context_tokens=pairs_settings.context_tokens)
+    words = {e.id: content_words(" ".join(e.context)) for e in everything}
+
+    def closeness(e, o) -> tuple[float, float]:
+        union = len(words[e.id] | words[o.id]) or 1
+        return (-len(words[e.id] & words[o.id]) / union, stable_fraction(f"distractor:{e.id}:{o.id}"))
+
+    out = []
+    for e in [e for e in everything if e.heldout][:limit]:
+        mine, seen = set(e.context_docs), {e.context}
+        distractors = []
+        for o in sorted((o for o in everything if not mine & set(o.context_docs)), key=lambda o: closeness(e, o)):
+            if len(distractors) == contexts - 1:
+                break
+            if o.context not in seen:
+                seen.add(o.context)
+                distractors.append(list(o.context))
+        out.append({"id": e.id, "source": e.source, "request": e.request, "context": list(e.context),
+                    "distractors": distractors, "reference": e.reference})
+    return out
 
 
-def _sample(gguf: Path, prompts: list[str], settings: EvalSettings) -> list[str]:
-    from .generation import BatchedGenerator, Sampling, context_per_sequence
+def _sample(gguf: Path, examples: Sequence[dict], pair_settings, answers: int, seed: int) -> list[list[dict]]:
+    """K answers per example, sampled and trimmed as the pairs are; each {text, tokens, cut, loop}."""
+    from .generation import BatchedGenerator, context_per_sequence
+    from .pairs.filters import is_degenerate, trim_cut
 
-    n_ctx = context_per_sequence(gguf, prompts, settings.max_new_tokens)
-    sampling = Sampling(temperature=settings.temperature, top_p=settings.top_p, max_new_tokens=settings.max_new_tokens)
-    seeds = [settings.seed + i for i in range(len(prompts))]
-    with BatchedGenerator(gguf, n_parallel=min(8, len(prompts)), n_ctx_per_seq=n_ctx) as gen:
-        return [c.text.strip() for c in gen.generate(prompts, sampling, seeds=seeds)]
+    template = ChatTemplate.from_gguf(gguf)
+    prompts, seeds = [], []
+    for n, e in enumerate(examples):
+        prompt = template.render(chat_messages(e["context"], e["request"], context_in=pair_settings.context_in))
+        for k in range(answers):            # copies side by side: the prompt is decoded once
+            prompts.append(prompt)
+            seeds.append(seed + 1000 * n + k)
+    sampling = pair_settings.sampling()
+    n_ctx = context_per_sequence(gguf, prompts, sampling.max_new_tokens)
+    with BatchedGenerator(gguf, n_parallel=min(pair_settings.n_parallel, len(prompts)), n_ctx_per_seq=n_ctx) as gen:
+        completions = gen.generate(prompts, sampling, seeds=seeds)
+    out = []
+    for n in range(len(examples)):
+        group = []
+        for c in completions[n * answers:(n + 1) * answers]:
+            trimmed = trim_cut(c.text, c.finish)
+            text = (trimmed if trimmed is not None else c.text).strip()
+            group.append({"text": text, "cut": trimmed is None, "loop": is_degenerate(text),
+                          "truncated": c.finish == "length"})
+        out.append(group)
+    return out
+
+
+def _score_base(scorer, examples: Sequence[dict], answers: list[list[str]], context_in: str) -> list[dict]:
+    """Per example: each answer's score under its true context, each distractor and no context."""
+    jobs = []                                  # (context key, example index, which)
+    for i, e in enumerate(examples):
+        jobs.append((tuple(e["context"]), i, "true"))
+        jobs += [(tuple(d), i, j) for j, d in enumerate(e["distractors"])]
+        jobs.append(((), i, "none"))
+    jobs.sort(key=lambda j: (j[0], j[1]))      # the same context one after the other: its cache is reused
+    scores = [{"distractors": [None] * len(e["distractors"])} for e in examples]
+    for context, i, which in jobs:
+        got = scorer.score(chat_messages(list(context) or None, examples[i]["request"], context_in=context_in), answers[i])
+        if which in ("true", "none"):
+            scores[i][which] = got
+        else:
+            scores[i]["distractors"][which] = got
+    return scores
+
+
+def _per_model(examples, groups, scores, offset: int, count: int) -> dict:
+    """Per-example means over one model's K answers (they sit at answers[offset:offset+count])."""
+    ident, mi_tok, coherence, length, loops, copies = [], [], [], [], [], []
+    for e, group, s in zip(examples, groups, scores):
+        rows = range(offset, offset + count)
+        true = [s["true"][r] for r in rows]
+        none = [s["none"][r] for r in rows]
+        ident.append(_mean([identification(true[k][0], [d[r][0] for d in s["distractors"]])
+                            for k, r in enumerate(rows)]))
+        mi_tok.append(_mean([(t[0] - n[0]) / max(1, t[1]) for t, n in zip(true, none)]))
+        coherence.append(_mean([t[0] / max(1, t[1]) for t in true]))
+        length.append(_mean([float(t[1]) for t in true]))
+        loops.append(_mean([float(a["loop"]) for a in group]))
+        copies.append(_mean([copy_share(a["text"], e["context"]) for a in group]))
+    return {"identification": ident, "mi_per_token": mi_tok, "coherence": coherence, "tokens": length,
+            "loop": loops, "copy": copies}
 
 
 def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: Path, base_checkpoint: Path,
-                    examples: Sequence[dict], settings: EvalSettings = EvalSettings(), *,
+                    examples: Sequence[dict], settings: EvalSettings = EvalSettings(), pair_settings=None, *,
                     progress: Optional[ProgressCallback] = None) -> dict:
     """The report as a dict (see the module's docstring)."""
+    from .pairs.stage import PairSettings
+    from .scoring import ResponseScorer
+
+    pair_settings = pair_settings or PairSettings()
+    context_in, K = pair_settings.context_in, settings.answers
     start = time.perf_counter()
-    template = ChatTemplate.from_gguf(base_gguf)
-    prompts = [template.render(chat_messages(e["context"], e["request"])) for e in examples]
-    personal_answers, base_answers = [], []
+    steps = 5
+    personal, base = [], []
     if examples:   # a tiny run may hold out none: then only the perplexity guard is measured
-        report(progress, "evaluate", "sampling answers from the personal model", done=0, total=4, unit="parts")
-        personal_answers = _sample(personal_gguf, prompts, settings)
-        report(progress, "evaluate", "sampling answers from the base model", done=1, total=4, unit="parts")
-        base_answers = _sample(base_gguf, prompts, settings)
+        report(progress, "evaluate", "sampling answers from the personal model", done=0, total=steps, unit="parts")
+        personal = _sample(personal_gguf, examples, pair_settings, K, settings.seed)
+        report(progress, "evaluate", "sampling answers from the base model", done=1, total=steps, unit="parts")
+        base = _sample(base_gguf, examples, pair_settings, K, settings.seed)
+    groups = [p + b for p, b in zip(personal, base)]        # personal answers first, then the base's
+    texts = [[a["text"] for a in g] for g in groups]
     neutral = NEUTRAL_TEXT.read_text(encoding="utf-8")
+    replies = [i for i, e in enumerate(examples) if e.get("reference")]
 
-    report(progress, "evaluate", "scoring under the base model", done=2, total=4, unit="parts")
-    model, tok = _load_torch_model(base_checkpoint)
-
-    def mi(base_model, tokenizer, answers: list[str]) -> tuple[list[float], list[float], list[float]]:
-        """Each answer's MI in nats under the base, its MI per token, and its length in tokens."""
-        scored = [pointwise_mi_and_length(base_model, tokenizer, e["context"], e["request"], y)
-                  for e, y in zip(examples, answers)]
-        return [v for v, _ in scored], [v / max(1, n) for v, n in scored], [float(n) for _, n in scored]
-
-    mi_personal, mi_personal_tok, len_personal = mi(model, tok, personal_answers)
-    mi_base, mi_base_tok, len_base = mi(model, tok, base_answers)
-    replies = [e for e in examples if e.get("reference")]
-
-    def reply_ll(m, t) -> list[float]:
-        out = []
-        for e in replies:
-            logp, n = response_logp(m, t, chat_messages(e["context"], e["request"]), e["reference"])
-            out.append(logp / max(1, n))
-        return out
-
-    reply_base = reply_ll(model, tok)
+    report(progress, "evaluate", "scoring every answer under the base model", done=2, total=steps, unit="parts")
+    model, tok = load_torch_model(base_checkpoint)
+    scorer = ResponseScorer(model, tok)
+    scores = _score_base(scorer, examples, texts, context_in)
+    reply_base = [scorer.score(chat_messages(examples[i]["context"], examples[i]["request"], context_in=context_in),
+                               [examples[i]["reference"]])[0] for i in replies]
     ppl_base = perplexity(model, tok, neutral)
-    del model
-    report(progress, "evaluate", "scoring under the personal model", done=3, total=4, unit="parts")
-    model, tok = _load_torch_model(personal_checkpoint)
-    reply_personal = reply_ll(model, tok)
-    ppl_personal = perplexity(model, tok, neutral)
-    del model
+    del model, scorer
 
-    samples = [{"request": e["request"], "base": b, "personal": p}
-               for e, b, p in list(zip(examples, base_answers, personal_answers))[: settings.samples_shown]]
+    report(progress, "evaluate", "scoring under the personal model", done=3, total=steps, unit="parts")
+    model, tok = load_torch_model(personal_checkpoint)
+    scorer = ResponseScorer(model, tok)
+    fixed_gain, fixed_personal, fixed_base = [], [], []
+    for i, e in enumerate(examples):   # the base's own answers with context: the same texts for both models
+        base_texts = texts[i][K:]
+        with_c = scorer.score(chat_messages(e["context"], e["request"], context_in=context_in), base_texts)
+        without = scorer.score(chat_messages(None, e["request"], context_in=context_in), base_texts)
+        theta = [(a[0] - b[0]) / max(1, a[1]) for a, b in zip(with_c, without)]
+        zero = [(scores[i]["true"][K + k][0] - scores[i]["none"][K + k][0]) / max(1, scores[i]["true"][K + k][1])
+                for k in range(K)]
+        fixed_personal.append(_mean(theta))
+        fixed_base.append(_mean(zero))
+        fixed_gain.append(_mean([t - z for t, z in zip(theta, zero)]))
+    reply_personal = [scorer.score(chat_messages(examples[i]["context"], examples[i]["request"], context_in=context_in),
+                                   [examples[i]["reference"]])[0] for i in replies]
+    ppl_personal = perplexity(model, tok, neutral)
+    del model, scorer
+
+    report(progress, "evaluate", "summing up", done=4, total=steps, unit="parts")
+    mp = _per_model(examples, personal, scores, 0, K)
+    mb = _per_model(examples, base, scores, K, K)
+    M = 1 + min((len(e["distractors"]) for e in examples), default=0)
+    per_tok = lambda pairs: [lp / max(1, n) for lp, n in pairs]  # noqa: E731
+    rouge = lambda model_answers: [_mean([rouge_l(a["text"], examples[i]["reference"]) for a in model_answers[i]])  # noqa: E731
+                                   for i in replies]
     result = {
         "examples": len(examples),
         "example_ids": [e["id"] for e in examples],
         "settings": asdict(settings),
-        "mi": {"personal": _ci(mi_personal), "base": _ci(mi_base),
-               "gain": _ci([p - b for p, b in zip(mi_personal, mi_base)])},
-        "mi_per_token": {"personal": _ci(mi_personal_tok), "base": _ci(mi_base_tok),
-                         "gain": _ci([p - b for p, b in zip(mi_personal_tok, mi_base_tok)])},
-        "answer_tokens": {"personal": _ci(len_personal), "base": _ci(len_base)},
-        "reply_loglik_per_token": {"personal": _ci(reply_personal), "base": _ci(reply_base),
-                                   "gain": _ci([p - b for p, b in zip(reply_personal, reply_base)])},
+        "sampling": {**asdict(pair_settings.sampling()), "context_in": context_in,
+                     "context_tokens": pair_settings.context_tokens},
+        "identification": {"contexts": M, "answers": K, "chance": 1 / M if M else None,
+                           **_compare(mp["identification"], mb["identification"])},
+        "fixed_text_mi_per_token": {"personal": _ci(fixed_personal), "base": _ci(fixed_base), "gain": _ci(fixed_gain)},
+        "mi_per_token": {**_compare(mp["mi_per_token"], mb["mi_per_token"]),
+                         "trimmed_mean": {"personal": trimmed_mean(mp["mi_per_token"]),
+                                          "base": trimmed_mean(mb["mi_per_token"])},
+                         "median": {"personal": median(mp["mi_per_token"]), "base": median(mb["mi_per_token"])}},
+        "answer_tokens": {**_compare(mp["tokens"], mb["tokens"]),
+                          "ratio": _mean(mp["tokens"]) / _mean(mb["tokens"]) if _mean(mb["tokens"]) else None},
+        "loop_rate": _compare(mp["loop"], mb["loop"]),
+        "copy_share": _compare(mp["copy"], mb["copy"]),
+        "coherence": _compare(mp["coherence"], mb["coherence"]),
+        "truncated_answers": {"personal": sum(a["truncated"] for g in personal for a in g),
+                              "base": sum(a["truncated"] for g in base for a in g), "of": len(examples) * K},
+        "replies": {"threads": len(replies),
+                    "loglik_per_token": _compare(per_tok(reply_personal), per_tok(reply_base)),
+                    "rouge_l": _compare(rouge(personal), rouge(base))},
         "neutral_perplexity": {"base": ppl_base, "personal": ppl_personal,
                                "change": ppl_personal / ppl_base - 1 if ppl_base else None},
-        "samples": samples,
+        "samples": [{"request": e["request"], "base": b[0]["text"], "personal": p[0]["text"]}
+                    for e, b, p in list(zip(examples, base, personal))[: settings.samples_shown]],
         "seconds": time.perf_counter() - start,
     }
-    report(progress, "evaluate", "done", done=4, total=4, unit="parts", finished=True)
+    result["headline"] = headline(result)
+    report(progress, "evaluate", "done", done=steps, total=steps, unit="parts", finished=True)
     return result
 
 
-def _fmt(stat: dict, digits: int = 2) -> str:
-    if not stat["n"]:
+def headline(result: dict) -> str:
+    """One plain sentence on whether the personal model uses the user's writing more than its base."""
+    ident = result.get("identification") or {}
+    gain = ident.get("gain") or {}
+    if not gain.get("n"):
+        return "There were no held-out examples to test on, so this run cannot say whether your model became personal."
+    lo, hi = gain["ci95"]
+    p, b = ident["personal"]["mean"], ident["base"]["mean"]
+    said = (f"Shown one of its answers, the base model could tell which of {ident['contexts']} pieces of your writing "
+            f"it was written for {p:.0%} of the time for your personal model and {b:.0%} for the original model "
+            f"(chance: {ident['chance']:.0%}; {gain['n']} held-out requests, {ident['answers']} answers each)")
+    if lo > 0:
+        return f"{said}: your personal model uses your writing more than the original does."
+    if hi < 0:
+        return f"{said}: your personal model uses your writing less than the original does."
+    return f"{said}: the difference is within the measurement's noise, so no gain is shown yet."
+
+
+def gain_label(result: Optional[dict]) -> str:
+    """A few characters for a list of runs: the context-identification gain in points."""
+    gain = ((result or {}).get("identification") or {}).get("gain") or {}
+    if not gain.get("n"):
+        return ""
+    return f"identification {100 * gain['mean']:+.0f} pts"
+
+
+def _fmt(stat: dict, digits: int = 2, scale: float = 1.0, unit: str = "") -> str:
+    if not stat.get("n"):
         return "n/a (no examples)"
     lo, hi = stat["ci95"]
-    return f"{stat['mean']:+.{digits}f} (95% CI {lo:+.{digits}f} to {hi:+.{digits}f}, n={stat['n']})"
+    f = lambda v: f"{scale * v:+.{digits}f}{unit}"  # noqa: E731
+    return f"{f(stat['mean'])} (95% CI {f(lo)} to {f(hi)}, n={stat['n']})"
+
+
+def _row(name: str, stat: dict, digits: int = 2, scale: float = 1.0, unit: str = "") -> str:
+    cells = [_fmt(stat[k], digits, scale, unit) for k in ("base", "personal", "gain")]
+    return f"| {name} | " + " | ".join(cells) + " |"
 
 
 def summary_markdown(result: dict, title: str = "Personalization report") -> str:
-    mi, rl, ppl = result["mi"], result["reply_loglik_per_token"], result["neutral_perplexity"]
+    ident, ppl, replies = result["identification"], result["neutral_perplexity"], result["replies"]
     lines = [
-        f"# {title}", "",
-        f"On {result['examples']} held-out examples of your own data (never trained on)."
-        + (" That is too few to tell: personalize with more examples." if result["examples"] < 5 else ""), "",
-        "**Does the model use your context?** Pointwise mutual information between your context and the "
-        "answer, log π₀(y|c,q) − log π₀(y|q) in nats under the base model (higher: the answer depends more on "
-        "your writing):", "",
-        f"- personal model: {_fmt(mi['personal'])}",
-        f"- base model: {_fmt(mi['base'])}",
-        f"- gain: {_fmt(mi['gain'])}",
-        f"- per answer token: personal {_fmt(result['mi_per_token']['personal'], 3)}, base "
-        f"{_fmt(result['mi_per_token']['base'], 3)}, gain {_fmt(result['mi_per_token']['gain'], 3)}", "",
-        "**Does it sound like you?** Log-likelihood per token of your real replies to held-out emails:", "",
-        f"- personal model: {_fmt(rl['personal'], 3)}",
-        f"- base model: {_fmt(rl['base'], 3)}",
-        f"- gain: {_fmt(rl['gain'], 3)}", "",
+        f"# {title}", "", result["headline"], "",
+        f"On {result['examples']} held-out examples of your own data (never trained on); "
+        f"{ident['answers']} answers per example from each model, sampled as the training pairs were "
+        f"(temperature {result['sampling']['temperature']}, at most {result['sampling']['max_new_tokens']} tokens)."
+        + (" That is too few to tell: personalize with more of your writing." if result["examples"] < 5 else ""), "",
+        "| measure | original (base) | personal | gain |", "|---|---|---|---|",
+        _row(f"context identified among {ident['contexts']} (chance {100 * (ident['chance'] or 0):.0f}%), %", ident, 1, 100),
+        _row("fixed-text MI per token (nats)", result["fixed_text_mi_per_token"], 3),
+        _row("MI per token of the answers (nats)", result["mi_per_token"], 3),
+        _row("answer length (tokens)", result["answer_tokens"], 1),
+        _row("repetition loops, %", result["loop_rate"], 1, 100),
+        _row("copied verbatim from your writing (8-grams), %", result["copy_share"], 1, 100),
+        _row("coherence: log-likelihood per token under the base", result["coherence"], 3),
+        _row(f"your real replies: log-likelihood per token ({replies['threads']} threads)", replies["loglik_per_token"], 3),
+        _row(f"your real replies: ROUGE-L, % ({replies['threads']} threads)", replies["rouge_l"], 1, 100),
+        "",
         "**General ability** (perplexity of a neutral text, lower is better): "
         f"base {ppl['base']:.2f}, personal {ppl['personal']:.2f}"
         + (f" ({ppl['change']:+.1%})" if ppl.get("change") is not None else ""), "",
+        "How to read it: an answer that uses *your* writing lets the base model tell your context from "
+        "others'; MI is how much more likely the answer is with your context than without; copying and "
+        "coherence show whether that comes from parroting your text or from derailing.", "",
     ]
     for n, s in enumerate(result.get("samples", []), 1):
         lines += [f"## Sample {n}", "", "**Request:** " + " ".join(s["request"].split())[:400], "",

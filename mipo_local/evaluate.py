@@ -68,3 +68,70 @@ def bootstrap_ci(values: Sequence[float], *, samples: int = 2000, level: float =
     lo = means[int((1 - level) / 2 * samples)]
     hi = means[min(samples - 1, int((1 + level) / 2 * samples))]
     return mean, lo, hi
+
+
+def identification(true_score: float, distractor_scores: Sequence[float]) -> float:
+    """1 when the true context gives the answer the highest score, 0 when a distractor does; a tie
+    at the top shares the point (1/(ties+1)), so an answer that carries no information about its
+    context scores chance (1/M) on average."""
+    top = max(distractor_scores, default=float("-inf"))
+    if true_score > top:
+        return 1.0
+    if true_score < top:
+        return 0.0
+    return 1.0 / (1 + sum(1 for s in distractor_scores if s == top))
+
+
+def _words(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"\w+", text.lower())
+
+
+def rouge_l(candidate: str, reference: str) -> float:
+    """ROUGE-L F1 on lower-cased words: the longest common subsequence against both lengths (as
+    LaMP and CoPe report it; no stemming)."""
+    a, b = _words(candidate), _words(reference)
+    if not a or not b:
+        return 0.0
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        row = [0]
+        for j, y in enumerate(b):
+            row.append(previous[j] + 1 if x == y else max(previous[j + 1], row[j]))
+        previous = row
+    lcs = previous[-1]
+    if not lcs:
+        return 0.0
+    precision, recall = lcs / len(a), lcs / len(b)
+    return 2 * precision * recall / (precision + recall)
+
+
+def copy_share(answer: str, context: Sequence[str], n: int = 8) -> float:
+    """The share of the answer's word n-grams found verbatim in the context (0 for answers shorter
+    than n words): using the user's writing is the goal, pasting it back is not."""
+    words = _words(answer)
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    if not grams:
+        return 0.0
+    source = set()
+    for text in context or ():
+        w = _words(text)
+        source.update(tuple(w[i:i + n]) for i in range(len(w) - n + 1))
+    return sum(g in source for g in grams) / len(grams)
+
+
+def trimmed_mean(values: Sequence[float], cut: float = 0.1) -> float:
+    """The mean without the lowest and highest `cut` share of the values."""
+    values = sorted(values)
+    k = int(len(values) * cut)
+    kept = values[k:len(values) - k] or values
+    return sum(kept) / len(kept) if kept else 0.0
+
+
+def median(values: Sequence[float]) -> float:
+    values = sorted(values)
+    if not values:
+        return 0.0
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2

@@ -62,10 +62,10 @@ class RunSettings:
 def demo_settings() -> RunSettings:
     """Settings for `run --demo`: the whole pipeline on the demo corpus in a few minutes on 2 cores."""
     return RunSettings(
-        pairs=PairSettings(examples=40, max_new_tokens=80, heldout_fraction=0.2),
+        pairs=PairSettings(examples=40, heldout_pairs=8, max_new_tokens=64, heldout_fraction=0.3, context_tokens=256),
         train=TrainSettings(max_length=768),
         quant="Q8_0",
-        evaluation=EvalSettings(examples=24, max_new_tokens=64),
+        evaluation=EvalSettings(examples=24),
     )
 
 
@@ -158,7 +158,7 @@ def _pick_run(settings: RunSettings, data_fp: str, new: bool) -> tuple[Path, boo
     _save_state(run_dir, {"key": settings.key(), "settings": settings.to_dict(), "data": data_fp,
                           "created": dt.datetime.now().isoformat(timespec="seconds"), "stages": {},
                           "outputs": {}, "finished": False})
-    (run_dir / "settings.json").write_text(json.dumps(settings.to_dict(), indent=2))
+    workspace.write_text_atomic(run_dir / "settings.json", json.dumps(settings.to_dict(), indent=2))
     return run_dir, False
 
 
@@ -267,18 +267,21 @@ def run_pipeline(
 
         started = time.perf_counter()
         sampler = sampling_gguf(base, progress=log)
-        pairs_fp = _hash([settings.pairs.run_key(cached_sha256(sampler)), settings.pairs.examples, data_fp])
+        pairs_fp = _hash([settings.pairs.run_key(cached_sha256(sampler)), settings.pairs.examples,
+                          settings.pairs.heldout_pairs, data_fp])
         if not done("pairs", pairs_fp):
             from .pairs import generate_pairs
 
             stages["pairs"] = {"status": "running", "fingerprint": pairs_fp}
             _save_state(run_dir, state)
             with ContextStore() as store:
-                summary = generate_pairs(store, sampler, settings.pairs, progress=log, should_stop=stop)
+                summary = generate_pairs(store, sampler, settings.pairs, progress=log, should_stop=stop,
+                                         base_checkpoint=base_checkpoint(base, progress=log))
             if stop():
                 return stopped("pairs")
             finish("pairs", pairs_fp, started, pair_run=summary.run_id, made=summary.made,
-                   dropped=summary.dropped, tokens_per_second=summary.tokens_per_second)
+                   dropped=summary.dropped, truncated=summary.truncated, tokens_per_second=summary.tokens_per_second,
+                   scoring_seconds=summary.scoring_seconds)
         pair_run = stages["pairs"]["pair_run"]
         if until == "pairs":
             _save_state(run_dir, state)
@@ -360,19 +363,20 @@ def run_pipeline(
             stages["evaluate"] = {"status": "running", "fingerprint": eval_fp}
             _save_state(run_dir, state)
             with ContextStore() as store:
-                examples = heldout_examples(store, settings.pairs, settings.evaluation.examples)
+                examples = heldout_examples(store, settings.pairs, settings.evaluation.examples,
+                                            settings.evaluation.contexts)
             evaluation = evaluate_models(model, Path(outputs["merged"]), sampler, checkpoint, examples,
-                                         settings.evaluation, progress=log)
+                                         settings.evaluation, settings.pairs, progress=log)
             evaluation["run"] = {"folder": str(run_dir), "settings": settings.to_dict(), "model": str(model),
                                  "stage_seconds": {k: v.get("seconds") for k, v in stages.items()}}
             write_report(evaluation, run_dir)
             finish("evaluate", eval_fp, started)
-            gain = evaluation["mi"]["gain"]
-            log.line(f"[evaluate] MI gain {gain['mean']:+.2f} nats (95% CI {gain['ci95'][0]:+.2f} to {gain['ci95'][1]:+.2f})")
+            log.line(f"[evaluate] {evaluation['headline']}")
         result.report = json.loads((run_dir / "report.json").read_text())
 
     state["finished"] = True
-    state["report"] = {k: result.report.get(k) for k in ("mi", "reply_loglik_per_token", "neutral_perplexity")}
+    state["report"] = {k: result.report.get(k) for k in ("headline", "identification", "fixed_text_mi_per_token",
+                                                          "neutral_perplexity")}
     state["total_seconds"] = sum(v.get("seconds") or 0 for v in stages.values())
     _save_state(run_dir, state)
     result.finished = True
@@ -401,9 +405,10 @@ def evaluate_run(run_dir: Optional[Path] = None, settings: Optional[EvalSettings
     base = resolve_base(run_settings.base or None)
     sampler = sampling_gguf(base, progress=progress)
     with ContextStore() as store:
-        examples = heldout_examples(store, run_settings.pairs, settings.examples)
+        examples = heldout_examples(store, run_settings.pairs, settings.examples, settings.contexts)
     evaluation = evaluate_models(Path(outputs["model"]), Path(outputs["merged"]), sampler,
-                                 base_checkpoint(base, progress=progress), examples, settings, progress=progress)
+                                 base_checkpoint(base, progress=progress), examples, settings, run_settings.pairs,
+                                 progress=progress)
     evaluation["run"] = {"folder": str(run_dir), "settings": state["settings"], "model": outputs["model"],
                          "stage_seconds": {k: v.get("seconds") for k, v in state.get("stages", {}).items()}}
     _, md = write_report(evaluation, run_dir)

@@ -1,4 +1,4 @@
-"""Chat on the real bundled model: retrieval into the system prompt, KV reuse, saved history; the Modelfile."""
+"""Chat on the real bundled model: retrieval into the prompt as in training, KV reuse, saved history; the Modelfile."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from mipo_local.chat import ChatSession, list_conversations, load_conversation
 from mipo_local.context import ContextStore, import_paths
 from mipo_local.demo import DEMO_ADDRESSES, demo_sources
 from mipo_local.modelfile import modelfile_text
-from mipo_local.prompt_format import ChatTemplate, system_message
+from mipo_local.prompt_format import PLACEMENTS, ChatTemplate, chat_messages, system_message
 from mipo_local.settings import UserSettings
 
 from .test_bad_input import assert_one_line_error, run_cli
@@ -23,15 +23,16 @@ def demo_store(mipo_home):
         store.set_user_addresses(DEMO_ADDRESSES)
 
 
-def test_context_goes_into_the_system_prompt_and_follow_ups_reuse_the_cache(demo_store, bundled_gguf):
-    with ChatSession(bundled_gguf, max_tokens=24, seed=1) as chat:
+@pytest.mark.parametrize("context_in", PLACEMENTS)
+def test_context_goes_where_training_put_it_and_follow_ups_reuse_the_cache(demo_store, bundled_gguf, context_in):
+    with ChatSession(bundled_gguf, max_tokens=24, seed=1, context_in=context_in) as chat:
         first = chat.ask("How is Bjørn the sourdough starter doing?")
         assert first and chat.last.context_changed and chat.last_snippets
         assert any("sourdough" in s.text.lower() or "bjørn" in s.text.lower() for s in chat.last_snippets)
         prompt_1 = chat.last.prompt_tokens
-        # the prompt is the training format: system message with the excerpts, then the request
-        rendered = chat.template.render([{"role": "system", "content": system_message([s.text for s in chat.last_snippets])},
-                                         {"role": "user", "content": "How is Bjørn the sourdough starter doing?"}])
+        # the prompt is the training format: the excerpts (system message or user turn), then the request
+        rendered = chat.template.render(chat_messages([s.text for s in chat.last_snippets],
+                                                      "How is Bjørn the sourdough starter doing?", context_in=context_in))
         assert len(chat.llm.tokenize(rendered.encode(), add_bos=False, special=True)) == prompt_1
         chat.ask("And how often should the sourdough starter Bjørn be fed?")
         # same subject: the context stays and the whole earlier conversation comes from the KV cache

@@ -20,10 +20,10 @@ from mipo_local.train import TrainSettings
 from .test_bad_input import assert_one_line_error, run_cli
 
 TINY = RunSettings(
-    pairs=PairSettings(examples=10, max_new_tokens=24, heldout_fraction=0.3, n_parallel=8),
+    pairs=PairSettings(examples=10, heldout_pairs=3, max_new_tokens=24, heldout_fraction=0.3, n_parallel=8, candidates=1),
     train=TrainSettings(batch_size=2, max_length=512, checkpoint_every=1),
     quant="Q8_0", max_steps=3,
-    evaluation=EvalSettings(examples=3, max_new_tokens=16),
+    evaluation=EvalSettings(examples=3, answers=1),
 )
 
 
@@ -52,7 +52,8 @@ def test_run_resumes_after_an_interruption_and_leaves_a_model_that_answers(mipo_
     for name in ("settings.json", "log.txt", "report.json", "report.md", "adapter.gguf"):
         assert (first.run_dir / name).is_file(), name
     report = json.loads((first.run_dir / "report.json").read_text())
-    assert report["mi"]["personal"]["n"] == report["examples"] >= 1
+    assert report["identification"]["personal"]["n"] == report["examples"] >= 1
+    assert report["headline"] in (first.run_dir / "report.md").read_text()
     from mipo_local.context import ContextStore
 
     with ContextStore() as store:   # evaluated examples were never trained on

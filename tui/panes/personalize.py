@@ -203,12 +203,14 @@ class PersonalizePane(VerticalScroll):
             detail.update("pairs are ready: review them in Pairs, then Start to train")
             self.app.notify("Pairs are ready for review.")
         else:
-            gain = (result.report or {}).get("mi", {}).get("gain", {})
+            from mipo_local.eval_report import gain_label
+
+            shown = gain_label(result.report)
             text = "done"
             if result.up_to_date:
                 text = "nothing changed since the last run; its model is active"
-            elif gain.get("n"):
-                text = f"done: MI gain {gain['mean']:+.2f} nats on held-out examples (see Results)"
+            elif shown:
+                text = f"done: context {shown} on held-out examples (see Results)"
             detail.update(text)
             self.app.notify("Your personal model is ready and active.")
         self.app.refresh_panes()

@@ -25,6 +25,7 @@ class ResultsPane(Vertical):
 
     def reload(self) -> None:
         from mipo_local.active_model import active_model, history
+        from mipo_local.eval_report import gain_label
         from mipo_local.pipeline import list_runs, load_state
 
         active = active_model()
@@ -37,8 +38,8 @@ class ResultsPane(Vertical):
         runs.clear_options()
         for run in reversed(list_runs()):
             state = load_state(run)
-            gain = ((state.get("report") or {}).get("mi") or {}).get("gain") or {}
-            label = run.name + (f"  MI {gain['mean']:+.1f}" if gain.get("n") else ("" if state.get("finished") else "  (unfinished)"))
+            shown = gain_label(state.get("report"))
+            label = run.name + (f"  {shown}" if shown else ("" if state.get("finished") else "  (unfinished)"))
             runs.add_option(Option(Text(label), id=str(run)))
         if runs.option_count:
             runs.highlighted = 0

@@ -1,0 +1,92 @@
+"""The recipe sweep: which pairs and training settings make the personal model use the user's context?
+
+    .venv/bin/python scripts/sweep_recipe.py [--seeds 2] [--only NAME ...] [--out sweep.json]
+
+Each variant changes one thing against the demo settings (`pipeline.demo_settings()`) and is judged
+by held-out context identification (personal − base, points) over the training seeds — never by
+DPO reward margin, which grows with the learning rate by construction. Variants with the same pairs
+settings share one workspace, so their pairs are made once. Prints a Markdown table for
+BENCHMARKS.md; every report goes to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+
+def variants(demo):
+    """(name, settings): one change each against the demo settings."""
+    pairs, train = demo.pairs, demo.train
+    with_pairs = lambda **kw: dataclasses.replace(demo, pairs=dataclasses.replace(pairs, **kw))  # noqa: E731
+    with_train = lambda **kw: dataclasses.replace(demo, train=dataclasses.replace(train, **kw))  # noqa: E731
+    return [
+        ("demo settings", demo),
+        ("context in the system prompt", with_pairs(context_in="system")),
+        ("shuffle negatives", with_pairs(strategy="shuffle")),
+        ("3 epochs", with_train(epochs=3.0)),
+        ("no MI selection (1 candidate, no filter)", with_pairs(candidates=1, min_context_mi=None)),
+        ("learning rate 5e-5", with_train(learning_rate=5e-5)),
+        ("beta 0.3", with_train(beta=0.3)),
+    ]
+
+
+def _cell(stat: dict, scale: float = 100.0, digits: int = 1) -> str:
+    lo, hi = stat["ci95"]
+    return f"{scale * stat['mean']:+.{digits}f} ({scale * lo:+.{digits}f}…{scale * hi:+.{digits}f})"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--only", nargs="*", help="names (prefixes) of the variants to run")
+    ap.add_argument("--out", type=Path, default=Path("sweep_recipe.json"))
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from mipo_local.demo import DEMO_ADDRESSES, demo_sources
+    from mipo_local.pipeline import demo_settings
+    from personalization import run_seeds
+
+    homes: dict[str, Path] = {}
+    rows, dump = [], []
+    for name, settings in variants(demo_settings()):
+        if args.only and not any(name.startswith(o) for o in args.only):
+            continue
+        key = json.dumps(dataclasses.asdict(settings.pairs), sort_keys=True)
+        fresh = key not in homes
+        if fresh:
+            homes[key] = Path(tempfile.mkdtemp(prefix="mipo-sweep-"))
+        os.environ["MIPO_HOME"] = str(homes[key])
+        t = time.perf_counter()
+        results = run_seeds(settings, demo_sources() if fresh else (), list(DEMO_ADDRESSES), range(args.seeds),
+                            verbose=False)
+        seconds = time.perf_counter() - t
+        for r in results:
+            rep = r["report"]
+            rows.append(f"| {name} | {r['seed']} | {_cell(rep['identification']['base'])} | "
+                        f"{_cell(rep['identification']['personal'])} | **{_cell(rep['identification']['gain'])}** | "
+                        f"{_cell(rep['fixed_text_mi_per_token']['gain'], 1.0, 3)} | "
+                        f"{rep['answer_tokens']['ratio']:.2f} | {_cell(rep['copy_share']['gain'])} | "
+                        f"{_cell(rep['coherence']['gain'], 1.0, 3)} | {100 * rep['neutral_perplexity']['change']:+.1f}% | "
+                        f"{r['train'].get('pairs')} / {r['train'].get('steps')} |")
+            print(rows[-1], flush=True)
+        dump.append({"variant": name, "settings": settings.to_dict(), "seconds": seconds, "runs": results})
+        args.out.write_text(json.dumps(dump, indent=2, default=str))
+    print("\n| variant | seed | identification base, % | personal, % | gain, points | fixed-text MI/token gain | "
+          "length ratio | copy gain, points | coherence gain | perplexity | pairs / steps |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

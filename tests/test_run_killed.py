@@ -1,0 +1,64 @@
+"""`run` killed with SIGKILL in the pairs, training and export stages: each rerun continues, and the
+run finishes with nothing lost and nothing duplicated (issue 12)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mipo_local.demo import DEMO_ADDRESSES, demo_sources
+
+ARGS = [*map(str, demo_sources()), *[a for address in DEMO_ADDRESSES for a in ("--me", address)],
+        "--examples", "6", "--heldout-pairs", "2", "--candidates", "1", "--max-new-tokens", "16", "--max-steps", "2",
+        "--eval-examples", "2", "--quant", "Q8_0"]
+
+
+def _log(home: Path) -> str:
+    logs = sorted((home / "runs").glob("run-*/log.txt"))
+    return logs[-1].read_text(encoding="utf-8") if logs else ""
+
+
+def _run_until(home: Path, marker: str, rng: random.Random) -> None:
+    """Start `run`, and SIGKILL it a random moment after `marker` shows in the run's log."""
+    env = {**os.environ, "MIPO_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mipo_local", "run", *ARGS], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    try:
+        while time.time() < deadline and proc.poll() is None and marker not in _log(home):
+            time.sleep(0.2)
+        time.sleep(rng.uniform(0.0, 1.5))
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert marker in _log(home), f"the run never reached {marker!r}"
+
+
+def test_run_killed_in_each_stage_finishes_with_nothing_lost(mipo_home, sampling_model, smol_checkpoint):
+    rng = random.Random(12)
+    for marker in ("tok/s", "[train] loss", "[merge] merging"):
+        _run_until(mipo_home, marker, rng)
+    env = {**os.environ, "MIPO_HOME": str(mipo_home), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "mipo_local", "run", *ARGS], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    runs = sorted((mipo_home / "runs").glob("run-*"))
+    assert len(runs) == 1                                   # every rerun continued the same run
+    state = json.loads((runs[0] / "state.json").read_text())
+    assert state["finished"] and (runs[0] / "report.json").is_file()
+    from mipo_local.context import ContextStore
+
+    with ContextStore() as store:
+        rows = store.db.execute("SELECT example_id, sample FROM pairs").fetchall()
+        runs_made = store.db.execute("SELECT COUNT(*) FROM pair_runs").fetchone()[0]
+    assert len(rows) == 8 and len({tuple(r) for r in rows}) == 8 and runs_made == 1
+    from mipo_local.active_model import active_model
+
+    assert active_model() == Path(state["outputs"]["model"]).resolve()
