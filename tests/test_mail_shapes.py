@@ -249,3 +249,18 @@ def test_store_from_before_issue_13_is_migrated(tmp_path):
         assert store.schema_version == len(MIGRATIONS) == 5
         import_paths([tmp_path / "mail"], store=store, settings=SETTINGS)
         assert store.counts()["reply_links"] == 5
+
+
+def test_crafted_quote_lines_cannot_stall_the_splitter():
+    """An attribution-like line of '<' and '@' took split_reply 70 s (the attribution regex
+    backtracked); one of spaces made the quote parser's two lazy groups cubic."""
+    import time
+
+    bodies = [("<" * 150 + "@" * 800 + ":\n") * 2000, ("On " + " " * 590 + "xwrote:\n") * 400,
+              "Re: " * 250_000, ("1/1/2001 " * 100 + "PM\n") * 2000]
+    start = time.perf_counter()
+    for body in bodies:
+        split_reply(body)
+        parse_quoted(body)
+        normalize_subject(body)
+    assert time.perf_counter() - start < 2

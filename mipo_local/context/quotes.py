@@ -24,10 +24,12 @@ class QuotedOriginal:
 _FROM_LINE = re.compile(r"^\*?(From|Von|De|Van|Fra|Från|Da|Od|Lähettäjä)\s*:\*?\s*(.+)$", re.I)
 _DATE_LINE = re.compile(r"^\*?(Sent|Date|Gesendet|Datum|Envoyé|Date d'envoi|Verzonden|Sendt|Skickat|Inviato|Data|"
                         r"Wysłano|Lähetetty)\s*:\*?\s*(.+)$", re.I)
-_ON_WROTE = re.compile(r"^On\s+(?P<date>.+?),?\s+(?P<who>[^,]*?(?:<[^>]+>)?)\s+wrote:\s*$", re.I | re.S)
-_AM_SCHRIEB = re.compile(r"^Am\s+(?P<date>.+?)\s+schrieb\s+(?P<who>.+?)\s*:\s*$", re.I | re.S)
-_LE_ECRIT = re.compile(r"^Le\s+(?P<date>.+?),?\s+(?P<who>[^,]+?(?:<[^>]+>)?)\s+a\s+écrit\s*:\s*$", re.I | re.S)
-_EL_ESCRIBIO = re.compile(r"^El\s+(?P<date>.+?),?\s+(?P<who>[^,]+?)\s+escribió:\s*$", re.I | re.S)
+# Attributions, as (opening word, closing words): "On <date>, <who> wrote:", "Am <date> schrieb <who>:",
+# "Le <date>, <who> a écrit :", "El <date>, <who> escribió:", "Op <date> schreef <who>:". Told apart by
+# plain string tests (a regex with two lazy groups backtracks cubically on a long line).
+_WHO_AFTER = (("am ", " schrieb "), ("op ", " schreef "))
+_WHO_BEFORE = (("on ", "wrote:"), ("le ", "a écrit :"), ("le ", "a écrit:"), ("el ", "escribió:"))
+_TIME_OR_YEAR = re.compile(r"\d{1,2}[:h]\d{2}(?::\d{2})?(?:\s*[AaPp]\.?[Mm]\.?)?|\b\d{4}\b")
 _LOTUS_DATE = re.compile(r"^(?P<who>.*?)\s*(?:on\s+)?(?P<date>\d{1,2}/\d{1,2}/\d{2,4}\s+\d{1,2}:\d{2}(?::\d{2})?\s*[AP]M)\s*$", re.I)
 _HEADER_NAMES = re.compile(r"^\*?(To|Cc|Subject|An|Betreff|À|A|Objet|Cc ?:|Aan|Onderwerp|Til|Emne|Till|Ämne|Oggetto)\s*:", re.I)
 _SEPARATOR = re.compile(r"^\s*(?:_{10,}|[-=*]{2,}[-_=* ]{0,40}(Original Message|Ursprüngliche Nachricht|Message d'origine|Original-Nachricht|"
@@ -35,12 +37,17 @@ _SEPARATOR = re.compile(r"^\s*(?:_{10,}|[-=*]{2,}[-_=* ]{0,40}(Original Message|
                         r"Ursprungligt meddelande|Forwarded by.*)[-_=* ]{0,80}|Begin forwarded message:)\s*$", re.I)
 
 
+_SCAN_LINES = 400
+_LINE_CHARS = 2000
+
+
 def parse_quoted(quoted: str) -> QuotedOriginal:
     """Sender, date and first words of the first message quoted in `quoted` (an empty record when
     it names none: plain `>` quoting still gives the first words)."""
-    lines = [line.rstrip() for line in (quoted or "").replace("\r\n", "\n").split("\n")]
+    # a quote's header opens it: only its first lines are looked at, and only so much of each line
+    lines = [line.rstrip()[:_LINE_CHARS] for line in (quoted or "").replace("\r\n", "\n").split("\n", _SCAN_LINES)]
     n = len(lines)
-    for i, line in enumerate(lines):
+    for i, line in enumerate(lines[:_SCAN_LINES]):
         stripped = line.strip().lstrip("> ").strip()
         if not stripped or _SEPARATOR.match(stripped):
             continue
@@ -56,28 +63,47 @@ def parse_quoted(quoted: str) -> QuotedOriginal:
                     date = parse_loose_date(d.group(2))
                 j += 1
             name, address = _who(m.group(2))
-            return QuotedOriginal(name, address, date, first_words(_unquote(lines[j:])))
+            return QuotedOriginal(name, address, date, first_words(_unquote(lines[j:j + 20])))
         for k in (1, 2, 3):      # an attribution may be wrapped over up to three lines
             if i + k > n:
                 break
             joined = " ".join(l.strip() for l in lines[i:i + k])
-            for pattern in (_ON_WROTE, _AM_SCHRIEB, _LE_ECRIT, _EL_ESCRIBIO):
-                a = pattern.match(joined)
-                if a:
-                    name, address = _who(a.group("who"))
-                    return QuotedOriginal(name, address, parse_loose_date(a.group("date")),
-                                          first_words(_unquote(lines[i + k:])))
-        lotus = _LOTUS_DATE.match(stripped)
+            if not joined.endswith(":") or len(joined) > 600:
+                continue
+            found = _attribution(joined)
+            if found:
+                name, address = _who(found[0])
+                return QuotedOriginal(name, address, parse_loose_date(found[1]),
+                                      first_words(_unquote(lines[i + k:i + k + 20])))
+        lotus = _LOTUS_DATE.match(stripped) if stripped[-1:] in ("M", "m") and "/" in stripped else None
         if lotus and any(_HEADER_NAMES.match(lines[j].strip()) for j in range(i + 1, min(n, i + 3))):
             who = lotus.group("who") or (lines[i - 1].strip() if i > 0 else "")
             j = i + 1
             while j < n and lines[j].strip():
                 j += 1
             name, address = _who(who)
-            return QuotedOriginal(name, address, parse_loose_date(lotus.group("date")), first_words(_unquote(lines[j:])))
+            return QuotedOriginal(name, address, parse_loose_date(lotus.group("date")), first_words(_unquote(lines[j:j + 20])))
         if line.lstrip().startswith(">"):
-            return QuotedOriginal(words=first_words(_unquote(lines[i:])))
+            return QuotedOriginal(words=first_words(_unquote(lines[i:i + 20])))
     return QuotedOriginal()
+
+
+def _attribution(line: str) -> Optional[tuple[str, str]]:
+    """(who, date text) of an attribution line, or None."""
+    lower = line.lower()
+    for opening, middle in _WHO_AFTER:
+        at = lower.find(middle)
+        if lower.startswith(opening) and at > 0 and lower.endswith(":"):
+            return line[at + len(middle):-1], line[len(opening):at]
+    for opening, closing in _WHO_BEFORE:
+        if lower.startswith(opening) and lower.endswith(closing):
+            inner = line[len(opening):len(line) - len(closing)].strip()
+            ends = [m.end() for m in _TIME_OR_YEAR.finditer(inner)]
+            if not ends:
+                return None
+            who = re.sub(r"^[\s,]*(?:(?:at|à|a las|um)\s+)?", "", inner[ends[-1]:])
+            return who.strip(" ,"), inner[:ends[-1]]
+    return None
 
 
 def _rfc2822(text: str) -> Optional[dt.datetime]:
@@ -94,7 +120,7 @@ def _unquote(lines: Sequence[str]) -> str:
 
 def _who(text: str) -> tuple[str, str]:
     """A quoted sender as (name, address): `Name <a@b>`, `"Last, First" <a@b>`, `[mailto:a@b]`, `Name/ORG@ORG`."""
-    text = text.strip().strip("*").strip()
+    text = text[:300].strip().strip("*").strip()
     address = ""
     m = re.search(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", text)
     if m:
@@ -123,6 +149,7 @@ _DMY_NAMED = re.compile(rf"\b(\d{{1,2}})(?:er|\.)?\s+({_MONTH_RE})\.?,?\s+(\d{{4
 _MDY_NAMED = re.compile(rf"\b({_MONTH_RE})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})", re.I)
 _ISO = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})")
 _DOTTED = re.compile(r"\b(\d{1,2})\.(\d{1,2})\.(\d{2,4})\b")
+_DASHED = re.compile(r"\b(\d{1,2})-(\d{1,2})-(\d{4})\b")
 _SLASHED = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{2,4})\b")
 _TIME = re.compile(r"\b(\d{1,2})[:h](\d{2})(?::\d{2})?\s*([AaPp]\.?[Mm]\.?)?")
 
@@ -132,12 +159,12 @@ def parse_loose_date(text: str) -> Optional[dt.datetime]:
     ("Monday, May 14, 2001 2:00 PM", "Montag, 14. Mai 2001 14:00", "lun. 14 mai 2001 à 14:00",
     "14.05.2001 14:00", "05/14/2001 02:00 PM", RFC 2822). Naive (the writer's local time); None
     when no date is found."""
-    text = " ".join((text or "").split())
+    text = " ".join((text or "")[:300].split())
     if not text:
         return None
     day = month = year = None
     rest = text
-    for pattern, order in ((_DMY_NAMED, "dmy"), (_MDY_NAMED, "mdy"), (_ISO, "ymd"), (_DOTTED, "dmy"), (_SLASHED, "mdy")):
+    for pattern, order in ((_DMY_NAMED, "dmy"), (_MDY_NAMED, "mdy"), (_ISO, "ymd"), (_DOTTED, "dmy"), (_DASHED, "dmy"), (_SLASHED, "mdy")):
         m = pattern.search(text)
         if not m:
             continue
@@ -176,7 +203,7 @@ def parse_loose_date(text: str) -> Optional[dt.datetime]:
 
 _ATTRIBUTION = re.compile(
     r"^(On\b.{0,300}\bwrote:|Le\b.{0,300}\ba écrit\s?:|Am\b.{0,300}\bschrieb.{0,100}:|El\b.{0,300}\bescribió:|"
-    r"Den\b.{0,300}\bskrev.{0,100}:|Op\b.{0,300}\bschreef.{0,100}:|.{0,200}<[^>]+@[^>]+>\s+(wrote|skrev|schrieb):)\s*$",
+    r"Den\b.{0,300}\bskrev.{0,100}:|Op\b.{0,300}\bschreef.{0,100}:|[^<>]{0,200}<[^<>@\s]+@[^<>\s]+>\s+(wrote|skrev|schrieb):)\s*$",
     re.I,
 )
 _SIGNATURE_LINES = re.compile(r"^(Sent from my \w+|Get Outlook for \w+|Sendt fra min \w+|Von meinem \w+ gesendet|"
@@ -210,7 +237,7 @@ def split_reply(body: str) -> tuple[str, str, str]:
         line = lines[i]
         stripped = line.strip()
         if stripped and not stripped.startswith(">") and _header_block_at(lines, i):
-            lotus = _LOTUS_DATE.match(stripped)
+            lotus = _LOTUS_DATE.match(stripped) if stripped[-1:] in ("M", "m") and "/" in stripped else None
             if lotus and not lotus.group("who").strip() and own and own[-1].strip() and len(own[-1]) < 100:
                 quoted.append(own.pop())          # the sender's name stands on the line above the date
             quoted.extend(lines[i:])
@@ -218,6 +245,7 @@ def split_reply(body: str) -> tuple[str, str, str]:
         if stripped and not stripped.startswith(">"):
             span = next((k for k in (1, 2, 3) if i + k <= len(lines)
                          and lines[i + k - 1].rstrip().endswith(":")        # every attribution ends so
+                         and sum(len(l) for l in lines[i:i + k]) <= 1000       # and is short (the regex backtracks)
                          and all(l.strip() for l in lines[i:i + k])
                          and _ATTRIBUTION.match(" ".join(l.strip() for l in lines[i:i + k]))), 0)
             if span:

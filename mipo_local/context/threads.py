@@ -18,20 +18,13 @@ from .quotes import QuotedOriginal, first_words, parse_quoted
 # (nordic), Rif/R (it), Odp (pl), Fwd/Fw/WG (de)/TR (fr)/Doorst (nl); "Re[2]:" and "Re(2):" too.
 _REPLY = r"(?:re|aw|antw|antwort|sv|vs|rif|r|odp|ynt|atb)"
 _FORWARD = r"(?:fwd?|wg|tr|doorst|vb|rv|enc)"
-_PREFIX = re.compile(rf"^\s*(?:\[[^\]]{{1,40}}\]\s*)?(?:{_REPLY}|{_FORWARD})\s*(?:\[\d+\]|\(\d+\))?\s*:\s*", re.I)
+_LEADING = re.compile(rf"^(?:\s*(?:{_REPLY}|{_FORWARD})\s*(?:\[\d+\]|\(\d+\))?\s*:|\s*\[[^\]]{{1,40}}\])+", re.I)
 _REPLY_PREFIX = re.compile(rf"^\s*(?:\[[^\]]{{1,40}}\]\s*)?{_REPLY}\s*(?:\[\d+\]|\(\d+\))?\s*:", re.I)
-_LIST_TAG = re.compile(r"^\s*\[[^\]]{1,40}\]\s*")
 
 
 def normalize_subject(subject: str) -> str:
     """The subject a thread shares: reply/forward prefixes and list tags stripped, case and spaces folded."""
-    text = subject or ""
-    while True:
-        stripped = _LIST_TAG.sub("", _PREFIX.sub("", text, count=1), count=1)
-        if stripped == text:
-            break
-        text = stripped
-    text = " ".join(text.split()).casefold()
+    text = " ".join(_LEADING.sub("", (subject or "")[:1000], count=1).split()).casefold()
     return "" if text == "(no subject)" else text
 
 
