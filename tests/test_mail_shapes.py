@@ -232,6 +232,26 @@ def test_pst_files_are_read_or_skipped_with_a_reason(tmp_path, monkeypatch):
     assert "readpst" in PST_HELP
 
 
+def test_a_pst_that_crashes_its_reader_is_a_skip(tmp_path, monkeypatch):
+    """libpff is C code reading whatever the file holds: it runs in a child process, and a crash
+    there costs that file only."""
+    import importlib.util
+
+    from mipo_local.context import outlook
+
+    src = tmp_path / "outlook"
+    src.mkdir()
+    (src / "crafted.pst").write_bytes(b"!BDN" + bytes(4000))
+    (src / "note.md").write_text("A note beside the crafted archive.\n")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: True if name == "pypff" else real_find_spec(name, *a))
+    monkeypatch.setattr(outlook, "_reader_command",
+                        lambda: [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"])
+    summary = import_paths([src], settings=SETTINGS)
+    assert summary.added == 1
+    assert summary.skipped == [(str(src / "crafted.pst"), "the Outlook .pst reader failed on this file (exit status -11)")]
+
+
 def test_store_from_before_issue_13_is_migrated(tmp_path):
     """A schema-4 store gains the thread and fingerprint columns; its mail files are read again."""
     path = tmp_path / "old.sqlite3"

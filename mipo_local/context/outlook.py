@@ -215,30 +215,129 @@ def _folders(folder) -> Iterator:
         yield from _folders(folder.get_sub_folder(i))
 
 
+# A .pst is read by libpff, C code, in a child process: a crafted file that crashes or hangs it costs
+# that file (a skip with the reason), never the import.
+PST_SILENCE_S = 300      # no message from the reader for this long: it is stopped
+
+
 def pst_messages(raw: bytes) -> Iterator["bytes | Unreadable"]:
     """The messages of an Outlook .pst/.ost as RFC 822 bytes, or an Unreadable for each one that
     cannot be read. Unreadable (raised) when the file cannot be opened at all."""
+    import importlib.util
+    import queue
+    import subprocess
+    import threading
+
+    if importlib.util.find_spec("pypff") is None:
+        raise Unreadable(PST_HELP)
+    proc = subprocess.Popen(_reader_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=_reader_env())
+    records: "queue.Queue[tuple[bytes, bytes] | None]" = queue.Queue(maxsize=64)
+
+    def feed() -> None:
+        try:
+            proc.stdin.write(raw)
+            proc.stdin.close()
+        except OSError:       # the reader stopped early
+            pass
+
+    def read() -> None:
+        try:
+            while True:
+                head = proc.stdout.read(9)
+                if len(head) < 9:
+                    break
+                body = proc.stdout.read(struct.unpack("<Q", head[1:])[0])
+                records.put((head[:1], body))
+        finally:
+            records.put(None)
+
+    threading.Thread(target=feed, daemon=True).start()
+    threading.Thread(target=read, daemon=True).start()
+    done = False
     try:
-        import pypff
-    except ImportError:
-        raise Unreadable(PST_HELP) from None
+        while True:
+            try:
+                record = records.get(timeout=PST_SILENCE_S)
+            except queue.Empty:
+                raise Unreadable(f"the Outlook .pst reader stopped answering (nothing for {PST_SILENCE_S} s)") from None
+            if record is None:
+                break
+            kind, body = record
+            if kind == b"M":
+                yield body
+            elif kind == b"E":
+                yield Unreadable(body.decode("utf-8", "replace"))
+            elif kind == b"F":
+                raise Unreadable(body.decode("utf-8", "replace"))
+            elif kind == b"D":
+                done = True
+        if not done:
+            code = proc.wait(timeout=30)
+            raise Unreadable(f"the Outlook .pst reader failed on this file (exit status {code})")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+def _reader_command() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "mipo_local.context.outlook"]
+
+
+def _reader_env() -> dict[str, str]:
+    """The environment with this package importable whatever the working folder."""
+    import os
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+
+
+def _pst_records(raw: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """The reader's side: (kind, bytes) for each message (M), unreadable message (E), a file that
+    cannot be opened (F), and the end (D)."""
+    import pypff
+
     pst = pypff.file()
     try:
         pst.open_file_object(io.BytesIO(raw))
     except Exception as exc:  # pypff raises OSError/IOError with libpff's message
-        raise Unreadable(f"damaged or unsupported Outlook .pst ({_short(exc)})") from None
+        yield b"F", f"damaged or unsupported Outlook .pst ({_short(exc)})".encode()
+        return
     try:
-        root = pst.get_root_folder()
-        for folder in _folders(root):
+        for folder in _folders(pst.get_root_folder()):
             for i in range(folder.number_of_sub_messages):
                 try:
-                    yield _pst_message(folder.get_sub_message(i))
+                    yield b"M", _pst_message(folder.get_sub_message(i))
                 except Exception as exc:
-                    yield Unreadable(f"unreadable Outlook message ({_short(exc)})")
+                    yield b"E", f"unreadable Outlook message ({_short(exc)})".encode()
+    except Exception as exc:
+        yield b"E", f"unreadable Outlook folder ({_short(exc)})".encode()
     finally:
         pst.close()
+    yield b"D", b""
+
+
+def _serve_pst() -> None:
+    """Read a .pst from stdin, write its records to stdout (length-prefixed)."""
+    import sys
+
+    raw = sys.stdin.buffer.read()
+    out = sys.stdout.buffer
+    for kind, body in _pst_records(raw):
+        out.write(kind + struct.pack("<Q", len(body)) + body)
+        out.flush()
 
 
 def _short(exc: Exception) -> str:
     text = re.sub(r"\s+", " ", str(exc)).strip()
     return (text.split(". ")[0][:120] if text else type(exc).__name__)
+
+
+if __name__ == "__main__":
+    _serve_pst()
