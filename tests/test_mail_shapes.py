@@ -284,3 +284,16 @@ def test_crafted_quote_lines_cannot_stall_the_splitter():
         parse_quoted(body)
         normalize_subject(body)
     assert time.perf_counter() - start < 2
+
+
+def test_sent_folders_are_named_so_in_a_word(tmp_path):
+    """Folders of message files are now read for the user's addresses: only those whose name says
+    'sent' as a word (Sent Items, sent_items, Gesendet, Éléments envoyés), not 'presentations'."""
+    from mipo_local.context.importer import is_sent_name
+
+    assert all(map(is_sent_name, ["Sent", "sent_items", "_sent_mail", "Sent Items", "Gesendete Objekte", "Éléments envoyés"]))
+    assert not any(map(is_sent_name, ["presentations", "Consent forms", "dissent.mbox"]))
+    for folder, sender in (("presentations", "carla@example.net"), ("Sent Items", ME)):
+        (tmp_path / "mail" / folder).mkdir(parents=True)
+        (tmp_path / "mail" / folder / "1").write_bytes(bytes(plain(f"s-{sender}", sender, "Slides", "The slides.")))
+    assert suggest_user_addresses([tmp_path / "mail"]) == [ME]

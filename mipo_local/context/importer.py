@@ -8,6 +8,7 @@ import email.policy
 import email.utils
 import hashlib
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,16 @@ def sender_counts(path: Path) -> collections.Counter:
     return counts
 
 
+_SENT = re.compile(r"(?<![a-z])(sent(mail|items)?|gesendet\w*|envoy\w*|skickat\w*|sendt\w*|verzonden\w*|"
+                   r"inviat\w*|enviad\w*)(?![a-z])", re.I)
+
+
+def is_sent_name(name: str) -> bool:
+    """A mailbox or folder name that says it holds sent mail: Sent, Sent Items, sent_items,
+    _sent_mail, Gesendet, Éléments envoyés … (a word, not a part of one: not 'presentations')."""
+    return _SENT.search(name) is not None
+
+
 def _folder_files(folder: Path):
     """The visible regular files directly in a folder (an MH or numbered-file mail folder), in name order."""
     with os.scandir(folder) as it:
@@ -168,12 +179,12 @@ def suggest_user_addresses(paths: Sequence[Path]) -> list[str]:
     the most frequent one) is taken as theirs."""
     counts: collections.Counter = collections.Counter()
     for root in paths:
-        candidates = [root] if "sent" in root.name.lower() else []
+        candidates = [root] if is_sent_name(root.name) else []
         if _is_dir(root) and not _is_maildir(root):
             for dirpath, dirnames, filenames in os.walk(root, followlinks=False):   # errors: skipped
                 here = Path(dirpath)
                 for name in dirnames + filenames:
-                    if "sent" in name.lower():
+                    if is_sent_name(name):
                         candidates.append(here / name)
         for path in candidates:
             if _is_regular(path) or (_is_dir(path) and not path.is_symlink()):
