@@ -297,3 +297,20 @@ def test_sent_folders_are_named_so_in_a_word(tmp_path):
         (tmp_path / "mail" / folder).mkdir(parents=True)
         (tmp_path / "mail" / folder / "1").write_bytes(bytes(plain(f"s-{sender}", sender, "Slides", "The slides.")))
     assert suggest_user_addresses([tmp_path / "mail"]) == [ME]
+
+
+def test_mail_whose_head_cuts_a_header_name_is_still_mail(tmp_path):
+    """A message without an extension whose first 8 KB end inside a header name (long DKIM/ARC
+    headers) was taken for a file of another type: the cut line is no longer read as a header."""
+    from mipo_local.context.files import HEAD_BYTES
+
+    top = b"From: bob@example.net\nTo: ada@example.org\nSubject: Long headers\nMessage-ID: <long@x>\n"
+    filler = [b"X-Filler-%02d: " % i + b"a" * 300 + b"\n" for i in range(24)]
+    head = top + b"".join(filler)
+    pad = HEAD_BYTES - len(head) - len(b"X-Pad: \n") - 3        # the cut falls 3 characters into the next name
+    raw = head + b"X-Pad: " + b"p" * pad + b"\n" + b"DKIM-Signature: v=1\n\nThe body of a message with long headers.\n"
+    assert raw[HEAD_BYTES - 3:HEAD_BYTES] == b"DKI"
+    (tmp_path / "mail").mkdir()
+    (tmp_path / "mail" / "message").write_bytes(raw)
+    summary = import_paths([tmp_path / "mail"], settings=SETTINGS)
+    assert summary.added == 1 and not summary.ignored_files
