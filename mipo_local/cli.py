@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true", help="skip the logit check of the F16 file against the checkpoint")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("import", help="import notes folders, Obsidian vaults, mbox/.eml files and Maildir folders")
+    p = sub.add_parser("import", help="import notes folders, Obsidian vaults, mbox/.eml/Outlook files and mail folders (Maildir, MH)")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--me", action="append", metavar="ADDRESS", help="one of your email addresses (repeatable)")
     p.add_argument("--max-file-mb", type=float, default=None, help="skip notes and emails larger than this (saved)")
