@@ -270,8 +270,12 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
     return result
 
 
+CEILING = 0.95      # identification of the base's answers at or above this leaves a gain no room to show
+
+
 def headline(result: dict) -> str:
-    """One plain sentence on whether the personal model uses the user's writing more than its base."""
+    """One plain sentence (two when the identification test is at its ceiling) on whether the personal
+    model uses the user's writing more than its base, made from the report's own numbers."""
     ident = result.get("identification") or {}
     gain = ident.get("gain") or {}
     if not gain.get("n"):
@@ -282,10 +286,21 @@ def headline(result: dict) -> str:
             f"it was written for {p:.0%} of the time for your personal model and {b:.0%} for the original model "
             f"(chance: {ident['chance']:.0%}; {gain['n']} held-out requests, {ident['answers']} answers each)")
     if lo > 0:
-        return f"{said}: your personal model uses your writing more than the original does."
-    if hi < 0:
-        return f"{said}: your personal model uses your writing less than the original does."
-    return f"{said}: the difference is within the measurement's noise, so no gain is shown yet."
+        said += ": your personal model uses your writing more than the original does."
+    elif hi < 0:
+        said += ": your personal model uses your writing less than the original does."
+    else:
+        said += ": the difference is within the measurement's noise."
+    fixed = (result.get("fixed_text_mi_per_token") or {}).get("gain") or {}
+    if b >= CEILING and fixed.get("n"):
+        flo, fhi = fixed["ci95"]
+        verdict = ("relies on your writing more than the original does" if flo > 0 else
+                   "relies on your writing less than the original does" if fhi < 0 else
+                   "relies on your writing as much as the original does, within the noise")
+        said += (f" The original's answers are already told apart {b:.0%} of the time, so that test has no room to show "
+                 f"more; scoring the same answers under both models, your personal model {verdict} "
+                 f"({fixed['mean']:+.3f} nats per token, 95% CI {flo:+.3f} to {fhi:+.3f}).")
+    return said
 
 
 def gain_label(result: Optional[dict]) -> str:

@@ -293,7 +293,7 @@ def run_pipeline(
         from .train.trainer import train_lora
 
         with ContextStore() as store:
-            records = load_pairs_from_store(store, run_id=pair_run, split="train")
+            records = load_pairs_from_store(store, run_id=pair_run, split="train", mirror=settings.train.mirror)
             try:
                 heldout = load_pairs_from_store(store, run_id=pair_run, split="heldout")
             except MipoError:

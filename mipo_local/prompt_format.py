@@ -68,6 +68,12 @@ def chat_messages(context: Optional[Sequence[str]], request: str, history: Seque
             {"role": "user", "content": user_message(context, request)}]
 
 
+def placement_of(messages: Sequence[dict]) -> str:
+    """Where a prompt made by `chat_messages` holds its context: "system" when the system message
+    carries more than the bare one, else "user"."""
+    return "system" if messages and messages[0].get("content") != SYSTEM_BASE else "user"
+
+
 class ChatTemplate:
     """The model's own chat template (Jinja, from the GGUF's `tokenizer.chat_template`), rendered
     the way llama.cpp and transformers render it."""

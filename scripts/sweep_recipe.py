@@ -29,14 +29,18 @@ def variants(demo):
     pairs, train = demo.pairs, demo.train
     with_pairs = lambda **kw: dataclasses.replace(demo, pairs=dataclasses.replace(pairs, **kw))  # noqa: E731
     with_train = lambda **kw: dataclasses.replace(demo, train=dataclasses.replace(train, **kw))  # noqa: E731
+    plain = with_train(mirror=False)       # pairs as MIPO makes them, trained as they are
+    as_plain = lambda **kw: dataclasses.replace(plain, pairs=dataclasses.replace(pairs, **kw))  # noqa: E731
     return [
-        ("demo settings", demo),
-        ("context in the system prompt", with_pairs(context_in="system")),
-        ("shuffle negatives", with_pairs(strategy="shuffle")),
-        ("3 epochs", with_train(epochs=3.0)),
-        ("no MI selection (1 candidate, no filter)", with_pairs(candidates=1, min_context_mi=None)),
-        ("learning rate 5e-5", with_train(learning_rate=5e-5)),
-        ("beta 0.3", with_train(beta=0.3)),
+        ("MIPO pairs (drop, context in the user turn, 2 candidates)", plain),
+        ("context in the system prompt", as_plain(context_in="system")),
+        ("shuffle negatives", as_plain(strategy="shuffle")),
+        ("mirrored pairs (the defaults)", demo),
+        ("mirrored pairs, shuffle negatives", with_pairs(strategy="shuffle")),
+        ("mirrored pairs, 2 epochs", with_train(epochs=2.0)),
+        ("no MI selection (1 candidate, no filter)", dataclasses.replace(
+            plain, pairs=dataclasses.replace(pairs, candidates=1, min_context_mi=None))),
+        ("learning rate 5e-5", dataclasses.replace(plain, train=dataclasses.replace(plain.train, learning_rate=5e-5))),
     ]
 
 

@@ -137,3 +137,15 @@ def test_the_report_sentence_is_made_of_its_numbers():
     assert result["headline"] in md and "+20.0 (95% CI +10.0 to +30.0, n=20)" in md
     result["identification"]["gain"] = _stat(0.05, -0.05, 0.15)
     assert "within the measurement's noise" in headline(result)
+
+
+def test_a_mirrored_pair_prefers_the_answer_made_without_the_context():
+    from mipo_local.pairs.export import conversational_record, mirrored_record
+    from mipo_local.prompt_format import chat_messages
+
+    row = {"request": "Tell me something about my cat.", "context": '["' + FACTS[0][1] + '"]', "negative_context": None,
+           "prompt": __import__("json").dumps(chat_messages([FACTS[0][1]], "Tell me something about my cat.")),
+           "chosen": "Mirabel sleeps on the green piano.", "rejected": "Cats sleep a lot."}
+    pair, mirror = conversational_record(row), mirrored_record(row)
+    assert mirror["prompt"] == chat_messages(None, row["request"]) and FACTS[0][1] not in str(mirror["prompt"])
+    assert mirror["chosen"] == pair["rejected"] and mirror["rejected"] == pair["chosen"]

@@ -39,6 +39,21 @@ def conversational_record(row) -> dict:
     }
 
 
+def mirrored_record(row) -> dict:
+    """The same pair seen from the negative's side: the negative's prompt (no context, or the other
+    context), where the answer made without the user's context is the one to prefer. Trained along
+    with the pair, it asks for log π(y+|c,q) − log π(y+|c',q) to grow — the pointwise MI itself —
+    instead of only log π(y+|c,q) − log π(y−|c,q)."""
+    from ..prompt_format import chat_messages, placement_of
+
+    negative = json.loads(row["negative_context"]) if row["negative_context"] else None
+    return {
+        "prompt": chat_messages(negative, row["request"], context_in=placement_of(json.loads(row["prompt"]))),
+        "chosen": [{"role": "assistant", "content": row["rejected"]}],
+        "rejected": [{"role": "assistant", "content": row["chosen"]}],
+    }
+
+
 def export_jsonl(store: ContextStore, out: Path, *, run_id: Optional[int] = None, split: str = "train") -> int:
     """Write the pairs of a run as JSONL (atomically); returns how many were written."""
     rows = pair_rows(store, run_id=run_id, split=split)

@@ -42,10 +42,17 @@ def load_pairs_jsonl(path: Path) -> list[dict]:
     return records
 
 
-def load_pairs_from_store(store, *, run_id: Optional[int] = None, split: str = "train") -> list[dict]:
-    from ..pairs.export import conversational_record, pair_rows
+def load_pairs_from_store(store, *, run_id: Optional[int] = None, split: str = "train",
+                          mirror: bool = False) -> list[dict]:
+    """The pairs of a run as trl records; with `mirror` each pair is followed by its mirror
+    (`pairs.export.mirrored_record`)."""
+    from ..pairs.export import conversational_record, mirrored_record, pair_rows
 
-    records = [_check_record(conversational_record(r), f"pair {r['id']}") for r in pair_rows(store, run_id=run_id, split=split)]
+    records = []
+    for r in pair_rows(store, run_id=run_id, split=split):
+        records.append(_check_record(conversational_record(r), f"pair {r['id']}"))
+        if mirror:
+            records.append(_check_record(mirrored_record(r), f"pair {r['id']} (mirrored)"))
     if not records:
         raise MipoError(f"no {split} pairs in the store; run `mipo-local pairs` first")
     return records

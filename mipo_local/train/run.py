@@ -91,7 +91,7 @@ def train_and_export(
     from .trainer import train_lora
 
     with ContextStore() as store:   # pairs are checked before any model is loaded
-        records = load_pairs_from_store(store, split="train")
+        records = load_pairs_from_store(store, split="train", mirror=settings.mirror)
         try:
             heldout = load_pairs_from_store(store, split="heldout")
         except MipoError:

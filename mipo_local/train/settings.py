@@ -22,4 +22,5 @@ class TrainSettings:
     checkpoint_every: int = 20         # steps
     seed: int = 0
     device: str = "auto"               # auto | cuda | mps | cpu
+    mirror: bool = True                # also train each pair from the negative's prompt, y− over y+ (pairs.export; the sweep in BENCHMARKS.md)
     gradient_checkpointing: str = "auto"   # auto (when memory requires) | on | off
