@@ -15,7 +15,7 @@ from pathlib import Path
 from mipo_local.demo import DEMO_ADDRESSES, demo_sources
 
 ARGS = [*map(str, demo_sources()), *[a for address in DEMO_ADDRESSES for a in ("--me", address)],
-        "--examples", "6", "--heldout-pairs", "2", "--candidates", "1", "--max-new-tokens", "16", "--max-steps", "2",
+        "--examples", "10", "--heldout-pairs", "2", "--candidates", "1", "--max-new-tokens", "32", "--max-steps", "2",
         "--eval-examples", "2", "--quant", "Q8_0"]
 
 
@@ -27,8 +27,10 @@ def _log(home: Path) -> str:
 def _run_until(home: Path, marker: str, rng: random.Random) -> None:
     """Start `run`, and SIGKILL it a random moment after `marker` shows in the run's log."""
     env = {**os.environ, "MIPO_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "mipo_local", "run", *ARGS], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = home.parent / "run-stderr.txt"
+    with open(err, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "mipo_local", "run", *ARGS], env=env,
+                                stdout=subprocess.DEVNULL, stderr=fh)
     deadline = time.time() + 400
     try:
         while time.time() < deadline and proc.poll() is None and marker not in _log(home):
@@ -38,7 +40,7 @@ def _run_until(home: Path, marker: str, rng: random.Random) -> None:
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert marker in _log(home), f"the run never reached {marker!r}"
+    assert marker in _log(home), f"the run never reached {marker!r}: {err.read_text()[-2000:]}"
 
 
 def test_run_killed_in_each_stage_finishes_with_nothing_lost(mipo_home, sampling_model, smol_checkpoint):
@@ -58,7 +60,7 @@ def test_run_killed_in_each_stage_finishes_with_nothing_lost(mipo_home, sampling
     with ContextStore() as store:
         rows = store.db.execute("SELECT example_id, sample FROM pairs").fetchall()
         runs_made = store.db.execute("SELECT COUNT(*) FROM pair_runs").fetchone()[0]
-    assert len(rows) == 8 and len({tuple(r) for r in rows}) == 8 and runs_made == 1
+    assert len(rows) == 12 and len({tuple(r) for r in rows}) == 12 and runs_made == 1
     from mipo_local.active_model import active_model
 
     assert active_model() == Path(state["outputs"]["model"]).resolve()
