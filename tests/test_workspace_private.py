@@ -69,9 +69,9 @@ def test_a_workspace_made_by_an_older_version_is_made_private_on_open(tmp_path):
     assert_private(home)
 
 
-def test_import_works_without_a_network(tmp_path):
-    """Import in a fresh network namespace (no interface but a down loopback), where the machine
-    allows one: nothing in it may reach for the network."""
+def test_import_pairs_and_chat_work_without_a_network(tmp_path, sampling_model, smol_checkpoint):
+    """Import, pairs and chat in a fresh network namespace (no interface but a down loopback), where
+    the machine allows one: nothing in them may reach for the network."""
     unshare = shutil.which("unshare")
     if unshare is None:
         pytest.skip("util-linux's unshare is not installed")
@@ -94,3 +94,10 @@ def test_import_works_without_a_network(tmp_path):
     proc = subprocess.run([unshare, "-rn", sys.executable, "-m", "mipo_local", "context", "--search", "zucchini"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "Garden plans" in proc.stdout, proc.stderr
+    proc = subprocess.run([unshare, "-rn", sys.executable, "-m", "mipo_local", "pairs", "--examples", "2", "--heldout-pairs",
+                           "0", "--max-new-tokens", "8"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "new pairs" in proc.stdout, proc.stderr
+    proc = subprocess.run([unshare, "-rn", sys.executable, "-m", "mipo_local", "chat", "--base", "-m",
+                           "What are my garden plans for the zucchini?"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip(), proc.stderr
