@@ -121,7 +121,7 @@ def select_pair(positives: list, negatives: list, mi_positive: list[float], mi_n
     with the smallest. `positives`/`negatives` hold each candidate's token count."""
     p = max(range(len(positives)), key=lambda i: mi_positive[i])
     n = min(range(len(negatives)), key=lambda i: mi_negative[i])
-    if mi_positive[p] <= settings.min_context_mi:
+    if settings.min_context_mi is not None and mi_positive[p] <= settings.min_context_mi:
         return "positive ignores the context", p, n
     longer, shorter = max(positives[p], negatives[n]), max(1, min(positives[p], negatives[n]))
     if longer > settings.max_length_ratio * shorter:
