@@ -3,11 +3,16 @@ settings for a PEFT model, on the same 64 pairs of the bundled SmolLM2 (same LoR
 projections; same batch size 4; bf16=False as the CPU requires). pairs/s counts the reference
 precompute; peak RSS is each run's own (each runs in a child process).
 
-Run: .venv/bin/python benchmarks/train.py
+Run: .venv/bin/python benchmarks/train.py [--device cuda] [--pairs FILE]
+
+--device picks where both train (on CUDA: bf16 where supported, as trl's default does too; peak GPU
+memory is reported beside RSS). --pairs reuses (or, when missing, keeps) the 64 pairs, so a machine
+without llama.cpp (a GPU box, scripts/gpu_check.sh) can run it on pairs made elsewhere.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -32,7 +37,9 @@ def make_pairs(out: Path) -> None:
 
     import_paths([demo_dir() / "notes", demo_dir() / "mail"])
     with ContextStore() as store:
-        settings = PairSettings(examples=90, max_new_tokens=80, heldout_fraction=0.0)
+        # one candidate per side, unfiltered: the pairs only need realistic lengths here
+        settings = PairSettings(examples=90, max_new_tokens=80, heldout_fraction=0.0, heldout_pairs=0, candidates=1,
+                                min_context_mi=None)
         generate_pairs(store, sampling_gguf(resolve_base(None)), settings)
         export_jsonl(store, out, split="train")
     lines = out.read_text().splitlines()[:N_PAIRS]
@@ -41,21 +48,26 @@ def make_pairs(out: Path) -> None:
     out.write_text("\n".join(lines) + "\n")
 
 
-def child(variant: str, pairs: Path, work: Path) -> None:
+def child(variant: str, pairs: Path, work: Path, device: str) -> None:
     import torch
 
     from mipo_local.modelio import base_checkpoint
     from mipo_local.catalog import resolve_base
     from mipo_local.train.data import load_pairs_jsonl
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    from mipo_local.train.device import plan_device
+
+    plan = plan_device(device)
+    if plan.device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
     records = load_pairs_jsonl(pairs)
     checkpoint = base_checkpoint(resolve_base(None))
     start = time.perf_counter()
     if variant == "ours":
         from mipo_local.train import TrainSettings, train_lora
 
-        settings = TrainSettings(batch_size=BATCH, lora_rank=RANK, lora_alpha=2 * RANK, max_length=1024, checkpoint_every=1000)
+        settings = TrainSettings(batch_size=BATCH, lora_rank=RANK, lora_alpha=2 * RANK, max_length=1024, checkpoint_every=1000,
+                                 device=plan.device)
         result = train_lora(checkpoint, records, work / "ours", settings)
         steps = result.steps
     else:
@@ -70,7 +82,8 @@ def child(variant: str, pairs: Path, work: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
         args = DPOConfig(output_dir=str(work / "trl"), per_device_train_batch_size=BATCH, num_train_epochs=1,
-                         bf16=False, use_cpu=True, report_to=[], save_strategy="no", disable_tqdm=True)
+                         bf16=plan.dtype_name == "bfloat16", use_cpu=plan.device == "cpu", report_to=[],
+                         save_strategy="no", disable_tqdm=True)
         lora = LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
                           "gate_proj", "up_proj", "down_proj"], task_type="CAUSAL_LM")
         trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(records), processing_class=tokenizer,
@@ -79,33 +92,41 @@ def child(variant: str, pairs: Path, work: Path) -> None:
         steps = trainer.state.global_step
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"variant": variant, "seconds": seconds, "steps": steps, "pairs": len(records), "peak_rss": peak}))
+    gpu_peak = torch.cuda.max_memory_allocated() if plan.device == "cuda" else None
+    print(json.dumps({"variant": variant, "seconds": seconds, "steps": steps, "pairs": len(records), "peak_rss": peak,
+                      "peak_gpu_memory": gpu_peak, "device": plan.device, "dtype": plan.dtype_name}))
 
 
 def main() -> None:
-    if len(sys.argv) == 4:
-        child(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]))
+    if len(sys.argv) == 6 and sys.argv[1] == "--child":
+        child(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5])
         return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    ap.add_argument("--pairs", type=Path, help="a pairs JSONL to reuse (made here and kept when missing)")
+    args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         os.environ["MIPO_HOME"] = str(tmp / "home")
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-        pairs = tmp / "pairs.jsonl"
-        t = time.perf_counter()
-        make_pairs(pairs)
-        print(f"(made {N_PAIRS} pairs from the demo corpus in {time.perf_counter() - t:.0f} s)")
+        pairs = args.pairs or tmp / "pairs.jsonl"
+        if not pairs.is_file():
+            t = time.perf_counter()
+            make_pairs(pairs)
+            print(f"(made {N_PAIRS} pairs from the demo corpus in {time.perf_counter() - t:.0f} s)")
         results = {}
         for variant in ("trl-defaults", "ours"):
-            proc = subprocess.run([sys.executable, __file__, variant, str(pairs), str(tmp)], capture_output=True, text=True,
-                                  env={**os.environ, "TQDM_DISABLE": "1"})
+            proc = subprocess.run([sys.executable, __file__, "--child", variant, str(pairs), str(tmp), args.device],
+                                  capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
             if proc.returncode != 0:
                 print(proc.stderr[-3000:])
                 raise SystemExit(f"{variant} failed")
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             r["pairs_per_second"] = r["pairs"] / r["seconds"]
             results[variant] = r
-            print(f"{variant:13s} {r['pairs_per_second']:.3f} pairs/s ({r['steps']} steps in {r['seconds']:.0f} s, "
-                  f"reference precompute included), peak RSS {r['peak_rss'] / 1e9:.2f} GB")
+            gpu = f", peak GPU memory {r['peak_gpu_memory'] / 1e9:.2f} GB" if r.get("peak_gpu_memory") else ""
+            print(f"{variant:13s} {r['pairs_per_second']:.3f} pairs/s ({r['steps']} steps in {r['seconds']:.1f} s, "
+                  f"reference precompute included, {r['device']} {r['dtype']}), peak RSS {r['peak_rss'] / 1e9:.2f} GB{gpu}")
         print(f"ratio: {results['ours']['pairs_per_second'] / results['trl-defaults']['pairs_per_second']:.2f}")
 
 

@@ -11,6 +11,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                     help="where the training tests train (scripts/gpu_check.sh passes cuda)")
+
+
+@pytest.fixture(scope="session")
+def train_device(request) -> str:
+    return request.config.getoption("--device")
+
+
 @pytest.fixture(scope="session")
 def session_home(tmp_path_factory) -> Path:
     """A workspace shared by the session for expensive, cached artifacts (the base checkpoint)."""

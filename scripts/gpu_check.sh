@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The CUDA path of training, checked on a machine with an NVIDIA GPU (issue 15): the card, the
+# training tests with --device cuda, then benchmarks/train.py on CUDA (bf16 where supported).
+#
+#   bash scripts/gpu_check.sh                 # after `make setup` on the GPU machine
+#   PY=python3 PAIRS=pairs.jsonl bash scripts/gpu_check.sh
+#
+# PY: the Python with the project's packages (default .venv/bin/python). PAIRS: a pairs JSONL for the
+# benchmark made elsewhere (benchmarks/train.py --pairs), for a GPU box without llama.cpp; tests that
+# need llama.cpp are skipped when it is not importable. Figures go to BENCHMARKS.md by hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+
+echo "== card"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+"$PY" - <<'EOF'
+import torch
+assert torch.cuda.is_available(), "torch sees no CUDA GPU"
+print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name(0)}, "
+      f"bf16 {torch.cuda.is_bf16_supported()}")
+from mipo_local.train.device import plan_device
+plan = plan_device("auto")
+print(f"plan_device(auto): {plan.device} {plan.dtype_name}")
+assert plan.device == "cuda"
+EOF
+
+echo "== training tests on cuda"
+skip=()
+if ! "$PY" -c "import llama_cpp" 2>/dev/null; then
+    echo "(llama_cpp is not importable here: the GGUF/llama.cpp test is skipped)"
+    skip=(-k "not gguf")
+fi
+"$PY" -m pytest -q -p no:cacheprovider tests/test_train.py --device cuda "${skip[@]}"
+
+echo "== benchmarks/train.py on cuda"
+"$PY" benchmarks/train.py --device cuda ${PAIRS:+--pairs "$PAIRS"}
