@@ -18,3 +18,23 @@ def normalize_address(address: str) -> str:
 def unspell_at(header: str) -> str:
     """A From/To header with `x at y` addresses (pipermail) rewritten as `x@y`, for address parsing."""
     return header if "@" in header else _SPELLED_AT.sub(r"\1@\2", header)
+
+
+def parse_addresses(text: str) -> list[str]:
+    """The addresses a person typed into one field, separated by commas or semicolons, each normalized
+    (`normalize_address`), in order, without repeats; blank entries are skipped. The app's first-run
+    walk-through and its Settings read the field with this one rule.
+
+    Raises `MipoError` naming the first entry that is not an email address."""
+    from .errors import MipoError
+
+    out: list[str] = []
+    for entry in text.replace(";", ",").split(","):
+        if not entry.strip():
+            continue
+        address = normalize_address(entry)
+        if "@" not in address:
+            raise MipoError(f"{entry.strip()!r} is not an email address; fix it or leave the field empty")
+        if address not in out:
+            out.append(address)
+    return out

@@ -9,7 +9,9 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
+from mipo_local.addresses import parse_addresses
 from mipo_local.catalog import load_catalog
+from mipo_local.errors import MipoError
 
 
 class SettingsPane(VerticalScroll):
@@ -48,9 +50,10 @@ class SettingsPane(VerticalScroll):
         from mipo_local.catalog import default_card
         from mipo_local.settings import load_settings, save_settings
 
-        addresses = [a for a in self.query_one("#settings-addresses", Input).value.split(",") if a.strip()]
-        if any("@" not in a for a in addresses):
-            self.app.notify("Every address needs an @.", severity="error")
+        try:
+            addresses = parse_addresses(self.query_one("#settings-addresses", Input).value)
+        except MipoError as exc:
+            self.app.notify(str(exc), severity="error")
             return
         model = self.query_one("#settings-model", Select).value
         settings = dataclasses.replace(load_settings().with_addresses(addresses),

@@ -9,7 +9,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, ContentSwitcher, DataTable, Footer, Header, Input, Static
 
+from mipo_local.addresses import parse_addresses
 from mipo_local.catalog import load_catalog
+from mipo_local.errors import MipoError
 from mipo_local.settings import load_settings, save_settings
 
 from ..widgets.import_panel import ImportPanel
@@ -91,11 +93,11 @@ class OnboardingScreen(Screen):
                             f"(or: mipo-local models --download {card.name})", severity="warning")
         save_settings(dataclasses.replace(load_settings(), base_model="" if card.default else card.name))
 
-    def _save_you(self) -> None:
-        addresses = [a for a in self.query_one("#addresses", Input).value.replace(";", ",").split(",") if a.strip()]
-        bad = [a for a in addresses if "@" not in a]
-        if bad:
-            self.app.notify(f"{bad[0].strip()!r} is not an email address; fix it or leave the field empty", severity="error")
+    def _save_you(self) -> bool:
+        try:
+            addresses = parse_addresses(self.query_one("#addresses", Input).value)
+        except MipoError as exc:
+            self.app.notify(str(exc), severity="error")
             return False
         settings = load_settings().with_addresses(addresses)
         save_settings(dataclasses.replace(settings, name=self.query_one("#name", Input).value.strip()))
