@@ -28,7 +28,7 @@ from typing import Iterator, Optional
 
 from . import workspace
 from .errors import MipoError
-from .prompt_format import ChatTemplate, chat_messages, user_message
+from .prompt_format import ChatTemplate, chat_messages, role_wrappers, stop_strings, user_message
 
 
 @dataclass(frozen=True)
@@ -161,8 +161,6 @@ class ChatSession:
         self.last = TurnStats()
         self.last_snippets: list[Snippet] = []
         self.last_messages: list[dict] = []          # what the model saw in the last turn
-        from .modelfile import role_wrappers, stop_strings
-
         try:
             wrappers = role_wrappers(self.template)
         except MipoError:
