@@ -51,7 +51,7 @@ def open_llama(path: Path, *, n_ctx: int = 2048, n_threads: Optional[int] = None
     """A `llama_cpp.Llama` for `path`. Call `.close()` when done (or use `llama_model`)."""
     from llama_cpp import Llama
 
-    from .modelio.gguf_file import scan_gguf
+    from .gguf_scan import scan_gguf
 
     scan_gguf(Path(path))  # a clear error for a missing, foreign or truncated file
     quiet_llama_logs()

@@ -103,9 +103,9 @@ class ChatTemplate:
 
     @classmethod
     def from_gguf(cls, path) -> "ChatTemplate":
-        from .modelio.gguf_file import read_metadata
+        from .gguf_scan import scan_gguf
 
-        meta = read_metadata(path)
+        meta = scan_gguf(path).metadata
         template = meta.get("tokenizer.chat_template")
         if not template:
             raise MipoError(f"{path} has no chat template (tokenizer.chat_template); pick an instruct model")
