@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import mailbox
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -116,6 +115,14 @@ def write_notes(folder: Path) -> Path:
     (folder / "journal" / "2026-03-01.markdown").write_text("Walked to Fløyen with Karin. Fog all day.\n")
     (folder / "ideas.txt").write_text("Idea: a sourdough starter called Bjørn.\n")
     (folder / "reading.org").write_text("#+TITLE: Reading list\n* Novels\nThe Overstory by Richard Powers\n")
+    return folder
+
+
+def write_many_notes(folder: Path, n: int) -> Path:
+    """`n` notes of about 400 words each, `note-0000.md` on: enough for an import to take a while."""
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"note-{i:04d}.md").write_text(f"# Note {i}\n\n" + f"Paragraph about topic{i} and the sea. " * 40)
     return folder
 
 

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import resource
-import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,21 +11,7 @@ import pytest
 from mipo_local.errors import MipoError
 from mipo_local.modelio import checkpoint_to_gguf, gguf_to_checkpoint, inspect_gguf
 
-CLI = [sys.executable, "-m", "mipo_local"]
-
-
-def run_cli(args, env_home: Path, preexec=None, timeout=600):
-    env = {**os.environ, "MIPO_HOME": str(env_home), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(CLI + list(args), capture_output=True, text=True, env=env, timeout=timeout, preexec_fn=preexec)
-
-
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode != 0
-    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("mipo-local: error: ")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+from .helpers import assert_one_line_error, run_cli  # noqa: F401  (test_train and test_run_pipeline import them from here)
 
 
 def write_foreign_gguf(path: Path, arch: str = "gpt2") -> Path:

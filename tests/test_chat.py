@@ -13,7 +13,7 @@ from mipo_local.modelfile import modelfile_text
 from mipo_local.prompt_format import PLACEMENTS, ChatTemplate, chat_messages, system_message
 from mipo_local.settings import UserSettings
 
-from .test_bad_input import assert_one_line_error, run_cli
+from .helpers import assert_one_line_error, run_cli
 
 
 @pytest.fixture

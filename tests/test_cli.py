@@ -8,7 +8,7 @@ import sys
 
 from mipo_local.modelio.gguf_file import read_metadata
 
-from .test_bad_input import assert_one_line_error, run_cli
+from .helpers import assert_one_line_error, run_cli
 
 HEAVY = ("torch", "transformers", "trl", "peft", "llama_cpp", "textual", "gguf", "numpy")
 

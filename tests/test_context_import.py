@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,21 +20,11 @@ from mipo_local.context.text import chunk_text, estimate_tokens, html_to_text
 from mipo_local.errors import MipoError
 from mipo_local.settings import UserSettings, load_settings
 
-from .mail_fixtures import ME, encoded, plain, thread_messages, write_maildir, write_mbox, write_notes, write_vault
-from .test_bad_input import assert_one_line_error, run_cli
+from .helpers import assert_one_line_error, run_cli, tree_digest
+from .mail_fixtures import (ME, encoded, plain, thread_messages, write_many_notes, write_maildir, write_mbox, write_notes,
+                            write_vault)
 
 SETTINGS = UserSettings(addresses=(ME,))
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    out = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_symlink():
-            out[str(path.relative_to(root))] = "->" + os.readlink(path)
-        elif path.is_file():
-            st = path.stat()
-            out[str(path.relative_to(root))] = f"{hashlib.sha256(path.read_bytes()).hexdigest()}:{st.st_mtime_ns}:{oct(st.st_mode)}"
-    return out
 
 
 def docs_by_title(store):
@@ -227,15 +216,8 @@ def test_missing_path_is_an_error(tmp_path):
     assert_one_line_error(proc, "does not exist")
 
 
-def _many_notes(folder: Path, n: int) -> Path:
-    folder.mkdir()
-    for i in range(n):
-        (folder / f"note-{i:04d}.md").write_text(f"# Note {i}\n\n" + f"Paragraph about topic{i} and the sea. " * 40)
-    return folder
-
-
 def test_killed_import_keeps_store_consistent_and_resumes(tmp_path):
-    notes = _many_notes(tmp_path / "many", 1500)
+    notes = write_many_notes(tmp_path / "many", 1500)
     home = tmp_path / "home"
     env = {**os.environ, "MIPO_HOME": str(home)}
     code = f"from mipo_local.context import import_paths\nimport_paths([{str(notes)!r}])"
@@ -267,7 +249,7 @@ def test_killed_import_keeps_store_consistent_and_resumes(tmp_path):
 
 
 def test_ctrl_c_exits_cleanly(tmp_path):
-    notes = _many_notes(tmp_path / "many", 1500)
+    notes = write_many_notes(tmp_path / "many", 1500)
     home = tmp_path / "home"
     env = {**os.environ, "MIPO_HOME": str(home)}
     proc = subprocess.Popen([sys.executable, "-m", "mipo_local", "import", str(notes)], env=env,

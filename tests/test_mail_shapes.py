@@ -21,7 +21,7 @@ from mipo_local.settings import UserSettings
 
 from .mail_fixtures import ME, plain
 from .outlook_fixtures import outlook_msg
-from .test_context_import import tree_digest
+from .helpers import tree_digest
 
 SETTINGS = UserSettings(addresses=(ME,))
 

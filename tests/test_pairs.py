@@ -20,7 +20,7 @@ from mipo_local.pairs.filters import is_degenerate, judge_pair, trim_cut
 from mipo_local.prompt_format import ChatTemplate, chat_messages, system_message
 
 from .mail_fixtures import ME
-from .test_bad_input import run_cli
+from .helpers import run_cli
 
 # one candidate per side and no MI filter: these tests are about prompts and bookkeeping, not selection
 PLAIN = {"candidates": 1, "min_context_mi": None}

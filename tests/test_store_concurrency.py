@@ -16,19 +16,12 @@ from mipo_local.context import ContextStore, import_paths, store as store_module
 from mipo_local.errors import MipoError
 from mipo_local.settings import UserSettings
 
-from .mail_fixtures import ME, thread_messages, write_mbox
-
-
-def _notes(folder, n):
-    folder.mkdir()
-    for i in range(n):
-        (folder / f"note-{i:03d}.md").write_text(f"# Note {i}\n\n" + f"About topic{i} and the harbour. " * 30)
-    return folder
+from .mail_fixtures import ME, thread_messages, write_many_notes, write_mbox
 
 
 def test_two_imports_at_once_into_a_new_store(tmp_path):
     """Both first-open the store (both migrate) and import the same sources at the same moment."""
-    notes = _notes(tmp_path / "notes", 120)
+    notes = write_many_notes(tmp_path / "notes", 120)
     box = write_mbox(tmp_path / "mail.mbox", thread_messages())
     env = {**os.environ, "MIPO_HOME": str(tmp_path / "home")}
     for attempt in range(3):             # a fresh store each time: the race is at the first open
@@ -79,7 +72,7 @@ def test_migrations_rechecked_under_the_write_lock(tmp_path):
 def test_a_held_write_lock_is_one_clear_line(tmp_path, monkeypatch, capsys, mipo_home):
     """`database is locked` came out as a raw traceback."""
     monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.3)
-    notes = _notes(tmp_path / "notes", 3)
+    notes = write_many_notes(tmp_path / "notes", 3)
     ContextStore().close()
     holder = sqlite3.connect(mipo_home / "context.sqlite3", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
