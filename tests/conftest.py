@@ -35,6 +35,17 @@ def session_cache(session_home) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def module_home(tmp_path_factory, session_cache) -> Path:
+    """A workspace for one module's shared, expensive setup (a module-scoped fixture asks for it and
+    does its work while MIPO_HOME points here); each test still gets its own `mipo_home`."""
+    home = tmp_path_factory.mktemp("module") / "mipo-home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIPO_HOME", str(home))
+        mp.setenv("MIPO_CACHE", str(session_cache))
+        yield home
+
+
 @pytest.fixture(autouse=True)
 def mipo_home(tmp_path, monkeypatch, session_cache) -> Path:
     home = tmp_path / "mipo-home"

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -43,48 +44,98 @@ def test_notes_folder(tmp_path):
         assert store.search("zucchini")[0].title == "Garden plans"
 
 
-def test_obsidian_vault(tmp_path):
-    vault = write_vault(tmp_path / "vault")
+@pytest.fixture
+def vault(tmp_path):
+    """The write_vault() vault imported: its summary, the store and its notes by title."""
+    folder = write_vault(tmp_path / "vault")
     with ContextStore() as store:
-        summary = import_paths([vault], store=store, settings=SETTINGS)
-        assert summary.added == 2 and summary.skipped == [] and summary.ignored == 1  # the .png
-        docs = docs_by_title(store)
-        assert set(docs) == {"Kelp survey April", "Methods"}
-        kelp = docs["Kelp survey April"]
-        assert "the north site" in kelp["body"] and "[[" not in kelp["body"] and "quadrat.png" not in kelp["body"]
-        assert "See Methods and  and Methods." in kelp["body"]
-        assert json.loads(kelp["meta"])["tags"] == ["kelp", "fieldwork"]
-        assert kelp["date"] == "2026-04-02"
-        assert json.loads(docs["Methods"]["meta"])["tags"] == ["methods"]
-        assert not store.search("discarded draft")
+        summary = import_paths([folder], store=store, settings=SETTINGS)
+        yield SimpleNamespace(summary=summary, store=store, docs=docs_by_title(store))
 
 
-def test_mbox_formats_and_reply_links(tmp_path):
+def test_vault_imports_its_notes_and_ignores_the_rest(vault):
+    assert vault.summary.added == 2 and vault.summary.skipped == [] and vault.summary.ignored == 1  # the .png
+
+
+def test_vault_titles_come_from_front_matter_or_file_name(vault):
+    assert set(vault.docs) == {"Kelp survey April", "Methods"}
+
+
+def test_vault_wikilinks_become_their_text_and_embeds_go(vault):
+    body = vault.docs["Kelp survey April"]["body"]
+    assert "the north site" in body and "[[" not in body and "quadrat.png" not in body
+    assert "See Methods and  and Methods." in body
+
+
+def test_vault_front_matter_tags_and_date_are_kept(vault):
+    kelp = vault.docs["Kelp survey April"]
+    assert json.loads(kelp["meta"])["tags"] == ["kelp", "fieldwork"] and kelp["date"] == "2026-04-02"
+    assert json.loads(vault.docs["Methods"]["meta"])["tags"] == ["methods"]
+
+
+def test_vault_trash_is_not_imported(vault):
+    assert not vault.store.search("discarded draft")
+
+
+@pytest.fixture
+def inbox(tmp_path):
+    """The thread_messages() mbox imported: its summary, the store and its emails by Message-ID."""
     box = write_mbox(tmp_path / "Inbox.mbox", thread_messages())
     with ContextStore() as store:
         summary = import_paths([box], store=store, settings=SETTINGS)
-        assert summary.added == 1 and summary.documents_changed == 6
-        docs = {d["message_id"]: d for d in store.documents(kind="email")}
-        reply = docs["<re-1@example.org>"]
-        assert reply["author_is_user"] == 1
-        assert reply["body"] == "Yes! I will bring the alto scores and my tuning fork named Gustav."
-        assert "are you coming" in reply["quoted"] and "wrote:" in reply["quoted"]
-        assert reply["signature"] == "Ada Lind\nBergen"
-        assert docs["<alt-1@example.org>"]["body"] == "Plain version of the news."
-        html = docs["<html-1@example.org>"]["body"]
-        assert "Order 42 shipped." in html and "<" not in html and "color:red" not in html
-        assert "Kayak paddle | 90" in html
-        qp = docs["<qp-1@example.org>"]
-        assert "smørbrød og blåbærpai" in qp["body"] and "attachment text" not in qp["body"]
-        assert qp["title"] == "Smørbrød på fredag"
-        assert json.loads(qp["meta"])["from_name"] == "Jørgen Håland" and qp["author"] == "jorgen@example.net"
-        assert "façade of the café is naïve" in docs["<b64-1@example.org>"]["body"]
-        pairs = store.reply_pairs()
-        assert [(a["message_id"], b["message_id"]) for a, b in pairs] == [("<in-1@example.org>", "<re-1@example.org>")]
-        # retrieval covers the user's own writing only
-        assert [h.title for h in store.search("tuning fork Gustav")] == ["Re: Choir on Thursday?"]
-        assert store.search("kayak paddle") == []
-        assert store.search("kayak paddle", user_only=False)[0].title == "Your order"
+        yield SimpleNamespace(summary=summary, store=store,
+                              emails={d["message_id"]: d for d in store.documents(kind="email")})
+
+
+def test_mbox_is_one_file_of_many_documents(inbox):
+    assert inbox.summary.added == 1 and inbox.summary.documents_changed == 6
+
+
+def test_reply_body_is_the_users_own_text(inbox):
+    reply = inbox.emails["<re-1@example.org>"]
+    assert reply["author_is_user"] == 1
+    assert reply["body"] == "Yes! I will bring the alto scores and my tuning fork named Gustav."
+
+
+def test_reply_quote_and_signature_are_kept_apart(inbox):
+    reply = inbox.emails["<re-1@example.org>"]
+    assert "are you coming" in reply["quoted"] and "wrote:" in reply["quoted"]
+    assert reply["signature"] == "Ada Lind\nBergen"
+
+
+def test_alternative_mail_is_read_from_its_plain_part(inbox):
+    assert inbox.emails["<alt-1@example.org>"]["body"] == "Plain version of the news."
+
+
+def test_html_mail_becomes_readable_text(inbox):
+    body = inbox.emails["<html-1@example.org>"]["body"]
+    assert "Order 42 shipped." in body and "<" not in body and "color:red" not in body
+    assert "Kayak paddle | 90" in body
+
+
+def test_quoted_printable_body_and_encoded_headers_are_decoded(inbox):
+    qp = inbox.emails["<qp-1@example.org>"]
+    assert "smørbrød og blåbærpai" in qp["body"] and qp["title"] == "Smørbrød på fredag"
+    assert json.loads(qp["meta"])["from_name"] == "Jørgen Håland" and qp["author"] == "jorgen@example.net"
+
+
+def test_attachments_are_not_imported(inbox):
+    assert "attachment text" not in inbox.emails["<qp-1@example.org>"]["body"]
+
+
+def test_base64_latin1_body_is_decoded(inbox):
+    assert "façade of the café is naïve" in inbox.emails["<b64-1@example.org>"]["body"]
+
+
+def test_reply_is_linked_to_the_message_it_answers(inbox):
+    pairs = inbox.store.reply_pairs()
+    assert [(a["message_id"], b["message_id"]) for a, b in pairs] == [("<in-1@example.org>", "<re-1@example.org>")]
+
+
+def test_retrieval_covers_the_users_own_writing_only(inbox):
+    assert [h.title for h in inbox.store.search("tuning fork Gustav")] == ["Re: Choir on Thursday?"]
+    assert inbox.store.search("kayak paddle") == []
+    assert inbox.store.search("kayak paddle", user_only=False)[0].title == "Your order"
 
 
 def test_eml_and_maildir(tmp_path):
@@ -149,12 +200,17 @@ def test_sources_are_never_modified(tmp_path):
     assert tree_digest(src) == before
 
 
-def test_bad_inputs_are_skipped_with_reasons(tmp_path):
-    src = tmp_path / "src"
-    write_notes(src)
-    (src / "binary.md").write_bytes(b"PK\x03\x04\x00\x00binary zip-like content" * 20)
+@pytest.fixture(scope="module")
+def bad_inputs(module_home):
+    """A folder of good notes and bad files, imported once for the module: the summary, the store and
+    the skip reason of each file by name."""
     import random
 
+    root = module_home.parent / "bad-inputs"
+    root.mkdir()
+    src = root / "src"
+    write_notes(src)
+    (src / "binary.md").write_bytes(b"PK\x03\x04\x00\x00binary zip-like content" * 20)
     rng = random.Random(0)
     (src / "garbled.txt").write_bytes(bytes(rng.randrange(1, 256) for _ in range(4000)))  # corrupted bytes
     (src / "latin1.txt").write_bytes("Smørbrød på fredag, Ære være kokken!".encode("latin-1"))
@@ -163,27 +219,40 @@ def test_bad_inputs_are_skipped_with_reasons(tmp_path):
     (src / "broken.eml").write_bytes(b"\n\n\nthis is not an email at all")
     (src / "notmail.mbox").write_text("Hello, I am not an mbox\n")
     (src / "loop.md").symlink_to(src / "loop.md")
-    outside = tmp_path / "outside.md"
+    outside = root / "outside.md"
     outside.write_text("secret outside the chosen folder")
     (src / "escape.md").symlink_to(outside)
-    (src / "linked-dir").symlink_to(tmp_path)
+    (src / "linked-dir").symlink_to(root)
     settings = UserSettings(addresses=(ME,), max_file_mb=1)
     with ContextStore() as store:
         summary = import_paths([src], store=store, settings=settings)
-        reasons = {Path(p).name: r for p, r in summary.skipped}
-        assert reasons["binary.md"] == "binary file with a text extension"
-        assert reasons["garbled.txt"].startswith("undecodable")
-        assert reasons["empty.md"] == "empty file"
-        assert "1 MB limit" in reasons["huge.md"]
-        assert reasons["broken.eml"].startswith("malformed email")
-        assert reasons["notmail.mbox"].startswith("not an mbox")
-        assert reasons["loop.md"] == "symlink loop"
-        assert "outside the chosen folder" in reasons["escape.md"]
-        assert "not followed" in reasons["linked-dir"]
-        assert summary.added == 5                         # the good notes still came in
-        assert store.search("smørbrød")[0].text.startswith("Smørbrød på fredag")
-        assert not store.search("secret outside")
-        assert store.integrity_ok()
+        yield SimpleNamespace(summary=summary, store=store, reasons={Path(p).name: r for p, r in summary.skipped})
+
+
+@pytest.mark.parametrize("name, how, reason", [
+    ("binary.md", "is", "binary file with a text extension"),
+    ("garbled.txt", "starts", "undecodable"),
+    ("empty.md", "is", "empty file"),
+    ("huge.md", "holds", "1 MB limit"),
+    ("broken.eml", "starts", "malformed email"),
+    ("notmail.mbox", "starts", "not an mbox"),
+    ("loop.md", "is", "symlink loop"),
+    ("escape.md", "holds", "outside the chosen folder"),
+    ("linked-dir", "holds", "not followed"),
+])
+def test_bad_input_is_skipped_with_its_reason(bad_inputs, name, how, reason):
+    got = bad_inputs.reasons[name]
+    assert {"is": got == reason, "starts": got.startswith(reason), "holds": reason in got}[how], got
+
+
+def test_good_notes_still_come_in_beside_bad_ones(bad_inputs):
+    assert bad_inputs.summary.added == 5
+    assert bad_inputs.store.search("smørbrød")[0].text.startswith("Smørbrød på fredag")   # the latin-1 note
+    assert bad_inputs.store.integrity_ok()
+
+
+def test_links_out_of_the_folder_are_not_read(bad_inputs):
+    assert not bad_inputs.store.search("secret outside")
 
 
 def test_unreadable_file_is_skipped(tmp_path):
