@@ -10,6 +10,7 @@ import datetime as dt
 import gzip
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,6 +20,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 from hypothesis.configuration import set_hypothesis_home_dir  # noqa: E402
 
+# at import, not in a fixture: Hypothesis writes its constants cache before fixtures run
 set_hypothesis_home_dir(tempfile.mkdtemp(prefix="mipo-hypothesis-"))   # nothing written to the checkout
 
 from mipo_local.context import ContextStore, import_paths  # noqa: E402
@@ -114,10 +116,10 @@ def _fingerprint(path: Path) -> tuple:
 @FUZZ
 @given(kind=st.sampled_from(sorted(SEEDS)), mutations=st.lists(mutation, min_size=1, max_size=8),
        name=st.sampled_from(["file", "no-extension", "archive.txt", "packed.gz"]))
-def test_import_never_raises_and_never_touches_the_source(kind, mutations, name):
+def test_import_never_raises_and_never_touches_the_source(tmp_path_factory, kind, mutations, name):
     data = mutate(SEEDS[kind], mutations)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    tmp = tmp_path_factory.mktemp("fuzz")              # one per example (tmp_path is one per test)
+    try:
         src = tmp / "src"
         src.mkdir()
         filename = {"file": f"input.{kind}", "no-extension": "input", "archive.txt": "2016-April.txt",
@@ -132,3 +134,5 @@ def test_import_never_raises_and_never_touches_the_source(kind, mutations, name)
             assert again.documents_changed == 0                      # idempotent, whatever it held
             assert store.integrity_ok()
         assert _fingerprint(path) == before
+    finally:
+        shutil.rmtree(tmp)
