@@ -10,6 +10,9 @@ import sqlite3
 import sys
 from email.message import EmailMessage
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 from mipo_local.context import ContextStore, import_paths, suggest_user_addresses
 from mipo_local.context.outlook import PST_HELP
@@ -19,9 +22,9 @@ from mipo_local.context.threads import is_reply_subject, normalize_subject
 from mipo_local.context.walk import source_kind
 from mipo_local.settings import UserSettings
 
+from .helpers import tree_digest
 from .mail_fixtures import ME, plain
 from .outlook_fixtures import outlook_msg
-from .helpers import tree_digest
 
 SETTINGS = UserSettings(addresses=(ME,))
 
@@ -59,8 +62,10 @@ def test_mh_folder(tmp_path):
     assert tree_digest(folder) == before
 
 
-def test_tree_of_numbered_files_with_crlf(tmp_path):
-    """The Enron corpus's layout: inbox/, sent_items/, deleted_items/ of files named 1., 2., 3."""
+@pytest.fixture
+def numbered_tree(tmp_path):
+    """The Enron corpus's layout: inbox/, sent_items/, deleted_items/ of files named 1., 2., 3. with
+    CRLF line ends; a nameless binary among them."""
     root = tmp_path / "allen-p"
     for sub in ("inbox", "sent_items", "deleted_items"):
         (root / sub).mkdir(parents=True)
@@ -79,17 +84,40 @@ def test_tree_of_numbered_files_with_crlf(tmp_path):
     (root / "deleted_items" / "1").write_bytes(crlf(outlook("x@example.com", "Lunch", "Lunch?", "Wed, 16 May 2001 12:00:00 -0700",
                                                             msg_id="del1")))
     (root / "deleted_items" / "2").write_bytes(b"\x00\x01binary attachment saved without a name")
-    assert suggest_user_addresses([root]) == [ME]
+    return root
+
+
+@pytest.fixture
+def numbered_import(numbered_tree):
+    """The numbered tree imported with no address given: the summary and the open store."""
     with ContextStore() as store:
-        summary = import_paths([root], store=store, settings=UserSettings())
-        assert summary.detected_addresses == [ME]
-        assert summary.added == 6 and not summary.skipped
-        assert summary.ignored_files == [(str(root / "deleted_items" / "2"), "not an email (a numbered file in a mail folder)")]
-        counts = store.counts()
-        assert (counts["emails"], counts["own_emails"]) == (6, 3)
-        assert counts["reply_links"] == 1       # "RE: Forecast" answers "Forecast"; "Re: Forecast 2" answers nothing stored
-        reply = next(d for d in store.documents(user_only=True) if d["title"] == "RE: Forecast")
-        assert reply["body"] == "Here is forecast number 1, heavier in the west." and "\r" not in reply["body"]
+        yield SimpleNamespace(summary=import_paths([numbered_tree], store=store, settings=UserSettings()), store=store)
+
+
+def test_numbered_tree_names_the_user_by_its_sent_folder(numbered_tree, numbered_import):
+    assert suggest_user_addresses([numbered_tree]) == [ME]
+    assert numbered_import.summary.detected_addresses == [ME]
+
+
+def test_numbered_files_are_read_as_mail(numbered_import):
+    assert numbered_import.summary.added == 6 and not numbered_import.summary.skipped
+    counts = numbered_import.store.counts()
+    assert (counts["emails"], counts["own_emails"]) == (6, 3)
+
+
+def test_numbered_file_that_is_not_mail_is_ignored(numbered_tree, numbered_import):
+    assert numbered_import.summary.ignored_files == [
+        (str(numbered_tree / "deleted_items" / "2"), "not an email (a numbered file in a mail folder)")]
+
+
+def test_numbered_replies_are_linked_by_subject(numbered_import):
+    # "RE: Forecast" answers "Forecast"; "Re: Forecast 2" answers nothing stored
+    assert numbered_import.store.counts()["reply_links"] == 1
+
+
+def test_crlf_reply_body_is_the_users_text_without_cr(numbered_import):
+    reply = next(d for d in numbered_import.store.documents(user_only=True) if d["title"] == "RE: Forecast")
+    assert reply["body"] == "Here is forecast number 1, heavier in the west." and "\r" not in reply["body"]
 
 
 def _outlook_thread(folder: Path) -> None:
