@@ -237,23 +237,34 @@ def test_terminal_escapes_never_reach_the_terminal(tmp_path, capsys):
         assert all("\x1b" not in d["title"] + d["body"] for d in store.documents())
 
 
-def test_summary_groups_skips_by_reason_and_verbose_lists_them(tmp_path, capsys):
+@pytest.fixture
+def some_skipped(tmp_path):
+    """A folder of four empty notes, a photo and one good note."""
     src = tmp_path / "src"
     src.mkdir()
     for i in range(4):
         (src / f"empty-{i}.md").write_bytes(b"")
     (src / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     (src / "ok.md").write_text("fine\n")
-    assert cli_main(["import", str(src)]) == 0
+    return src
+
+
+def test_summary_groups_skips_by_reason(some_skipped, capsys):
+    assert cli_main(["import", str(some_skipped)]) == 0
     out = capsys.readouterr().out
     assert "1 added, 0 updated, 0 unchanged, 4 skipped, 1 ignored" in out
     assert "skipped 4 (empty file): " in out and "and 3 more" in out
     assert "ignored 1 (not a note or mail file (.png))" in out
     assert "--verbose" in out
-    assert cli_main(["import", str(src), "--verbose"]) == 0
+
+
+def test_verbose_import_lists_every_skipped_and_ignored_file(some_skipped, capsys):
+    assert cli_main(["import", str(some_skipped)]) == 0
+    capsys.readouterr()
+    assert cli_main(["import", str(some_skipped), "--verbose"]) == 0          # again: the skips are listed again
     out = capsys.readouterr().out
     assert sum(line.startswith("  skipped ") for line in out.splitlines()) == 4
-    assert f"  ignored {src / 'photo.png'}: not a note or mail file (.png)" in out
+    assert f"  ignored {some_skipped / 'photo.png'}: not a note or mail file (.png)" in out
 
 
 def test_file_names_that_are_not_utf8(tmp_path, capsys):
