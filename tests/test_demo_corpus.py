@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -15,56 +16,47 @@ BUILDER = Path(__file__).resolve().parent.parent / "scripts" / "make_demo_corpus
 
 @pytest.fixture
 def imported(mipo_home):
-    """The demo imported into the test's workspace: (the import summary, the open store)."""
+    """The demo imported into the test's workspace: the import summary and the open store."""
     summary = import_paths(demo_sources())
     with ContextStore() as store:
-        yield summary, store
+        yield SimpleNamespace(summary=summary, store=store)
 
 
 def test_demo_imports_without_skips(imported):
-    summary, _ = imported
-    assert summary.skipped == []
+    assert imported.summary.skipped == []
 
 
 def test_demo_detects_adas_addresses(imported):
-    summary, _ = imported
-    assert summary.detected_addresses == list(DEMO_ADDRESSES)
+    assert imported.summary.detected_addresses == list(DEMO_ADDRESSES)
 
 
 def test_demo_counts(imported):
-    _, store = imported
-    counts = store.counts()
+    counts = imported.store.counts()
     assert (counts["notes"], counts["emails"], counts["own_emails"], counts["reply_links"]) == (40, 61, 28, 25)
 
 
 def test_demo_notes_have_distinct_titles(imported):
-    _, store = imported
-    assert len({d["title"] for d in store.documents(kind="note")}) == 40
+    assert len({d["title"] for d in imported.store.documents(kind="note")}) == 40
 
 
 def test_demo_vault_trash_is_skipped(imported):
-    _, store = imported
-    assert not any("DISCARDED" in d["body"] for d in store.documents())
+    assert not any("DISCARDED" in d["body"] for d in imported.store.documents())
 
 
 def test_demo_documents_all_have_a_body(imported):
-    _, store = imported
-    assert all(d["body"].strip() for d in store.documents())
+    assert all(d["body"].strip() for d in imported.store.documents())
 
 
 def test_demo_search_finds_the_starters_name(imported):
-    _, store = imported
-    assert "Bjørn" in store.search("what is the name of the sourdough starter", 3)[0].text
+    assert "Bjørn" in imported.store.search("what is the name of the sourdough starter", 3)[0].text
 
 
 def test_demo_search_finds_the_urchin_density(imported):
-    _, store = imported
-    assert "38.4" in " ".join(h.text for h in store.search("urchin density Rognaskjær April", 5))
+    assert "38.4" in " ".join(h.text for h in imported.store.search("urchin density Rognaskjær April", 5))
 
 
 def test_demo_replies_are_adas_own_text(imported):
-    _, store = imported
-    for incoming, reply in store.reply_pairs():
+    for incoming, reply in imported.store.reply_pairs():
         assert reply["author_is_user"] == 1 and incoming["author_is_user"] == 0
         assert reply["body"] and ">" not in reply["body"].splitlines()[0]
 
