@@ -24,11 +24,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _fmt(stat: dict, scale: float = 1.0, digits: int = 3) -> str:
-    lo, hi = stat["ci95"]
-    return f"{scale * stat['mean']:+.{digits}f} ({scale * lo:+.{digits}f} … {scale * hi:+.{digits}f})"
-
-
 def measures(report: dict) -> list[tuple[str, dict, float, int]]:
     r = report
     return [
@@ -45,6 +40,8 @@ def measures(report: dict) -> list[tuple[str, dict, float, int]]:
 
 
 def print_report(report: dict, seed: int) -> None:
+    from mipo_local.eval_report import format_estimate
+
     print(f"\n== training seed {seed}: {report['examples']} held-out examples, "
           f"M={report['identification']['contexts']} contexts (chance {report['identification']['chance']:.2f}), "
           f"K={report['identification']['answers']} answers, {report['replies']['threads']} reply threads")
@@ -53,8 +50,8 @@ def print_report(report: dict, seed: int) -> None:
         if not stat["gain"]["n"]:
             print(f"{name:34} n/a")
             continue
-        print(f"{name:34} {_fmt(stat['base'], scale, digits):>28} {_fmt(stat['personal'], scale, digits):>28} "
-              f"{_fmt(stat['gain'], scale, digits):>28}")
+        cells = (format_estimate(stat[k], digits, scale, compact=True) for k in ("base", "personal", "gain"))
+        print(f"{name:34} " + " ".join(f"{c:>28}" for c in cells))
     ppl = report["neutral_perplexity"]
     print(f"{'neutral perplexity':34} {ppl['base']:>28.2f} {ppl['personal']:>28.2f} {100 * ppl['change']:>+27.1f}%")
     print(f"answer length ratio personal/base: {report['answer_tokens']['ratio']:.2f}")

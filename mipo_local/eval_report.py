@@ -299,7 +299,7 @@ def headline(result: dict) -> str:
                    "relies on your writing as much as the original does, within the noise")
         said += (f" The original's answers are already told apart {b:.0%} of the time, so that test has no room to show "
                  f"more; scoring the same answers under both models, your personal model {verdict} "
-                 f"({fixed['mean']:+.3f} nats per token, 95% CI {flo:+.3f} to {fhi:+.3f}).")
+                 f"({signed(fixed['mean'], 3)} nats per token, 95% CI {signed(flo, 3)} to {signed(fhi, 3)}).")
     return said
 
 
@@ -311,16 +311,26 @@ def gain_label(result: Optional[dict]) -> str:
     return f"identification {100 * gain['mean']:+.0f} pts"
 
 
-def _fmt(stat: dict, digits: int = 2, scale: float = 1.0, unit: str = "") -> str:
+def signed(value: float, digits: int = 2, scale: float = 1.0) -> str:
+    """`value` × `scale` with its sign, as the reports write every measure and gain: `+0.123`."""
+    return f"{scale * value:+.{digits}f}"
+
+
+def format_estimate(stat: dict, digits: int = 2, scale: float = 1.0, *, compact: bool = False) -> str:
+    """A report's mean with its 95% CI (a model's measure or a gain), the one way it is written:
+    `+20.0 (95% CI +10.0 to +30.0, n=20)`, or for a narrow table cell (`compact`) `+20.0 (+10.0 … +30.0)`;
+    `n/a (no examples)` when it was measured on none. `scale` 100 writes a share as points."""
     if not stat.get("n"):
         return "n/a (no examples)"
-    lo, hi = stat["ci95"]
-    f = lambda v: f"{scale * v:+.{digits}f}{unit}"  # noqa: E731
-    return f"{f(stat['mean'])} (95% CI {f(lo)} to {f(hi)}, n={stat['n']})"
+    mean = signed(stat["mean"], digits, scale)
+    lo, hi = (signed(v, digits, scale) for v in stat["ci95"])
+    if compact:
+        return f"{mean} ({lo} … {hi})"
+    return f"{mean} (95% CI {lo} to {hi}, n={stat['n']})"
 
 
-def _row(name: str, stat: dict, digits: int = 2, scale: float = 1.0, unit: str = "") -> str:
-    cells = [_fmt(stat[k], digits, scale, unit) for k in ("base", "personal", "gain")]
+def _row(name: str, stat: dict, digits: int = 2, scale: float = 1.0) -> str:
+    cells = [format_estimate(stat[k], digits, scale) for k in ("base", "personal", "gain")]
     return f"| {name} | " + " | ".join(cells) + " |"
 
 

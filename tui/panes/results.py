@@ -25,8 +25,7 @@ class ResultsPane(Vertical):
 
     def reload(self) -> None:
         from mipo_local.active_model import active_model, history
-        from mipo_local.eval_report import gain_label
-        from mipo_local.pipeline import list_runs, load_state
+        from mipo_local.run_summary import run_summaries
 
         active = active_model()
         earlier = history()
@@ -36,23 +35,19 @@ class ResultsPane(Vertical):
         self.query_one("#switch-back", Button).disabled = not earlier
         runs = self.query_one("#runs", OptionList)
         runs.clear_options()
-        for run in reversed(list_runs()):
-            state = load_state(run)
-            shown = gain_label(state.get("report"))
-            label = run.name + (f"  {shown}" if shown else ("" if state.get("finished") else "  (unfinished)"))
-            runs.add_option(Option(Text(label), id=str(run)))
+        self.runs = {str(s.folder): s for s in run_summaries()}
+        for key, summary in self.runs.items():
+            runs.add_option(Option(Text(summary.label), id=key))
         if runs.option_count:
             runs.highlighted = 0
             self._show(runs.get_option_at_index(0).id)
         else:
             self.query_one("#report", Markdown).update("No runs yet. Start one in **Personalize**.")
 
-    def _show(self, run_dir: str) -> None:
-        from pathlib import Path
-
-        report = Path(run_dir) / "report.md"
-        self.query_one("#report", Markdown).update(
-            report.read_text(encoding="utf-8") if report.is_file() else "This run has no report yet (unfinished).")
+    def _show(self, key: str) -> None:
+        report = self.runs[key].report_markdown()
+        self.query_one("#report", Markdown).update(report if report is not None else
+                                                   "This run has no report yet (unfinished).")
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         if event.option and event.option.id:
