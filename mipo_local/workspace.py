@@ -124,10 +124,6 @@ def checkpoints_cache() -> Path:
     return cache_dir("checkpoints")
 
 
-def exports_dir() -> Path:
-    return subdir("exports")
-
-
 @contextlib.contextmanager
 def atomic_path(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it onto `final` only if the block succeeds.

@@ -167,6 +167,11 @@ class SourceInfo:
     documents: int
 
 
+# the columns of a pair besides its run and time (pairs.stage fills them)
+PAIR_FIELDS = ("example_id", "sample", "source", "heldout", "request", "context", "negative_context", "prompt",
+               "prompt_text", "chosen", "rejected", "reference", "status", "reason", "chosen_tokens", "rejected_tokens")
+
+
 def store_path() -> Path:
     return workspace.home() / STORE_FILE
 
@@ -523,6 +528,72 @@ class ContextStore:
             "chunks": one("SELECT COUNT(*) FROM chunks"),
             "reply_links": one("SELECT COUNT(*) FROM replies"),
         }
+
+    def fingerprint(self) -> list:
+        """Changes whenever the user's imported writing (or which of it is theirs) changes."""
+        row = self.db.execute("SELECT count(*), coalesce(max(id), 0), coalesce(sum(length(text)), 0) FROM chunks").fetchone()
+        own = self.db.execute("SELECT count(*) FROM documents WHERE author_is_user = 1").fetchone()[0]
+        return [list(row), own]
+
+    # --------------------------------------------------------------------------------- pairs
+    def pair_run(self, key: str, settings: dict, model: dict) -> int:
+        """The id of the pair run with this key (settings + sampling model), created when new."""
+        row = self.db.execute("SELECT id FROM pair_runs WHERE key = ?", (key,)).fetchone()
+        if row:
+            return row["id"]
+        with self.transaction():
+            self.db.execute("INSERT OR IGNORE INTO pair_runs(key, settings, model, created_at) VALUES (?, ?, ?, ?)",
+                            (key, json.dumps(settings), json.dumps(model), _now()))
+            return self.db.execute("SELECT id FROM pair_runs WHERE key = ?", (key,)).fetchone()["id"]
+
+    def latest_pair_run(self) -> Optional[int]:
+        row = self.db.execute("SELECT id FROM pair_runs ORDER BY id DESC LIMIT 1").fetchone()
+        return row["id"] if row else None
+
+    def pair_run_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM pair_runs").fetchone()[0]
+
+    def pair_samples_done(self, run_id: int) -> set[tuple[str, int]]:
+        """(example id, sample) of every pair the run holds, kept or dropped."""
+        return {(r[0], r[1]) for r in self.db.execute("SELECT example_id, sample FROM pairs WHERE run_id = ?", (run_id,))}
+
+    def add_pair(self, run_id: int, **fields) -> None:
+        """Commit one pair (its own transaction: an interrupted run loses only the pairs in flight).
+        A pair already there for (run, example, sample) is left as it is."""
+        columns = ["run_id", *PAIR_FIELDS, "created_at"]
+        values = [run_id, *(fields[c] for c in PAIR_FIELDS), _now()]
+        with self.transaction():
+            self.db.execute(f"INSERT OR IGNORE INTO pairs({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                            values)
+
+    def pairs(self, run_id: Optional[int] = None, *, split: str = "all", include_dropped: bool = True) -> list[sqlite3.Row]:
+        """The pairs of a run (every run when None) in the order they were made; `split` is train
+        (not held out), heldout or all."""
+        sql, args = "SELECT * FROM pairs WHERE 1=1", []
+        if run_id is not None:
+            sql += " AND run_id = ?"
+            args.append(run_id)
+        if not include_dropped:
+            sql += " AND status = 'ok'"
+        if split == "train":
+            sql += " AND heldout = 0"
+        elif split == "heldout":
+            sql += " AND heldout = 1"
+        elif split != "all":
+            raise MipoError(f"unknown split {split!r}; choose train, heldout or all")
+        return self.db.execute(sql + " ORDER BY id", args).fetchall()
+
+    def pair(self, pair_id: int) -> Optional[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM pairs WHERE id = ?", (pair_id,)).fetchone()
+
+    def set_pair_status(self, pair_id: int, status: str, reason: Optional[str]) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE pairs SET status = ?, reason = ? WHERE id = ?", (status, reason, pair_id))
+
+    def kept_pair_ids(self, run_id: int) -> list[int]:
+        """The ids of the run's kept pairs: what a training run trains on (a review changes it)."""
+        return [r[0] for r in self.db.execute("SELECT id FROM pairs WHERE run_id = ? AND status = 'ok' ORDER BY id",
+                                              (run_id,))]
 
     def search(self, query: str, k: int = 8, *, user_only: bool = True, exclude_documents: Sequence[int] = ()) -> list[SearchHit]:
         """The best `k` chunks for `query` (BM25), from the user's own writing by default.

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
 from ..context.store import ContextStore
 from ..errors import MipoError
+from ..workspace import atomic_path
 from .stage import latest_run
 
 SPLITS = ("train", "heldout", "all")
@@ -20,14 +20,7 @@ def pair_rows(store: ContextStore, *, run_id: Optional[int] = None, split: str =
     run_id = run_id if run_id is not None else latest_run(store)
     if run_id is None:
         raise MipoError("no pairs yet; run `mipo-local pairs` first")
-    sql = "SELECT * FROM pairs WHERE run_id = ?"
-    if not include_dropped:
-        sql += " AND status = 'ok'"
-    if split == "train":
-        sql += " AND heldout = 0"
-    elif split == "heldout":
-        sql += " AND heldout = 1"
-    return store.db.execute(sql + " ORDER BY id", (run_id,)).fetchall()
+    return store.pairs(run_id, split=split, include_dropped=include_dropped)
 
 
 def conversational_record(row) -> dict:
@@ -57,17 +50,10 @@ def mirrored_record(row) -> dict:
 def export_jsonl(store: ContextStore, out: Path, *, run_id: Optional[int] = None, split: str = "train") -> int:
     """Write the pairs of a run as JSONL (atomically); returns how many were written."""
     rows = pair_rows(store, run_id=run_id, split=split)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
-    try:
+    with atomic_path(Path(out), overwrite=True) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:
             for row in rows:
                 fh.write(json.dumps(conversational_record(row), ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return len(rows)
 
 

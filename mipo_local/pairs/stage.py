@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..context.store import ContextStore, _now
+from ..context.store import ContextStore
 from ..errors import MipoError
+from ..options import option
 from ..progress import ProgressCallback, report
 from ..prompt_format import CONTEXT_IN, PLACEMENTS, ChatTemplate, chat_messages
 from .examples import Example, build_examples
@@ -28,21 +29,24 @@ from .negatives import STRATEGIES, negative_contexts
 
 @dataclass(frozen=True)
 class PairSettings:
-    examples: int = 200            # at most this many training examples
-    heldout_pairs: int = 16        # and pairs for at most this many held-out examples (held-out DPO metrics)
-    strategy: str = "drop"         # the negative's context: drop | shuffle | persona
-    samples: int = 1               # pairs per example (one sample per side each, as in MIPO)
-    temperature: float = 0.8
-    top_p: float = 0.95
-    max_new_tokens: int = 160
-    seed: int = 0
-    heldout_fraction: float = 0.1
-    context_tokens: int = 400      # the budget for the user's context in each prompt
-    n_parallel: int = 16           # sequences decoded together
-    context_in: str = CONTEXT_IN   # where the context goes in the prompt: system | user
-    candidates: int = 2            # answers sampled per side; the pair with the largest MI margin is kept
-    min_context_mi: float = 0.0    # drop a pair whose positive's MI (nats) under the base is not above this
-    max_length_ratio: float = 2.0  # drop a pair whose longer answer has more than this × the shorter's tokens
+    examples: int = option(200, "at most this many training examples to make pairs from")
+    heldout_pairs: int = option(16, "and pairs for at most this many held-out examples (held-out DPO metrics)")
+    strategy: str = option("drop", "the negative's context: none, another example's, or an unrelated persona",
+                           choices=STRATEGIES, labels={"drop": "no context (drop)", "shuffle": "another's context",
+                                                       "persona": "a persona"})
+    samples: int = option(1, "pairs per example (one sample per side each, as in MIPO)")
+    temperature: float = option(0.8, "sampling temperature (pairs and evaluation)")
+    top_p: float = option(0.95, "nucleus sampling: the smallest set of tokens with this much probability")
+    max_new_tokens: int = option(160, "longest sampled answer, in tokens")
+    seed: int = option(0, "sampling seed")
+    heldout_fraction: float = option(0.1, "share of the examples held out for evaluation")
+    context_tokens: int = option(400, "the budget for your writing in each prompt, in tokens (chat uses the run's)")
+    n_parallel: int = option(16, "sequences decoded together", flag="--parallel")
+    context_in: str = option(CONTEXT_IN, "where the context goes in the prompt", choices=PLACEMENTS)
+    candidates: int = option(2, "answers sampled per side; the pair with the largest MI margin is kept")
+    min_context_mi: Optional[float] = option(0.0, "drop a pair whose positive's MI (nats) under the base is not above "
+                                             "this", kind=float)
+    max_length_ratio: float = option(2.0, "drop a pair whose longer answer has more than this × the shorter's tokens")
 
     def sampling(self):
         """How answers are sampled — for pairs, and for the evaluation, which samples exactly alike."""
@@ -68,6 +72,7 @@ class PairsSummary:
     truncated: int = 0             # answers that hit the token limit (trimmed to their last sentence)
     scoring_seconds: float = 0.0   # scoring candidates under the base (part of `seconds`)
     kept_mi: list = dataclasses.field(default_factory=list)   # (MI of y+, MI of y−) of the kept pairs
+    stopped: bool = False          # asked to stop before the last pair; running again continues
 
     @property
     def tokens_per_second(self) -> float:
@@ -75,20 +80,12 @@ class PairsSummary:
 
 
 def _run_id(store: ContextStore, settings: PairSettings, model_sha: str, model_name: str) -> int:
-    key = settings.run_key(model_sha)
-    row = store.db.execute("SELECT id FROM pair_runs WHERE key = ?", (key,)).fetchone()
-    if row:
-        return row[0]
-    with store.transaction():
-        return store.db.execute(
-            "INSERT INTO pair_runs(key, settings, model, created_at) VALUES (?, ?, ?, ?)",
-            (key, json.dumps(dataclasses.asdict(settings)), json.dumps({"sha256": model_sha, "name": model_name}), _now()),
-        ).lastrowid
+    return store.pair_run(settings.run_key(model_sha), dataclasses.asdict(settings),
+                          {"sha256": model_sha, "name": model_name})
 
 
 def latest_run(store: ContextStore) -> Optional[int]:
-    row = store.db.execute("SELECT id FROM pair_runs ORDER BY id DESC LIMIT 1").fetchone()
-    return row[0] if row else None
+    return store.latest_pair_run()
 
 
 def _seed(settings: PairSettings, example_id: str, sample: int, side: str, candidate: int = 0) -> int:
@@ -169,7 +166,7 @@ def generate_pairs(
     negatives = negative_contexts(examples, settings.strategy)
     run_id = _run_id(store, settings, cached_sha256(gguf_path), info.name)
     summary = PairsSummary(run_id=run_id, total=len(examples) * settings.samples)
-    done = {(r[0], r[1]) for r in store.db.execute("SELECT example_id, sample FROM pairs WHERE run_id = ?", (run_id,))}
+    done = store.pair_samples_done(run_id)
     summary.done_before = sum(1 for e in examples for k in range(settings.samples) if (e.id, k) in done)
     jobs = [(e, k) for e in examples for k in range(settings.samples) if (e.id, k) not in done]
     report(progress, "pairs", "starting", done=summary.done_before, total=summary.total, unit="pairs")
@@ -224,6 +221,11 @@ def generate_pairs(
     with BatchedGenerator(gguf_path, n_parallel=settings.n_parallel, n_ctx_per_seq=n_ctx) as generator:
         generator.generate(prompts, sampling, seeds=seeds, should_stop=should_stop, on_complete=on_complete)
     summary.seconds = time.perf_counter() - start
+    if should_stop is not None and should_stop():
+        summary.stopped = True
+        report(progress, "pairs", "stopped; running again continues here", done=finished_pairs, total=summary.total,
+               unit="pairs", finished=True, data={"stopped": True})
+        return summary
     report(progress, "pairs", "done", done=summary.total, total=summary.total, unit="pairs", finished=True,
            data={"tokens_per_second": summary.tokens_per_second, "dropped": dict(summary.dropped),
                  "truncated": summary.truncated})
@@ -258,16 +260,13 @@ def _commit_pair(store: ContextStore, run_id: int, e: Example, sample: int, nega
     judged, chosen_text, rejected_text = judge_pair(chosen.text, chosen.finish, rejected.text, rejected.finish)
     reason = judged or reason
     messages = chat_messages(e.context, e.request, context_in=settings.context_in)
-    with store.transaction():
-        store.db.execute(
-            """INSERT OR IGNORE INTO pairs(run_id, example_id, sample, source, heldout, request, context, negative_context,
-                   prompt, prompt_text, chosen, rejected, reference, status, reason, chosen_tokens, rejected_tokens, created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (run_id, e.id, sample, e.source, int(e.heldout), e.request, json.dumps(list(e.context), ensure_ascii=False),
-             json.dumps(list(negative), ensure_ascii=False) if negative else None,
-             json.dumps(messages, ensure_ascii=False), template.render(messages), chosen_text, rejected_text, e.reference,
-             "dropped" if reason else "ok", reason, len(chosen.tokens), len(rejected.tokens), _now()),
-        )
+    store.add_pair(run_id, example_id=e.id, sample=sample, source=e.source, heldout=int(e.heldout), request=e.request,
+                   context=json.dumps(list(e.context), ensure_ascii=False),
+                   negative_context=json.dumps(list(negative), ensure_ascii=False) if negative else None,
+                   prompt=json.dumps(messages, ensure_ascii=False), prompt_text=template.render(messages),
+                   chosen=chosen_text, rejected=rejected_text, reference=e.reference,
+                   status="dropped" if reason else "ok", reason=reason, chosen_tokens=len(chosen.tokens),
+                   rejected_tokens=len(rejected.tokens))
     if reason:
         summary.dropped[reason] = summary.dropped.get(reason, 0) + 1
     else:
