@@ -24,10 +24,11 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from .evaluate import (bootstrap_ci, continuation_logp, copy_share, identification, median, rouge_l,
                        trimmed_mean)
+from .options import option
 from .progress import ProgressCallback, report
 from .prompt_format import ChatTemplate, chat_messages
 from .workspace import write_text_atomic
@@ -37,11 +38,12 @@ NEUTRAL_TEXT = Path(__file__).resolve().parent / "data" / "neutral.txt"
 
 @dataclass(frozen=True)
 class EvalSettings:
-    examples: int = 24             # held-out examples at most
-    answers: int = 2               # K: answers sampled per example and model
-    contexts: int = 4              # M: the true context and M−1 distractors
-    seed: int = 1234
-    samples_shown: int = 2         # before/after answers in the summary
+    examples: int = option(24, "held-out examples to evaluate on, at most", flag="--eval-examples")
+    answers: int = option(2, "K: answers sampled per example and model", flag="--eval-answers")
+    contexts: int = option(4, "M: the true context and M−1 distractors in the identification test",
+                           flag="--eval-contexts")
+    seed: int = option(1234, "evaluation sampling seed", flag="--eval-seed")
+    samples_shown: int = option(2, "before/after answers shown in the report", flag="--samples-shown")
 
 
 def _ci(values: Sequence[float]) -> dict:
@@ -115,7 +117,8 @@ def heldout_examples(store, pairs_settings, limit: int, contexts: int = EvalSett
     return out
 
 
-def _sample(gguf: Path, examples: Sequence[dict], pair_settings, answers: int, seed: int) -> list[list[dict]]:
+def _sample(gguf: Path, examples: Sequence[dict], pair_settings, answers: int, seed: int,
+            should_stop: Optional[Callable[[], bool]] = None) -> list[list[dict]]:
     """K answers per example, sampled and trimmed as the pairs are; each {text, tokens, cut, loop}."""
     from .generation import BatchedGenerator, context_per_sequence
     from .pairs.filters import is_degenerate, trim_cut
@@ -130,7 +133,7 @@ def _sample(gguf: Path, examples: Sequence[dict], pair_settings, answers: int, s
     sampling = pair_settings.sampling()
     n_ctx = context_per_sequence(gguf, prompts, sampling.max_new_tokens)
     with BatchedGenerator(gguf, n_parallel=min(pair_settings.n_parallel, len(prompts)), n_ctx_per_seq=n_ctx) as gen:
-        completions = gen.generate(prompts, sampling, seeds=seeds)
+        completions = gen.generate(prompts, sampling, seeds=seeds, should_stop=should_stop)
     out = []
     for n in range(len(examples)):
         group = []
@@ -181,8 +184,11 @@ def _per_model(examples, groups, scores, offset: int, count: int) -> dict:
 
 def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: Path, base_checkpoint: Path,
                     examples: Sequence[dict], settings: EvalSettings = EvalSettings(), pair_settings=None, *,
-                    progress: Optional[ProgressCallback] = None) -> dict:
-    """The report as a dict (see the module's docstring)."""
+                    progress: Optional[ProgressCallback] = None,
+                    should_stop: Optional[Callable[[], bool]] = None) -> Optional[dict]:
+    """The report as a dict (see the module's docstring); None when `should_stop()` turned true
+    (checked between the parts: sampling stops at once, scoring at the end of its part)."""
+    stop = should_stop or (lambda: False)
     from .pairs.stage import PairSettings
     from .scoring import ResponseScorer
 
@@ -193,9 +199,13 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
     personal, base = [], []
     if examples:   # a tiny run may hold out none: then only the perplexity guard is measured
         report(progress, "evaluate", "sampling answers from the personal model", done=0, total=steps, unit="parts")
-        personal = _sample(personal_gguf, examples, pair_settings, K, settings.seed)
+        personal = _sample(personal_gguf, examples, pair_settings, K, settings.seed, stop)
+        if stop():
+            return None
         report(progress, "evaluate", "sampling answers from the base model", done=1, total=steps, unit="parts")
-        base = _sample(base_gguf, examples, pair_settings, K, settings.seed)
+        base = _sample(base_gguf, examples, pair_settings, K, settings.seed, stop)
+        if stop():
+            return None
     groups = [p + b for p, b in zip(personal, base)]        # personal answers first, then the base's
     texts = [[a["text"] for a in g] for g in groups]
     neutral = NEUTRAL_TEXT.read_text(encoding="utf-8")
@@ -209,6 +219,8 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
                                [examples[i]["reference"]])[0] for i in replies]
     ppl_base = perplexity(model, tok, neutral)
     del model, scorer
+    if stop():
+        return None
 
     report(progress, "evaluate", "scoring under the personal model", done=3, total=steps, unit="parts")
     model, tok = load_torch_model(personal_checkpoint)

@@ -19,10 +19,11 @@ from .errors import MipoError
 
 @dataclass(frozen=True)
 class Sampling:
-    temperature: float = 0.8
-    top_p: float = 0.95
+    """How to sample; the app's values come from `PairSettings.sampling()` (the one source)."""
+    temperature: float
+    max_new_tokens: int
+    top_p: float = 1.0           # 1.0: off
     top_k: int = 0               # 0: off
-    max_new_tokens: int = 160
 
 
 @dataclass
@@ -157,14 +158,16 @@ class BatchedGenerator:
             raise MipoError(f"llama.cpp failed to decode a batch (code {rc}); lower n_parallel or the prompt length")
 
     # --------------------------------------------------------------------------- generate
-    def generate(self, prompts: Sequence[str], sampling: Sampling = Sampling(), *, seeds: Optional[Sequence[int]] = None,
+    def generate(self, prompts: Sequence[str], sampling: Sampling, *, seeds: Optional[Sequence[int]] = None,
                  should_stop: Optional[Callable[[], bool]] = None,
                  on_complete: Optional[Callable[[int, Completion], None]] = None) -> list[Completion]:
         """Completions for `prompts` (rendered chat text), in order. `seeds[i]` seeds prompt i.
 
         Continuous batching: up to `n_parallel` sequences decode together, and a finished
         sequence's slot takes the next prompt at once, so the batch stays full to the end.
-        `on_complete(i, completion)` is called as soon as prompt i is done.
+        `on_complete(i, completion)` is called as soon as prompt i is done. When `should_stop()`
+        turns true, generation ends after the current step and only the finished prompts are
+        returned (in order); the caller checks `should_stop()` to tell.
         """
         L = self.L
         seeds = list(seeds) if seeds is not None else list(range(len(prompts)))
@@ -272,7 +275,7 @@ class BatchedGenerator:
                 if not entries:
                     break
                 if should_stop is not None and should_stop():
-                    raise KeyboardInterrupt
+                    break                    # the prompts finished so far are returned; the caller sees the stop
                 self._decode(entries)
                 for j, (slot, _, _, _) in enumerate(entries):
                     active[slot]["next"] = L.llama_sampler_sample(active[slot]["sampler"], self.ctx, j)

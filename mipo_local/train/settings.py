@@ -4,23 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..options import option
+
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+DEVICES = ("auto", "cuda", "mps", "cpu")
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    beta: float = 0.1                  # DPO β, as in the MIPO paper
-    learning_rate: float = 2e-4        # from the sweep in BENCHMARKS.md (the paper: 5e-7, full fine-tune)
-    epochs: float = 1.0
-    batch_size: int = 4
-    grad_accum: int = 1
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    max_length: int = 1024             # prompt + completion tokens; longer pairs are truncated
-    warmup_steps: int = 2
-    checkpoint_every: int = 20         # steps
-    seed: int = 0
-    device: str = "auto"               # auto | cuda | mps | cpu
-    mirror: bool = True                # also train each pair from the negative's prompt, y− over y+ (pairs.export; the sweep in BENCHMARKS.md)
-    gradient_checkpointing: str = "auto"   # auto (when memory requires) | on | off
+    beta: float = option(0.1, "DPO beta: how far the model may move from the base (the MIPO paper's 0.1)")
+    learning_rate: float = option(2e-4, "learning rate (from the sweep in BENCHMARKS.md; the paper: 5e-7, full "
+                                  "fine-tune)", flag="--lr")
+    epochs: float = option(1.0, "passes over the pairs")
+    batch_size: int = option(4, "pairs per optimizer step (split into micro-batches when memory requires)")
+    grad_accum: int = option(1, "micro-batches accumulated per step")
+    lora_rank: int = option(16, "LoRA rank (alpha follows as 2 × rank on the command line)", flag="--rank")
+    lora_alpha: int = option(32, "LoRA alpha")
+    lora_dropout: float = option(0.0, "LoRA dropout")
+    max_length: int = option(1024, "prompt + answer tokens; longer pairs are left out and counted, never truncated")
+    warmup_steps: int = option(2, "learning-rate warm-up steps")
+    checkpoint_every: int = option(20, "save a resumable checkpoint every this many steps")
+    seed: int = option(0, "training seed")
+    device: str = option("auto", "where to train: auto (cuda > mps > cpu), cuda, mps or cpu", choices=DEVICES)
+    mirror: bool = option(True, "also train each pair from the negative's prompt, y- over y+ (the sweep in "
+                          "BENCHMARKS.md)")
+    gradient_checkpointing: str = option("auto", "auto (when memory requires), on or off", choices=("auto", "on", "off"))

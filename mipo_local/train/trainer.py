@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import signal
 import threading
 import time
 import warnings
@@ -25,7 +24,7 @@ from typing import Callable, Optional, Sequence
 
 from ..errors import MipoError
 from ..progress import ProgressCallback, report
-from ..workspace import write_text_atomic
+from ..workspace import atomic_path, write_text_atomic
 from .device import DevicePlan, plan_device
 from .settings import LORA_TARGETS, TrainSettings
 
@@ -150,8 +149,8 @@ def train_lora(
     """Train a LoRA adapter with DPO on `records` (trl conversational pairs) from `checkpoint`.
 
     Checkpoints every `settings.checkpoint_every` steps in `run_dir/checkpoints`; `resume=True`
-    continues from the last one. Ctrl-C (or `should_stop()`) stops at a step boundary and saves a
-    checkpoint. `max_steps` ends the run early (tests). Held-out pairs are scored before and after.
+    continues from the last one. `should_stop()` (a `stop.StopFlag`: Ctrl-C or the app's Cancel)
+    stops at a step boundary and saves a checkpoint. `max_steps` ends the run early (tests). Held-out pairs are scored before and after.
     """
     checkpoint, run_dir = Path(checkpoint), Path(run_dir)
     if not (checkpoint / "config.json").is_file():
@@ -263,73 +262,54 @@ def train_lora(
                          "reward_accuracy": logs.get("rewards/accuracies"), "pairs_per_second": pairs_s, "eta_seconds": eta,
                          "learning_rate": logs.get("learning_rate")})
 
-    handler_installed = False
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        def on_sigint(signum, frame):
-            if stop_flag.is_set():
-                raise KeyboardInterrupt
-            stop_flag.set()  # stop at the end of this step, with a checkpoint
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
-        handler_installed = True
     metrics: dict = {"device": plan.device, "dtype": plan.dtype_name, "gradient_checkpointing": checkpointing,
                      "micro_batch": micro_batch, "grad_accum": accum,
                      "pairs": len(dataset), "pairs_too_long": too_long, "heldout_pairs": len(heldout)}
-    try:
-        with compact_lm_head():
-            report(progress, "train", "computing reference log-probs (once)")
-            t = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                                     peft_config=lora, callbacks=[Events()])
-            from transformers.trainer_callback import PrinterCallback, ProgressCallback as HFProgress
+    with compact_lm_head():
+        report(progress, "train", "computing reference log-probs (once)")
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                 peft_config=lora, callbacks=[Events()])
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback as HFProgress
 
-            trainer.remove_callback(PrinterCallback)   # our events replace its prints
-            trainer.remove_callback(HFProgress)
-            metrics["precompute_seconds"] = round(time.perf_counter() - t, 2)
-            heldout_reference = None
-            if heldout and last is None:
-                from .heldout import reference_logps, summarize
+        trainer.remove_callback(PrinterCallback)   # our events replace its prints
+        trainer.remove_callback(HFProgress)
+        metrics["precompute_seconds"] = round(time.perf_counter() - t, 2)
+        heldout_reference = None
+        if heldout and last is None:
+            from .heldout import reference_logps, summarize
 
-                # a new adapter starts at zero (LoRA B = 0): the policy is the reference, scored once
-                heldout_reference = reference_logps(trainer.model, tokenizer, heldout)
-                metrics["heldout_before"] = summarize(heldout_reference, heldout_reference, settings.beta)
-            start = time.perf_counter()
-            first_step.clear()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                output = trainer.train(resume_from_checkpoint=str(last) if last else None)
-            seconds = time.perf_counter() - start
-            steps = trainer.state.global_step
-            stopped = stop_flag.is_set() and steps < trainer.state.max_steps
-            adapter_dir = None
-            if not stopped:
-                adapter_dir = run_dir / "adapter"
-                tmp = run_dir / ".adapter.part"
-                import shutil
-
-                shutil.rmtree(tmp, ignore_errors=True)
+            # a new adapter starts at zero (LoRA B = 0): the policy is the reference, scored once
+            heldout_reference = reference_logps(trainer.model, tokenizer, heldout)
+            metrics["heldout_before"] = summarize(heldout_reference, heldout_reference, settings.beta)
+        start = time.perf_counter()
+        first_step.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            output = trainer.train(resume_from_checkpoint=str(last) if last else None)
+        seconds = time.perf_counter() - start
+        steps = trainer.state.global_step
+        stopped = stop_flag.is_set() and steps < trainer.state.max_steps
+        adapter_dir = None
+        if not stopped:
+            adapter_dir = run_dir / "adapter"
+            with atomic_path(adapter_dir, overwrite=True) as tmp:
                 trainer.model.save_pretrained(str(tmp))
                 tokenizer.save_pretrained(str(tmp))
                 write_text_atomic(tmp / "train_settings.json", json.dumps(dataclasses.asdict(settings), indent=2))
-                shutil.rmtree(adapter_dir, ignore_errors=True)
-                tmp.rename(adapter_dir)
-                if heldout:
-                    from .heldout import heldout_metrics
+            if heldout:
+                from .heldout import heldout_metrics
 
-                    metrics["heldout_after"] = heldout_metrics(trainer.model, tokenizer, heldout, settings.beta,
-                                                               reference=heldout_reference)
-            done_steps = steps - (first_step.get("step", 0) or 0)
-            metrics.update({"train_loss": output.training_loss, "steps": steps,
-                            "log_history": trainer.state.log_history})
-    finally:
-        if handler_installed:
-            signal.signal(signal.SIGINT, previous)
+                metrics["heldout_after"] = heldout_metrics(trainer.model, tokenizer, heldout, settings.beta,
+                                                           reference=heldout_reference)
+        done_steps = steps - (first_step.get("step", 0) or 0)
+        metrics.update({"train_loss": output.training_loss, "steps": steps,
+                        "log_history": trainer.state.log_history})
     pairs_per_second = done_steps * settings.batch_size * settings.grad_accum / seconds if seconds else 0.0
     metrics["pairs_per_second"] = pairs_per_second
     write_text_atomic(run_dir / "train_metrics.json", json.dumps(metrics, indent=2, default=str))
-    report(progress, "train", "stopped: resume with --resume" if stopped else "done", done=steps,
+    report(progress, "train", "stopped at a checkpoint; running again continues" if stopped else "done", done=steps,
            total=trainer.state.max_steps, unit="steps", finished=True, data={"stopped": stopped})
     return TrainResult(run_dir, adapter_dir, steps, trainer.state.max_steps, stopped, seconds, pairs_per_second, metrics)

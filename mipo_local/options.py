@@ -1,0 +1,54 @@
+"""Settings fields that describe themselves: each field of a settings dataclass carries its help and
+its choices, so the command line's flags and the app's forms are made from the dataclass, the one
+place that holds its default.
+
+    temperature: float = option(0.8, "sampling temperature")
+    strategy: str = option("drop", "the negative's context", choices=STRATEGIES)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional, Sequence
+
+
+def option(default: Any, help: str, *, choices: Optional[Sequence] = None, labels: Optional[dict] = None,
+           flag: Optional[str] = None, kind: Optional[type] = None):
+    """A dataclass field with its `help`, allowed `choices` (with readable `labels` for forms), the
+    command-line `flag` when not `--field-name`, and its `kind` when the default is None."""
+    return dataclasses.field(default=default, metadata={
+        "help": help, "choices": tuple(choices) if choices is not None else None, "labels": labels or {},
+        "flag": flag, "kind": kind})
+
+
+def described(cls) -> dict[str, dataclasses.Field]:
+    """The fields of a settings dataclass that carry a description, by name."""
+    return {f.name: f for f in dataclasses.fields(cls) if "help" in f.metadata}
+
+
+def help_of(cls, name: str) -> str:
+    return described(cls)[name].metadata["help"]
+
+
+def choices_of(cls, name: str) -> tuple:
+    """(value, label) for each allowed value of a field, for a form's select."""
+    meta = described(cls)[name].metadata
+    return tuple((meta["labels"].get(v, str(v)), v) for v in meta["choices"] or ())
+
+
+def kind_of(field: dataclasses.Field) -> type:
+    kind = field.metadata.get("kind")
+    if kind is not None:
+        return kind
+    return type(field.default) if field.default is not None else str
+
+
+def check_choices(settings) -> None:
+    """A clear one-line error when a field holds a value outside its choices."""
+    from .errors import MipoError
+
+    for name, field in described(type(settings)).items():
+        allowed = field.metadata["choices"]
+        value = getattr(settings, name)
+        if allowed and value is not None and value not in allowed:
+            raise MipoError(f"unknown {name.replace('_', ' ')} {value!r}; choose one of {', '.join(map(str, allowed))}")

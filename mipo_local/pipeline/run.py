@@ -1,0 +1,167 @@
+"""`mipo-local run`: import → pairs → train → export → activate → evaluate, as one resumable run.
+
+Each run has a folder under the workspace's `runs/` with its settings, a log, its stage state, the
+personal model and the report (`pipeline.runs`). A stage records a fingerprint of its inputs and
+settings when it finishes; a stage whose fingerprint is unchanged and whose output is there is
+skipped (`pipeline.stages`). Running again with the same settings continues the latest unfinished
+run where it stopped (pairs are committed one by one, training resumes from its last checkpoint);
+when a run with these settings finished and the user's data has not changed since, there is nothing
+to do. The new model becomes active only after it loads and answers; the previous one stays in the
+history and can be switched back to. Ctrl-C and the app's Cancel stop at the next safe point (`stop`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from ..errors import MipoError
+from ..progress import ProgressCallback, report
+from ..stop import as_stop_flag
+from .runs import RunLog, data_fingerprint, digest, latest_finished_run, load_state, pick_run, save_state
+from .settings import RunSettings
+from .stages import STEPS, RunContext, evaluate_personal, read_report
+
+STAGES = ("import",) + tuple(name for name, _ in STEPS)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    finished: bool                        # all stages asked for are done
+    stopped: bool                         # interrupted; running again continues
+    skipped: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    report: Optional[dict] = None
+    model: Optional[Path] = None
+    up_to_date: bool = False              # nothing changed since the last finished run
+    outputs: dict = field(default_factory=dict)
+    stages: dict = field(default_factory=dict)   # each stage's state (status, seconds, what it made)
+
+
+def run_pipeline(
+    sources: Sequence[Path] = (),
+    settings: RunSettings = RunSettings(),
+    *,
+    addresses: Sequence[str] = (),
+    new: bool = False,
+    until: Optional[str] = None,
+    progress: Optional[ProgressCallback] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    pairs_run: Optional[int] = None,
+    continue_only: bool = False,
+) -> RunResult:
+    """Run (or continue) the whole pipeline. See the module docstring.
+
+    `until` ends the run after that stage: "pairs" to review them before training (running again
+    without it continues with training); "activate" or "train" for the `train` command.
+    `pairs_run` trains on pairs made before (by `mipo-local pairs`) instead of making them.
+    `should_stop` (a `stop.StopFlag` or any callable) is polled at safe points; Ctrl-C sets it too.
+    `continue_only` refuses to start a new run when no unfinished one with these settings exists."""
+    stage_names = STAGES[1:]
+    if until is not None and until not in stage_names:
+        raise MipoError(f"a run can end after one of {', '.join(stage_names)}, not {until!r}")
+    from ..catalog import resolve_base
+    from ..context import ContextStore, import_paths
+    from ..settings import load_settings, save_settings
+
+    user = load_settings()
+    if addresses:
+        user = user.with_addresses(list(user.addresses) + list(addresses))
+        save_settings(user)
+    base = resolve_base(settings.base or user.base_model or None)   # a clear error before any work
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    import_summary = None
+    if sources:
+        import_summary = import_paths(list(sources), settings=user, progress=progress)   # applies the addresses
+    elif addresses:
+        with ContextStore() as store:
+            store.set_user_addresses(user.addresses)
+    timings["import"] = time.perf_counter() - t0
+    with ContextStore() as store:
+        data_fp = data_fingerprint(store)
+        if not store.counts()["chunks"]:
+            raise MipoError("the context store holds none of your writing yet; give folders or mail files to import "
+                            "(`mipo-local run ~/notes`) or try `mipo-local run --demo`")
+    key = settings.key() if pairs_run is None and until in (None, "pairs") else \
+        digest([settings.key(), "pairs", pairs_run, "until", until])
+    run_dir, up_to_date = pick_run(key, settings.to_dict(), data_fp, new, continue_only=continue_only)
+    state = load_state(run_dir)
+    log = RunLog(run_dir, progress)
+    if up_to_date:
+        log.line("nothing changed since this run finished; nothing to do")
+        return RunResult(run_dir, True, False, skipped=list(STAGES), report=read_report(run_dir),
+                         model=Path(state["outputs"]["model"]), up_to_date=True, outputs=state["outputs"],
+                         stages=state.get("stages", {}))
+    log.line(f"run {run_dir.name}: base {base.path}")
+    if import_summary is not None:
+        for text in import_summary.lines():
+            log.line(f"[import] {text}")
+    state["base"] = str(base.path)
+    ctx = RunContext(settings, base, run_dir, state, log, as_stop_flag(should_stop), data_fp, adopt_pairs=pairs_run,
+                     before={k: dict(v) for k, v in (state.get("stages") or {}).items()})
+    ctx.stages["import"] = {"status": "done", "seconds": timings["import"], "fingerprint": data_fp}
+    result = RunResult(run_dir, False, False, seconds=timings, outputs=ctx.outputs, stages=ctx.stages)
+
+    def stopped(name: str) -> RunResult:
+        ctx.stages.setdefault(name, {})["status"] = "stopped"
+        save_state(run_dir, state)
+        log.line(f"[{name}] stopped; running again continues here")
+        result.stopped = True
+        return result
+
+    with ctx.stop.on_sigint():
+        for n, (name, plan) in enumerate(STEPS):
+            started = time.perf_counter()
+            step = plan(ctx)
+            previous = ctx.stages.get(name) or {}
+            if previous.get("status") == "done" and previous.get("fingerprint") == step.fingerprint and step.present:
+                result.skipped.append(name)
+                report(log, name, "done before; skipped", finished=True, data={"skipped": True})
+            else:
+                ctx.stages[name] = {"status": "running", "fingerprint": step.fingerprint}
+                save_state(run_dir, state)
+                outcome = step.execute()
+                if outcome.stopped:
+                    return stopped(name)
+                ctx.outputs.update(outcome.outputs)
+                seconds = time.perf_counter() - started
+                timings[name] = seconds
+                ctx.stages[name] = {"status": "done", "fingerprint": step.fingerprint, "seconds": seconds, **outcome.info}
+                save_state(run_dir, state)
+                log.line(f"[{name}] finished in {seconds:.1f} s")
+            if ctx.outputs.get("model"):
+                result.model = Path(ctx.outputs["model"])
+            if name == "pairs" and until == "pairs":
+                log.line("[pairs] stopping here as asked; review the pairs, then run again to train")
+                return result
+            if name == until:
+                break
+            if ctx.stop() and n + 1 < len(STEPS):
+                return stopped(STEPS[n + 1][0])
+
+    result.report = read_report(run_dir)
+    state["finished"] = True
+    state["until"] = until
+    if result.report:
+        state["report"] = {k: result.report.get(k) for k in ("headline", "identification", "fixed_text_mi_per_token",
+                                                              "neutral_perplexity")}
+    state["total_seconds"] = sum(v.get("seconds") or 0 for v in ctx.stages.values())
+    save_state(run_dir, state)
+    result.finished = True
+    return result
+
+
+def evaluate_run(run_dir: Optional[Path] = None, settings=None, *, progress: Optional[ProgressCallback] = None,
+                 should_stop: Optional[Callable[[], bool]] = None) -> tuple[Optional[dict], Optional[Path]]:
+    """Evaluate (again) a finished run's personal model against its base; writes its report.
+    Returns (report, report.md path), or (None, None) when stopped."""
+    run_dir = Path(run_dir) if run_dir else latest_finished_run()
+    if run_dir is None:
+        raise MipoError("no finished run to evaluate; personalize first with `mipo-local run`")
+    state = load_state(run_dir)
+    settings = settings or RunSettings.from_dict(state["settings"]).evaluation
+    return evaluate_personal(run_dir, state, settings, progress=progress, should_stop=should_stop)

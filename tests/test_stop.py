@@ -1,0 +1,152 @@
+"""The stop contract: Ctrl-C (and the app's Cancel) stops a run at the next safe point; the stage
+says "stopped" instead of raising, and running again continues where it stopped (issue 14)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mipo_local.demo import DEMO_ADDRESSES, demo_sources
+from mipo_local.stop import StopFlag
+
+ARGS = [*map(str, demo_sources()), *[a for address in DEMO_ADDRESSES for a in ("--me", address)],
+        "--examples", "10", "--heldout-pairs", "2", "--candidates", "1", "--max-new-tokens", "32", "--max-steps", "4",
+        "--eval-examples", "2", "--quant", "Q8_0"]
+
+
+def _log(home: Path) -> str:
+    logs = sorted((home / "runs").glob("run-*/log.txt"))
+    return logs[-1].read_text(encoding="utf-8") if logs else ""
+
+
+def _state(home: Path) -> dict:
+    runs = sorted((home / "runs").glob("run-*"))
+    assert len(runs) == 1, runs                 # every rerun continues the same run
+    return json.loads((runs[0] / "state.json").read_text())
+
+
+def _ctrl_c_after(home: Path, marker: str) -> subprocess.CompletedProcess:
+    """Start `run`, press Ctrl-C (SIGINT) once `marker` shows in the run's log; its exit and output."""
+    env = {**os.environ, "MIPO_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mipo_local", "run", *ARGS], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None and marker not in _log(home):
+        time.sleep(0.2)
+    assert proc.poll() is None, f"the run ended before {marker!r}: {proc.communicate()[1][-2000:]}"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)    # a safe point comes within seconds, not at the stage's end
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_ctrl_c_in_pairs_and_in_training_stops_and_the_next_run_continues(mipo_home, sampling_model, smol_checkpoint):
+    stopped = _ctrl_c_after(mipo_home, "tok/s")
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    assert "Traceback" not in stopped.stderr
+    assert "stopped; run the same command again to continue" in stopped.stdout
+    state = _state(mipo_home)
+    assert state["stages"]["pairs"]["status"] == "stopped" and not state["finished"]
+
+    stopped = _ctrl_c_after(mipo_home, "[train] loss")
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    assert "Traceback" not in stopped.stderr
+    state = _state(mipo_home)
+    assert state["stages"]["pairs"]["status"] == "done"
+    assert state["stages"]["train"]["status"] == "stopped"
+    assert "[pairs] stopped" in _log(mipo_home) and "[train] stopped" in _log(mipo_home)
+
+    env = {**os.environ, "MIPO_HOME": str(mipo_home), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "mipo_local", "run", *ARGS], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = _state(mipo_home)
+    assert state["finished"] and state["stages"]["train"]["steps"] == 4
+    assert "[train] continuing from the last checkpoint" in _log(mipo_home)
+
+
+def test_stop_flag_asks_once_and_answers_for_its_extra_check():
+    asked = {"now": False}
+    flag = StopFlag(lambda: asked["now"])
+    assert not flag()
+    asked["now"] = True
+    assert flag()
+    asked["now"] = False
+    assert flag(), "once asked, a stop stays asked"
+    other = StopFlag()
+    other.request()
+    assert other()
+
+
+def test_first_ctrl_c_asks_to_stop_and_the_second_interrupts():
+    flag = StopFlag()
+    with flag.on_sigint():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert flag()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_cancel_in_the_app_during_pairs_and_training_then_start_continues(mipo_home, sampling_model, smol_checkpoint):
+    """The app's Cancel stops the run's worker at a safe point (the pane reports it, nothing raises
+    past the worker), and Start continues the same run."""
+    import asyncio
+
+    from mipo_local.context import import_paths
+    from mipo_local.settings import load_settings, save_settings
+
+    from .test_tui import _app, _click, _set, _wait
+
+    save_settings(load_settings().with_addresses(list(DEMO_ADDRESSES)))
+    import_paths(demo_sources())
+    settings = load_settings()
+    import dataclasses
+
+    save_settings(dataclasses.replace(settings, onboarded=True))
+
+    async def until(pilot, check, seconds: float = 400) -> None:
+        deadline = time.time() + seconds
+        while not check():
+            assert time.time() < deadline, "the run never got there"
+            await pilot.pause(0.2)
+
+    async def run() -> None:
+        app = _app()
+        async with app.run_test(size=(100, 32)) as pilot:
+            await pilot.pause()
+            await pilot.press("f2")
+            pane = app.screen.query_one("PersonalizePane")
+            for selector, value in (("#examples", 10), ("#max-new-tokens", 16), ("#epochs", 2), ("#quant", "Q8_0")):
+                await _set(pilot, selector, value)
+            await _click(pilot, "#start")
+            await until(pilot, lambda: "tok/s" in _log(mipo_home))
+            await _click(pilot, "#cancel")
+            await _wait(pilot)
+            detail = str(app.screen.query_one("#stage-detail").render())
+            assert "cancelled" in detail, (detail, app.notes)
+            assert _state(mipo_home)["stages"]["pairs"]["status"] == "stopped"
+
+            await _click(pilot, "#start")
+            await until(pilot, lambda: bool(pane.losses))
+            await _click(pilot, "#cancel")
+            await _wait(pilot)
+            assert "cancelled" in str(app.screen.query_one("#stage-detail").render()), app.notes
+            state = _state(mipo_home)
+            assert state["stages"]["pairs"]["status"] == "done" and state["stages"]["train"]["status"] == "stopped"
+
+            await _click(pilot, "#start")
+            await _wait(pilot)
+            assert "✓ evaluate" in str(app.screen.query_one("#stages").render()), app.notes
+            assert _state(mipo_home)["finished"]
+            assert "[train] continuing from the last checkpoint" in _log(mipo_home)
+
+    asyncio.run(run())
