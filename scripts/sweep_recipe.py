@@ -38,6 +38,8 @@ def variants(demo):
         ("mirrored pairs (the defaults)", demo),
         ("mirrored pairs, shuffle negatives", with_pairs(strategy="shuffle")),
         ("mirrored pairs, 2 epochs", with_train(epochs=2.0)),
+        ("mirrored pairs, twice the pairs", with_pairs(examples=2 * pairs.examples)),
+        ("mirrored pairs, beta 0.3", with_train(beta=0.3)),
         ("no MI selection (1 candidate, no filter)", dataclasses.replace(
             plain, pairs=dataclasses.replace(pairs, candidates=1, min_context_mi=None))),
         ("learning rate 5e-5", dataclasses.replace(plain, train=dataclasses.replace(plain.train, learning_rate=5e-5))),

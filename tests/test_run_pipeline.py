@@ -17,7 +17,7 @@ from mipo_local.pairs import PairSettings
 from mipo_local.pipeline import RunSettings, load_state, run_pipeline
 from mipo_local.train import TrainSettings
 
-from .test_bad_input import assert_one_line_error, run_cli
+from .helpers import assert_one_line_error, run_cli
 
 TINY = RunSettings(
     pairs=PairSettings(examples=10, heldout_pairs=3, max_new_tokens=24, heldout_fraction=0.3, n_parallel=8, candidates=1),

@@ -192,6 +192,6 @@ def test_bad_input_is_refused_before_torch_is_imported(tmp_path):
 
 
 def test_train_cli_refuses_without_pairs(tmp_path, mipo_home):
-    from .test_bad_input import assert_one_line_error, run_cli
+    from .helpers import assert_one_line_error, run_cli
 
     assert_one_line_error(run_cli(["train"], mipo_home), "no pairs yet")

@@ -1,0 +1,113 @@
+"""Chatting with the personal model in the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import MipoError
+from .common import echo
+
+
+def _print_turn(session, text: str, label: str = "") -> None:
+    if label:
+        echo(f"[{label}] ", end="", flush=True)
+    for piece in session.send(text):
+        echo(piece, end="", flush=True)
+    echo()
+
+
+def _side_by_side_width() -> int:
+    """The terminal's width when it is wide enough for two answers side by side, else 0."""
+    import shutil
+
+    width = shutil.get_terminal_size((0, 0)).columns
+    return width if sys.stdout.isatty() and width >= 100 else 0
+
+
+def _print_side_by_side(answers: list[tuple[str, str]], width: int) -> None:
+    import itertools
+    import textwrap
+
+    col = (width - 3) // 2
+    columns = []
+    for label, text in answers:
+        lines = [f"[{label}]"]
+        for para in text.splitlines() or [""]:
+            lines += textwrap.wrap(para, col) or [""]
+        columns.append(lines)
+    for left, right in itertools.zip_longest(*columns, fillvalue=""):
+        echo(f"{left:<{col}} | {right}")
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from ..chat import ChatSession, chat_model, list_conversations, load_conversation
+
+    if args.list:
+        for c in list_conversations():
+            echo(f"{c.id}  {len(c.messages) // 2:3} turns  {c.created}  {c.title}")
+        return 0
+    conversation = None
+    if args.resume or args.conversation:
+        found = list_conversations()
+        if args.conversation:
+            conversation = load_conversation(args.conversation)
+        elif found:
+            conversation = found[0]
+        else:
+            raise MipoError("there is no saved conversation to continue; start one with `mipo-local chat`")
+    sessions = [("personal" if not args.base else "base", ChatSession(chat_model(base=args.base), conversation=conversation))]
+    if args.compare:
+        sessions = [("personal", ChatSession(chat_model())), ("base", ChatSession(chat_model(base=True), save=False))]
+    try:
+        if conversation:
+            for m in conversation.messages[-6:]:
+                echo(f"{'you' if m['role'] == 'user' else 'model'}> {m['content']}")
+        messages = [args.message] if args.message else None
+        if messages is None:
+            echo("Type a message; /new starts a new conversation, /quit (or Ctrl-D) leaves.")
+        while True:
+            if messages is not None:
+                if not messages:
+                    break
+                text = messages.pop(0)
+            else:
+                try:
+                    text = input("you> ")
+                except EOFError:
+                    echo()
+                    break
+            if text.strip() in ("/quit", "/exit"):
+                break
+            if text.strip() == "/new":
+                sessions = [(label, ChatSession(s.model_path, save=s.save)) for label, s in sessions]
+                echo("(new conversation)")
+                continue
+            if not text.strip():
+                continue
+            if len(sessions) > 1 and _side_by_side_width():
+                _print_side_by_side([(label, session.ask(text)) for label, session in sessions], _side_by_side_width())
+            else:
+                for label, session in sessions:
+                    _print_turn(session, text, label if len(sessions) > 1 else "")
+            if args.show_context and sessions[0][1].last_snippets:
+                for s in sessions[0][1].last_snippets:
+                    echo(f"  (context: {s.title})")
+    finally:
+        for _, s in sessions:
+            s.close()
+    return 0
+
+
+
+def register(sub) -> None:
+    p = sub.add_parser("chat", help="chat with your personal model (your relevant writing retrieved each turn)")
+    p.add_argument("--base", action="store_true", help="chat with the base model instead")
+    p.add_argument("--compare", action="store_true", help="each message answered by the personal and the base model")
+    p.add_argument("--resume", action="store_true", help="continue the most recent conversation")
+    p.add_argument("--conversation", metavar="ID", help="continue a saved conversation")
+    p.add_argument("--list", action="store_true", help="list saved conversations")
+    p.add_argument("--message", "-m", metavar="TEXT", help="send one message, print the answer and exit")
+    p.add_argument("--show-context", action="store_true", help="print which of your excerpts were given to the model")
+    p.add_argument("--demo", action="store_true", help="in the demo workspace (after `mipo-local run --demo`)")
+    p.set_defaults(func=_cmd_chat)
