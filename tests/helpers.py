@@ -38,3 +38,60 @@ def tree_digest(root: Path) -> dict[str, str]:
             st = path.stat()
             out[str(path.relative_to(root))] = f"{hashlib.sha256(path.read_bytes()).hexdigest()}:{st.st_mtime_ns}:{oct(st.st_mode)}"
     return out
+
+
+# --- the app under Textual's Pilot (tests/test_tui.py, tests/test_stop.py) ---
+
+def noted_app():
+    """The app, keeping the text of every notification it shows (from any thread) in `app.notes`."""
+    import tui.app
+    from tui.app import MipoApp
+
+    class NotedApp(MipoApp):
+        CSS_PATH = Path(tui.app.__file__).with_name(MipoApp.CSS_PATH)   # a relative path is the class's module's
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.notes: list[str] = []
+
+        def notify(self, message, **kw) -> None:
+            self.notes.append(str(message))
+            super().notify(message, **kw)
+
+    return NotedApp()
+
+
+def save_onboarded(addresses=(), **kw) -> None:
+    """Settings of someone past the first steps, so the app opens on its main screen."""
+    import dataclasses
+
+    from mipo_local.settings import UserSettings, save_settings
+
+    save_settings(dataclasses.replace(UserSettings().with_addresses(list(addresses)), onboarded=True, **kw))
+
+
+async def settle(pilot) -> None:
+    """Every worker done and the messages they posted handled."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def set_value(pilot, selector: str, value) -> None:
+    """Type `value` into an Input or choose it in a Select."""
+    from textual.widgets import Input, Select
+
+    widget = pilot.app.screen.query_one(selector)
+    if isinstance(widget, Input):
+        widget.value = str(value)
+    elif isinstance(widget, Select):
+        widget.value = value
+    await pilot.pause()
+
+
+async def click(pilot, selector: str) -> None:
+    """Press the button `selector` (scrolled into view first, as a person would)."""
+    widget = pilot.app.screen.query_one(selector)
+    widget.scroll_visible(animate=False)
+    await pilot.pause()
+    widget.press()
+    await pilot.pause()

@@ -104,7 +104,7 @@ def test_cancel_in_the_app_during_pairs_and_training_then_start_continues(mipo_h
     from mipo_local.context import import_paths
     from mipo_local.settings import load_settings, save_settings
 
-    from .test_tui import _app, _click, _set, _wait
+    from .helpers import click, noted_app, set_value, settle
 
     save_settings(load_settings().with_addresses(list(DEMO_ADDRESSES)))
     import_paths(demo_sources())
@@ -120,31 +120,31 @@ def test_cancel_in_the_app_during_pairs_and_training_then_start_continues(mipo_h
             await pilot.pause(0.2)
 
     async def run() -> None:
-        app = _app()
+        app = noted_app()
         async with app.run_test(size=(100, 32)) as pilot:
             await pilot.pause()
             await pilot.press("f2")
             pane = app.screen.query_one("PersonalizePane")
             for selector, value in (("#examples", 10), ("#max-new-tokens", 16), ("#epochs", 2), ("#quant", "Q8_0")):
-                await _set(pilot, selector, value)
-            await _click(pilot, "#start")
+                await set_value(pilot, selector, value)
+            await click(pilot, "#start")
             await until(pilot, lambda: "tok/s" in _log(mipo_home))
-            await _click(pilot, "#cancel")
-            await _wait(pilot)
+            await click(pilot, "#cancel")
+            await settle(pilot)
             detail = str(app.screen.query_one("#stage-detail").render())
             assert "cancelled" in detail, (detail, app.notes)
             assert _state(mipo_home)["stages"]["pairs"]["status"] == "stopped"
 
-            await _click(pilot, "#start")
+            await click(pilot, "#start")
             await until(pilot, lambda: bool(pane.losses))
-            await _click(pilot, "#cancel")
-            await _wait(pilot)
+            await click(pilot, "#cancel")
+            await settle(pilot)
             assert "cancelled" in str(app.screen.query_one("#stage-detail").render()), app.notes
             state = _state(mipo_home)
             assert state["stages"]["pairs"]["status"] == "done" and state["stages"]["train"]["status"] == "stopped"
 
-            await _click(pilot, "#start")
-            await _wait(pilot)
+            await click(pilot, "#start")
+            await settle(pilot)
             assert "✓ evaluate" in str(app.screen.query_one("#stages").render()), app.notes
             assert _state(mipo_home)["finished"]
             assert "[train] continuing from the last checkpoint" in _log(mipo_home)

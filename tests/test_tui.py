@@ -5,79 +5,53 @@ that must end as a notification naming the cause while the app keeps running."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import pytest
 
-from textual.widgets import DataTable, Input, Select
+from textual.widgets import DataTable
 
 from mipo_local.demo import DEMO_ADDRESSES, demo_dir, demo_sources
-from mipo_local.settings import UserSettings, load_settings, save_settings
+from mipo_local.settings import load_settings
 
-
-def _notes(app) -> list[str]:
-    return [n.message for n in app._notifications]
-
-
-async def _wait(pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def _set(pilot, selector: str, value) -> None:
-    widget = pilot.app.screen.query_one(selector)
-    if isinstance(widget, Input):
-        widget.value = str(value)
-    elif isinstance(widget, Select):
-        widget.value = value
-    await pilot.pause()
-
-
-async def _click(pilot, selector: str) -> None:
-    widget = pilot.app.screen.query_one(selector)
-    widget.scroll_visible(animate=False)
-    await pilot.pause()
-    widget.press()
-    await pilot.pause()
+from .helpers import click, noted_app, save_onboarded, set_value, settle
 
 
 def test_onboarding_import_personalize_and_chat(mipo_home, sampling_model, smol_checkpoint):
-    from tui.app import MipoApp
     from tui.screens.main import MainScreen
     from tui.screens.onboarding import OnboardingScreen
 
     async def run() -> None:
-        app = MipoApp()
+        app = noted_app()
         async with app.run_test(size=(100, 32)) as pilot:
             await pilot.pause()
             screen = app.screen
             assert isinstance(screen, OnboardingScreen)
             assert "leaves this machine" in str(screen.query_one("#welcome-text").render())
-            await _click(pilot, "#next-welcome")
+            await click(pilot, "#next-welcome")
             table = screen.query_one("#models", DataTable)
             assert table.row_count == 7 and "*" in str(table.get_row_at(table.cursor_row)[0])   # bundled preselected
-            await _click(pilot, "#next-model")
-            await _set(pilot, "#name", "Ada")
-            await _set(pilot, "#addresses", ", ".join(DEMO_ADDRESSES))
-            await _click(pilot, "#next-you")
+            await click(pilot, "#next-model")
+            await set_value(pilot, "#name", "Ada")
+            await set_value(pilot, "#addresses", ", ".join(DEMO_ADDRESSES))
+            await click(pilot, "#next-you")
             assert screen.step == "step-import"
             for folder in ("notes", "mail"):
-                await _set(pilot, "#import-path", demo_dir() / folder)
+                await set_value(pilot, "#import-path", demo_dir() / folder)
                 await pilot.press("enter")
-            await _click(pilot, "#do-import")
-            await _wait(pilot)
+            await click(pilot, "#do-import")
+            await settle(pilot)
             assert "42 added" in str(screen.query_one("#import-summary").render())
-            await _click(pilot, "#finish")
+            await click(pilot, "#finish")
             assert isinstance(app.screen, MainScreen)
             assert load_settings().onboarded and load_settings().addresses == DEMO_ADDRESSES
             assert "notes" in str(app.screen.query_one("#context-counts").render())
 
             await pilot.press("f2")
             for selector, value in (("#examples", 6), ("#max-new-tokens", 16), ("#epochs", 1), ("#quant", "Q8_0")):
-                await _set(pilot, selector, value)
-            await _click(pilot, "#start")
-            await _wait(pilot)
-            assert "✓ evaluate" in str(app.screen.query_one("#stages").render()), _notes(app)
+                await set_value(pilot, selector, value)
+            await click(pilot, "#start")
+            await settle(pilot)
+            assert "✓ evaluate" in str(app.screen.query_one("#stages").render()), app.notes
             from mipo_local.active_model import active_model
 
             assert active_model() is not None
@@ -92,66 +66,77 @@ def test_onboarding_import_personalize_and_chat(mipo_home, sampling_model, smol_
             await pilot.pause()
             await pilot.press("d")
             from mipo_local.context import ContextStore
+            from mipo_local.pairs import pair_rows
 
             pair_id = int(table.get_row_at(kept[0])[0])
             with ContextStore() as store:
-                row = store.db.execute("SELECT status, reason FROM pairs WHERE id = ?", (pair_id,)).fetchone()
-            assert tuple(row) == ("dropped", "dropped by you")
+                row = next(r for r in pair_rows(store, split="all", include_dropped=True) if r["id"] == pair_id)
+            assert (row["status"], row["reason"]) == ("dropped", "dropped by you")
             assert "Chosen (with your context)" in str(app.screen.query_one("#pair-detail").render())
 
             await pilot.press("f4")
-            await _set(pilot, "#chat-input", "What do I feed Bjørn the sourdough starter?")
+            await set_value(pilot, "#chat-input", "What do I feed Bjørn the sourdough starter?")
             app.screen.query_one("#chat-input").focus()
             await pilot.press("enter")
-            await _wait(pilot)
+            await settle(pilot)
             answer = app.screen.query(".msg-model").last()
-            assert answer.source.strip() and answer.source != "*(no answer)*", _notes(app)
+            assert answer.source.strip() and answer.source != "*(no answer)*", app.notes
             assert "•" in str(app.screen.query_one("#snippets").render())
             assert app.screen.query_one("#conversations").option_count == 1
 
     asyncio.run(run())
 
 
-def _onboarded(**kw) -> None:
-    save_settings(dataclasses.replace(UserSettings().with_addresses(DEMO_ADDRESSES), onboarded=True, **kw))
-
-
 def test_unreadable_source_is_a_notification(mipo_home, tmp_path):
-    from tui.app import MipoApp
 
-    _onboarded()
+    save_onboarded(DEMO_ADDRESSES)
 
     async def run() -> None:
-        app = MipoApp()
+        app = noted_app()
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
             app.screen.query_one("#context").open_import()
             await pilot.pause()
-            await _set(pilot, "#import-path", tmp_path / "no-such-folder")
+            await set_value(pilot, "#import-path", tmp_path / "no-such-folder")
             await pilot.press("enter")
-            await _click(pilot, "#do-import")
-            await _wait(pilot)
-            assert any("no-such-folder does not exist" in n for n in _notes(app)), _notes(app)
+            await click(pilot, "#do-import")
+            await settle(pilot)
+            assert any("no-such-folder does not exist" in n for n in app.notes), app.notes
             assert app.is_running
+
+    asyncio.run(run())
+
+
+def test_settings_names_an_entry_that_is_not_an_address(mipo_home):
+    save_onboarded(DEMO_ADDRESSES)
+
+    async def run() -> None:
+        app = noted_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            await pilot.press("f6")
+            await set_value(pilot, "#settings-addresses", "ada@lindqvist.example; ada")
+            await click(pilot, "#save-settings")
+            assert any("'ada' is not an email address" in n for n in app.notes), app.notes
+            assert load_settings().addresses == DEMO_ADDRESSES
 
     asyncio.run(run())
 
 
 def test_no_model_available_is_a_notification(mipo_home):
     from mipo_local.context import import_paths
-    from tui.app import MipoApp
 
-    _onboarded(base_model="qwen2.5-0.5b-instruct")   # in the catalog, not on this machine
+    save_onboarded(DEMO_ADDRESSES, base_model="qwen2.5-0.5b-instruct")   # in the catalog, not on this machine
     import_paths([demo_dir() / "notes"])
 
     async def run() -> None:
-        app = MipoApp()
+        app = noted_app()
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
             await pilot.press("f2")
-            await _click(pilot, "#start")
-            await _wait(pilot)
-            assert any("qwen2.5-0.5b-instruct" in n.lower() or "not on this machine" in n for n in _notes(app)), _notes(app)
+            await click(pilot, "#start")
+            await settle(pilot)
+            assert any("qwen2.5-0.5b-instruct" in n.lower() or "not on this machine" in n for n in app.notes), app.notes
             assert app.is_running and not app.screen.query_one("#start").disabled
 
     asyncio.run(run())
@@ -163,21 +148,20 @@ def test_training_failure_is_a_notification(mipo_home, sampling_model, smol_chec
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: asking for it does not fail here")
     from mipo_local.context import import_paths
-    from tui.app import MipoApp
 
-    _onboarded()
+    save_onboarded(DEMO_ADDRESSES)
     import_paths(demo_sources())
 
     async def run() -> None:
-        app = MipoApp()
+        app = noted_app()
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
             await pilot.press("f2")
             for selector, value in (("#examples", 6), ("#max-new-tokens", 16), ("#device", "cuda")):
-                await _set(pilot, selector, value)
-            await _click(pilot, "#start")
-            await _wait(pilot)
-            assert any("cuda" in n.lower() for n in _notes(app)), _notes(app)
+                await set_value(pilot, selector, value)
+            await click(pilot, "#start")
+            await settle(pilot)
+            assert any("cuda" in n.lower() for n in app.notes), app.notes
             stages = str(app.screen.query_one("#stages").render())
             assert app.is_running and "✓ pairs" in stages and "✗ train" in stages
 
@@ -189,7 +173,7 @@ def test_library_never_imports_textual():
     import sys
 
     code = ("import sys, mipo_local, mipo_local.cli, mipo_local.catalog, mipo_local.modelio, mipo_local.doctor, "
-            "mipo_local.pipeline, mipo_local.chat, mipo_local.eval_report\n"
+            "mipo_local.pipeline, mipo_local.chat, mipo_local.eval_report, mipo_local.run_summary, mipo_local.addresses\n"
             "print('textual' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
@@ -202,43 +186,42 @@ def test_context_results_settings_chat_and_palette(mipo_home, bundled_gguf):
 
     from mipo_local.active_model import activate, active_model
     from mipo_local.context import ContextStore, import_paths
-    from tui.app import MipoApp
 
-    _onboarded()
+    save_onboarded(DEMO_ADDRESSES)
     import_paths(demo_sources())
     first, second = (shutil.copy(bundled_gguf, mipo_home / name) for name in ("a.gguf", "b.gguf"))
     activate(first, smoke=False)
     activate(second, smoke=False)
 
     async def run() -> None:
-        app = MipoApp()
+        app = noted_app()
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
             s = app.screen
-            await _set(pilot, "#search", "sourdough")
+            await set_value(pilot, "#search", "sourdough")
             s.query_one("#search").focus()
             await pilot.press("enter")
             assert "Bjørn" in str(s.query_one("#search-results").render())
             s.query_one("#context").reimport_selected()
-            await _wait(pilot)
+            await settle(pilot)
             s.query_one("#context").remove_selected()
             await pilot.pause()
             with ContextStore() as store:
                 assert store.counts()["sources"] == 1
             await pilot.press("f5")
             assert "b.gguf" in str(s.query_one("#active-model").render())
-            await _click(pilot, "#switch-back")
+            await click(pilot, "#switch-back")
             assert active_model().name == "a.gguf" and "a.gguf" in str(s.query_one("#active-model").render())
             await pilot.press("f6")
-            await _set(pilot, "#settings-name", "Ada L.")
-            await _click(pilot, "#save-settings")
+            await set_value(pilot, "#settings-name", "Ada L.")
+            await click(pilot, "#save-settings")
             assert load_settings().name == "Ada L."
             await pilot.press("f4")
             s.query_one("#chat").use_model("base")
-            await _set(pilot, "#chat-input", "hello")
+            await set_value(pilot, "#chat-input", "hello")
             s.query_one("#chat-input").focus()
             await pilot.press("enter")
-            await _wait(pilot)
+            await settle(pilot)
             assert s.query(".msg-model").last().source.strip()
             await pilot.press("ctrl+p")
             await pilot.pause()

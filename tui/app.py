@@ -3,13 +3,22 @@ progress events; long work runs in thread workers so the UI never freezes."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable, TypeVar
 
+from textual import on
 from textual.app import App, SystemCommand
 from textual.screen import Screen
+from textual.widget import Widget
 
+from .panes.chat import ChatPane
+from .panes.context import ContextPane
+from .panes.pairs import PairsPane
+from .panes.personalize import PersonalizePane
+from .panes.results import ResultsPane
 from .screens.main import TABS, MainScreen
 from .screens.onboarding import OnboardingScreen
+
+P = TypeVar("P", bound=Widget)
 
 
 class MipoApp(App):
@@ -33,56 +42,57 @@ class MipoApp(App):
         else:
             self.push_screen(OnboardingScreen())
 
+    @on(OnboardingScreen.Finished)
     def show_main(self) -> None:
         self.switch_screen(MainScreen())
 
-    def refresh_panes(self) -> None:
-        for screen in self.screen_stack:
-            if isinstance(screen, MainScreen):
-                screen.refresh_panes()
-
     def _main(self) -> MainScreen | None:
-        return next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
-
-    def _on_main(self, method: str, *args) -> None:
-        main = self._main()
+        main = next((s for s in self.screen_stack if isinstance(s, MainScreen)), None)
         if main is None:
             self.notify("Finish the first steps first.", severity="warning")
-            return
-        getattr(main, method)(*args)
+        return main
+
+    def _on_main(self, do: Callable[[MainScreen], object]) -> Callable[[], None]:
+        """A palette command that calls `do` with the main screen (after the first steps)."""
+
+        def command() -> None:
+            main = self._main()
+            if main is not None:
+                do(main)
+
+        return command
+
+    def _on_pane(self, pane: type[P], do: Callable[[P], object]) -> Callable[[], None]:
+        """A palette command that calls `do` with the main screen's pane of type `pane`."""
+        return self._on_main(lambda main: do(main.query_one(pane)))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for key, title, _ in TABS:
-            yield SystemCommand(f"Go to {title}", f"show the {title} tab", lambda k=key: self._on_main("action_tab", k))
+            yield SystemCommand(f"Go to {title}", f"show the {title} tab",
+                                self._on_main(lambda main, k=key: main.action_tab(k)))
         yield SystemCommand("Personalize: start", "make pairs, train, export and evaluate (continues a stopped run)",
-                            lambda: self._pane("#personalize", "start"))
+                            self._on_pane(PersonalizePane, lambda p: p.start()))
         yield SystemCommand("Personalize: make pairs only", "stop after the pairs to review them",
-                            lambda: self._pane("#personalize", "start", "pairs"))
+                            self._on_pane(PersonalizePane, lambda p: p.start(until="pairs")))
         yield SystemCommand("Personalize: cancel", "stop the running run at the next safe point",
-                            lambda: self._pane("#personalize", "action_cancel"))
-        yield SystemCommand("Chat: new conversation", "start a new conversation", lambda: self._pane("#chat", "new_conversation"))
+                            self._on_pane(PersonalizePane, lambda p: p.action_cancel()))
+        yield SystemCommand("Chat: new conversation", "start a new conversation",
+                            self._on_pane(ChatPane, lambda p: p.new_conversation()))
         yield SystemCommand("Chat: use the personal model", "answers from your personal model",
-                            lambda: self._pane("#chat", "use_model", "personal"))
+                            self._on_pane(ChatPane, lambda p: p.use_model("personal")))
         yield SystemCommand("Chat: use the base model", "answers from the base model, for comparison",
-                            lambda: self._pane("#chat", "use_model", "base"))
+                            self._on_pane(ChatPane, lambda p: p.use_model("base")))
         yield SystemCommand("Context: re-import the selected source", "read the source again (changed files only)",
-                            lambda: self._pane("#context", "reimport_selected"))
+                            self._on_pane(ContextPane, lambda p: p.reimport_selected()))
         yield SystemCommand("Context: remove the selected source", "forget it in the store; your files stay",
-                            lambda: self._pane("#context", "remove_selected"))
-        yield SystemCommand("Pairs: reload", "show the latest pairs", lambda: self._pane("#pairs", "reload"))
-        yield SystemCommand("Context: import", "import notes or email", lambda: self._pane("#context", "open_import"))
+                            self._on_pane(ContextPane, lambda p: p.remove_selected()))
+        yield SystemCommand("Pairs: reload", "show the latest pairs", self._on_pane(PairsPane, lambda p: p.reload()))
+        yield SystemCommand("Context: import", "import notes or email", self._on_pane(ContextPane, lambda p: p.open_import()))
         yield SystemCommand("Results: switch back", "make the previous personal model active again",
-                            lambda: self._pane("#results", "switch_back"))
+                            self._on_pane(ResultsPane, lambda p: p.switch_back()))
         yield SystemCommand("Pairs: drop or keep the selected pair", "toggle the pair under the cursor",
-                            lambda: self._pane("#pairs", "action_toggle"))
-
-    def _pane(self, selector: str, method: str, *args) -> None:
-        main = self._main()
-        if main is None:
-            self.notify("Finish the first steps first.", severity="warning")
-            return
-        getattr(main.query_one(selector), method)(*args)
+                            self._on_pane(PairsPane, lambda p: p.action_toggle()))
 
 
 def run_app() -> None:

@@ -1,20 +1,29 @@
-"""From library progress events (worker threads) to the UI thread, and errors as notifications."""
+"""From library progress events (worker threads) to the UI as messages, and errors as notifications."""
 
 from __future__ import annotations
 
-from typing import Callable
-
 from textual.app import App
+from textual.message import Message
+from textual.message_pump import MessagePump
 
 from mipo_local.errors import MipoError
-from mipo_local.progress import ProgressEvent
+from mipo_local.progress import ProgressCallback, ProgressEvent
 
 
-def progress_to_ui(app: App, handler: Callable[[ProgressEvent], None]) -> Callable[[ProgressEvent], None]:
-    """A progress callback for `mipo_local` that runs `handler` on the UI thread."""
+class Progress(Message, bubble=False):
+    """A library progress event, delivered to the widget whose work it reports."""
+
+    def __init__(self, event: ProgressEvent) -> None:
+        super().__init__()
+        self.event = event
+
+
+def post_progress(widget: MessagePump) -> ProgressCallback:
+    """A progress callback for `mipo_local` that posts each event to `widget` as a `Progress` message
+    (posting is thread-safe: a worker thread may call it)."""
 
     def callback(event: ProgressEvent) -> None:
-        app.call_from_thread(handler, event)
+        widget.post_message(Progress(event))
 
     return callback
 
@@ -27,11 +36,6 @@ def error_text(exc: BaseException) -> str:
 
 
 def notify_error(app: App, exc: BaseException, title: str = "Error") -> None:
-    """Show `exc` as an error notification (from any thread); the app keeps running."""
-    import threading
-
-    message = error_text(exc)
-    if threading.get_ident() == app._thread_id:
-        app.notify(message, title=title, severity="error", timeout=12)
-    else:
-        app.call_from_thread(app.notify, message, title=title, severity="error", timeout=12)
+    """Show `exc` as an error notification (`App.notify` is thread-safe: from any thread); the app
+    keeps running."""
+    app.notify(error_text(exc), title=title, severity="error", timeout=12)

@@ -6,9 +6,10 @@ import threading
 import time
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import Button, Input, Label, Markdown, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
@@ -16,6 +17,21 @@ from ..bridge import notify_error
 
 
 class ChatPane(Horizontal):
+    class Answer(Message):
+        """The model's answer so far (streamed from the chat worker), for its bubble."""
+
+        def __init__(self, bubble: Markdown, text: str) -> None:
+            super().__init__()
+            self.bubble = bubble
+            self.text = text
+
+    class TurnDone(Message):
+        """A turn is answered: the titles of the user's snippets the model was given."""
+
+        def __init__(self, snippets: str) -> None:
+            super().__init__()
+            self.snippets = snippets
+
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
         self.sessions: dict[str, object] = {}      # "personal" | "base" → ChatSession (made in a worker)
@@ -53,6 +69,8 @@ class ChatPane(Horizontal):
     def use_model(self, kind: str) -> None:
         self.query_one("#chat-model", Select).value = kind
 
+    @on(Button.Pressed, "#new-chat")
+    @on(Select.Changed, "#chat-model")
     def new_conversation(self) -> None:
         with self.lock:
             for s in self.sessions.values():
@@ -62,16 +80,8 @@ class ChatPane(Horizontal):
         self.query_one("#messages", VerticalScroll).remove_children()
         self.query_one("#snippets", Static).update("—")
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "new-chat":
-            event.stop()
-            self.new_conversation()
-
-    def on_select_changed(self, event: Select.Changed) -> None:
-        if event.select.id == "chat-model":
-            self.new_conversation()
-
-    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+    @on(OptionList.OptionSelected, "#conversations")
+    def open_conversation(self, event: OptionList.OptionSelected) -> None:
         from mipo_local.chat import load_conversation
 
         try:
@@ -91,9 +101,8 @@ class ChatPane(Horizontal):
             return Static(Text(text), classes="msg-user")
         return Markdown(text or "…", classes="msg-model")
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id != "chat-input":
-            return
+    @on(Input.Submitted, "#chat-input")
+    def _submitted(self, event: Input.Submitted) -> None:
         text = event.value.strip()
         if not text:
             return
@@ -122,16 +131,22 @@ class ChatPane(Horizontal):
                 shown += piece
                 if time.monotonic() - last > 0.15:
                     last = time.monotonic()
-                    self.app.call_from_thread(answer.update, shown)
-            self.app.call_from_thread(answer.update, shown.strip() or "(no answer)")
+                    self.post_message(self.Answer(answer, shown))
+            self.post_message(self.Answer(answer, shown.strip() or "(no answer)"))
             snippets = "\n".join(f"• {s.title}" for s in session.last_snippets) or "none matched"
-            self.app.call_from_thread(self._after_turn, snippets)
+            self.post_message(self.TurnDone(snippets))
         except Exception as exc:  # noqa: BLE001 - e.g. no personal model yet
             notify_error(self.app, exc, "Chat")
-            self.app.call_from_thread(answer.update, "*(no answer)*")
+            self.post_message(self.Answer(answer, "*(no answer)*"))
 
-    def _after_turn(self, snippets: str) -> None:
-        self.query_one("#snippets", Static).update(Text(snippets))
+    @on(Answer)
+    async def _answer(self, message: Answer) -> None:
+        if message.bubble.is_attached:      # not when a new conversation removed it meanwhile
+            await message.bubble.update(message.text)
+
+    @on(TurnDone)
+    def _turn_done(self, message: TurnDone) -> None:
+        self.query_one("#snippets", Static).update(Text(message.snippets))
         self.query_one("#messages", VerticalScroll).scroll_end(animate=False)
         self.refresh_conversations()
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Static
 
 from ..bridge import notify_error
+from ..messages import WorkspaceChanged
 from ..widgets.import_panel import ImportPanel
 
 
@@ -22,15 +24,19 @@ class ImportScreen(ModalScreen[None]):
             yield ImportPanel(id="dialog-import")
             yield Button("Close", id="close-import")
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "close-import":
-            self.dismiss(None)
-
+    @on(Button.Pressed, "#close-import")
     def action_close(self) -> None:
         self.dismiss(None)
 
 
 class ContextPane(VerticalScroll):
+    class Reimported(Message):
+        """A source was read again (in a worker): what the import did."""
+
+        def __init__(self, summary) -> None:
+            super().__init__()
+            self.summary = summary
+
     def compose(self) -> ComposeResult:
         yield Static("", id="context-counts")
         yield DataTable(id="sources", cursor_type="row")
@@ -69,25 +75,17 @@ class ContextPane(VerticalScroll):
             return None
         return self.sources[table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value]
 
+    @on(Button.Pressed, "#import-more")
     def open_import(self) -> None:
-        self.app.push_screen(ImportScreen(), lambda _: self.app.refresh_panes())
+        self.app.push_screen(ImportScreen(), lambda _: self.post_message(WorkspaceChanged()))
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "import-more":
-            event.stop()
-            self.open_import()
-        elif event.button.id == "reimport":
-            event.stop()
-            self.reimport_selected()
-        elif event.button.id == "remove-source":
-            event.stop()
-            self.remove_selected()
-
+    @on(Button.Pressed, "#reimport")
     def reimport_selected(self) -> None:
         source = self._selected()
         if source:
             self.reimport(source.path)
 
+    @on(Button.Pressed, "#remove-source")
     def remove_selected(self) -> None:
         from mipo_local.context import ContextStore
 
@@ -113,12 +111,15 @@ class ContextPane(VerticalScroll):
         except Exception as exc:  # noqa: BLE001
             notify_error(self.app, exc, "Re-import failed")
             return
-        self.app.call_from_thread(self.app.notify, Text("\n".join(summary.lines())).plain)
-        self.app.call_from_thread(self.reload)
+        self.post_message(self.Reimported(summary))
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id != "search":
-            return
+    @on(Reimported)
+    def _reimported(self, message: Reimported) -> None:
+        self.app.notify(Text("\n".join(message.summary.lines())).plain)
+        self.reload()
+
+    @on(Input.Submitted, "#search")
+    def search(self, event: Input.Submitted) -> None:
         from mipo_local.context import ContextStore
 
         with ContextStore() as store:

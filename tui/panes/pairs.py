@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -31,6 +32,7 @@ class PairsPane(Vertical):
         table.add_columns("#", "split", "status", "source", "request")
         self.reload()
 
+    @on(Button.Pressed, "#reload-pairs")
     def reload(self) -> None:
         from mipo_local.context import ContextStore
         from mipo_local.pairs import pair_rows
@@ -51,7 +53,8 @@ class PairsPane(Vertical):
         if not rows:
             self.query_one("#pair-detail", Static).update("No pairs yet: start a run in Personalize (or Make pairs).")
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    @on(DataTable.RowHighlighted, "#pairs-table")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key is None or event.row_key.value is None:
             return
         r = self.rows.get(int(event.row_key.value))
@@ -69,14 +72,7 @@ class PairsPane(Vertical):
         text.append(r["rejected"])
         self.query_one("#pair-detail", Static).update(text)
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "toggle-pair":
-            event.stop()
-            self.action_toggle()
-        elif event.button.id == "reload-pairs":
-            event.stop()
-            self.reload()
-
+    @on(Button.Pressed, "#toggle-pair")
     def action_toggle(self) -> None:
         from mipo_local.context import ContextStore
         from mipo_local.pairs.review import USER_DROP, set_pair_kept

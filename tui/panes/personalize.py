@@ -7,21 +7,31 @@ import threading
 import time
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import Button, Input, Label, ProgressBar, Select, Sparkline, Static
 
 from mipo_local.modelio.quantize import QUANT_TYPES
 from mipo_local.pipeline import STAGES, RunSettings
 
-from ..bridge import notify_error, progress_to_ui
+from ..bridge import Progress, notify_error, post_progress
+from ..messages import WorkspaceChanged
 
 # progress events of sub-steps, shown under the stage they belong to
 STAGE_OF = {"checkpoint": "pairs", "write-gguf": "export", "quantize": "export", "merge": "export", "verify": "export"}
 
 
 class PersonalizePane(VerticalScroll):
+    class RunFinished(Message):
+        """The run's worker is done: the pipeline's result, or the error that ended it."""
+
+        def __init__(self, result, error: BaseException | None) -> None:
+            super().__init__()
+            self.result = result
+            self.error = error
+
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
         self.cancel = threading.Event()
@@ -94,15 +104,20 @@ class PersonalizePane(VerticalScroll):
             train=dataclasses.replace(d.train, epochs=number("epochs", float, d.train.epochs),
                                       device=self.query_one("#device", Select).value))
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id in ("start", "pairs-only"):
-            event.stop()
-            self.start(until="pairs" if event.button.id == "pairs-only" else None)
-        elif event.button.id == "cancel":
-            event.stop()
-            self.action_cancel()
+    @on(Button.Pressed, "#start")
+    def _start_pressed(self) -> None:
+        self.start()
 
-    def start(self, until=None) -> None:
+    @on(Button.Pressed, "#pairs-only")
+    def _pairs_only_pressed(self) -> None:
+        self.start(until="pairs")
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_cancel()
+
+    def start(self, until: str | None = None) -> None:
+        """Start (or continue) a run; `until="pairs"` stops after the pairs, for review."""
         if self.running:
             self.app.notify("A run is already going; cancel it first.", severity="warning")
             return
@@ -131,7 +146,9 @@ class PersonalizePane(VerticalScroll):
         self.query_one("#pairs-only", Button).disabled = running
         self.query_one("#cancel", Button).disabled = not running
 
-    def _on_progress(self, event) -> None:
+    @on(Progress)
+    def _progress(self, message: Progress) -> None:
+        event = message.event
         stage = STAGE_OF.get(event.stage, event.stage)
         if event.stage != stage and self.status.get(stage) == "✓":
             stage = None   # a sub-step (e.g. the cached checkpoint) of a stage already done
@@ -180,14 +197,16 @@ class PersonalizePane(VerticalScroll):
 
         result, error = None, None
         try:
-            result = run_pipeline((), settings, until=until, progress=progress_to_ui(self.app, self._on_progress),
+            result = run_pipeline((), settings, until=until, progress=post_progress(self),
                                   should_stop=self.cancel.is_set)
         except Exception as exc:  # noqa: BLE001 - shown, the app keeps running
             error = exc
             notify_error(self.app, exc, "Personalize failed")
-        self.app.call_from_thread(self._finished, result, error)
+        self.post_message(self.RunFinished(result, error))
 
-    def _finished(self, result, error) -> None:
+    @on(RunFinished)
+    def _finished(self, message: RunFinished) -> None:
+        result, error = message.result, message.error
         self.running = False
         self._set_running(False)
         detail = self.query_one("#stage-detail", Static)
@@ -213,4 +232,4 @@ class PersonalizePane(VerticalScroll):
                 text = f"done: context {shown} on held-out examples (see Results)"
             detail.update(text)
             self.app.notify("Your personal model is ready and active.")
-        self.app.refresh_panes()
+        self.post_message(WorkspaceChanged())

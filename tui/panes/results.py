@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Markdown, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ..bridge import notify_error
+from ..messages import WorkspaceChanged
 
 
 class ResultsPane(Vertical):
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.runs: dict = {}        # option id → RunSummary
+
     def compose(self) -> ComposeResult:
         yield Static("", id="active-model")
         with Horizontal(classes="buttons"):
@@ -45,19 +51,17 @@ class ResultsPane(Vertical):
             self.query_one("#report", Markdown).update("No runs yet. Start one in **Personalize**.")
 
     def _show(self, key: str) -> None:
-        report = self.runs[key].report_markdown()
+        summary = self.runs.get(key)
+        report = summary.report_markdown() if summary else None
         self.query_one("#report", Markdown).update(report if report is not None else
                                                    "This run has no report yet (unfinished).")
 
-    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+    @on(OptionList.OptionHighlighted, "#runs")
+    def _run_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         if event.option and event.option.id:
             self._show(event.option.id)
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "switch-back":
-            event.stop()
-            self.switch_back()
-
+    @on(Button.Pressed, "#switch-back")
     def switch_back(self) -> None:
         from mipo_local.active_model import switch_back
 
@@ -67,4 +71,4 @@ class ResultsPane(Vertical):
             notify_error(self.app, exc)
             return
         self.app.notify(f"Switched back to {model.parent.name}/{model.name}")
-        self.app.refresh_panes()
+        self.post_message(WorkspaceChanged())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
@@ -12,6 +13,8 @@ from textual.widgets import Button, Input, Label, Select, Static
 from mipo_local.addresses import parse_addresses
 from mipo_local.catalog import load_catalog
 from mipo_local.errors import MipoError
+
+from ..messages import WorkspaceChanged
 
 
 class SettingsPane(VerticalScroll):
@@ -43,10 +46,8 @@ class SettingsPane(VerticalScroll):
         self.query_one("#workspace", Static).update(Text(
             f"workspace: {workspace.home()}\nEverything mipo-local writes is there; nothing leaves this machine."))
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id != "save-settings":
-            return
-        event.stop()
+    @on(Button.Pressed, "#save-settings")
+    def save(self) -> None:
         from mipo_local.catalog import default_card
         from mipo_local.settings import load_settings, save_settings
 
@@ -66,4 +67,4 @@ class SettingsPane(VerticalScroll):
             with ContextStore() as store:
                 store.set_user_addresses(settings.addresses)
         self.app.notify("Settings saved.")
-        self.app.refresh_panes()
+        self.post_message(WorkspaceChanged())

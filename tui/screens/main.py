@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
+from ..messages import WorkspaceChanged
 from ..panes.chat import ChatPane
 from ..panes.context import ContextPane
 from ..panes.pairs import PairsPane
@@ -32,7 +34,9 @@ class MainScreen(Screen):
     def action_tab(self, key: str) -> None:
         self.query_one(TabbedContent).active = f"tab-{key}"
 
+    @on(WorkspaceChanged)
     def refresh_panes(self) -> None:
+        """Reload what every tab shows from the workspace."""
         self.query_one(ContextPane).reload()
         self.query_one(PairsPane).reload()
         self.query_one(ResultsPane).reload()

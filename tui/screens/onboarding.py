@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, ContentSwitcher, DataTable, Footer, Header, Input, Static
 
@@ -33,7 +35,12 @@ STEPS = ("step-welcome", "step-model", "step-you", "step-import")
 
 
 class OnboardingScreen(Screen):
+    """Posts `OnboardingScreen.Finished` when the walk-through is done (the app then shows the main screen)."""
+
     BINDINGS = [("escape", "back", "Back"), ("ctrl+n", "next", "Next step")]
+
+    class Finished(Message):
+        """The first steps are done and saved."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -103,6 +110,10 @@ class OnboardingScreen(Screen):
         save_settings(dataclasses.replace(settings, name=self.query_one("#name", Input).value.strip()))
         return True
 
+    @on(Button.Pressed, "#next-welcome")
+    @on(Button.Pressed, "#next-model")
+    @on(Button.Pressed, "#next-you")
+    @on(DataTable.RowSelected, "#models")
     def action_next(self) -> None:
         step = self.step
         if step == "step-model":
@@ -119,17 +130,7 @@ class OnboardingScreen(Screen):
         if i > 0:
             self.show(STEPS[i - 1])
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id in ("next-welcome", "next-model", "next-you"):
-            event.stop()
-            self.action_next()
-        elif event.button.id == "finish":
-            event.stop()
-            self.finish()
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        self.action_next()
-
+    @on(Button.Pressed, "#finish")
     def finish(self) -> None:
         save_settings(dataclasses.replace(load_settings(), onboarded=True))
-        self.app.show_main()
+        self.post_message(self.Finished())

@@ -5,23 +5,32 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Input, ProgressBar, Static
 
-from ..bridge import notify_error, progress_to_ui
+from ..bridge import Progress, notify_error, post_progress
 from .picker import PathPicker
 
 
 class ImportPanel(Vertical):
-    """Posts `ImportPanel.Done` when an import finished (successfully)."""
+    """Posts `ImportPanel.Done` when an import finished successfully, `ImportPanel.Failed` when not."""
 
     class Done(Message):
+        """The import finished: what it did."""
+
         def __init__(self, summary) -> None:
             super().__init__()
             self.summary = summary
+
+    class Failed(Message):
+        """The import stopped on an error (already shown as a notification)."""
+
+        def __init__(self, error: BaseException) -> None:
+            super().__init__()
+            self.error = error
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
@@ -52,30 +61,36 @@ class ImportPanel(Vertical):
             self.paths.append(path)
         self.query_one("#chosen-sources", Static).update(Text("\n".join(f"• {p}" for p in self.paths)))
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "import-path":
-            self.add_path(event.value)
-            event.input.value = ""
+    @on(Input.Submitted, "#import-path")
+    def _path_submitted(self, event: Input.Submitted) -> None:
+        self.add_path(event.value)
+        event.input.value = ""
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "browse":
-            self.app.push_screen(PathPicker(), lambda p: p and self.add_path(str(p)))
-        elif event.button.id == "clear-sources":
-            self.paths.clear()
-            self.query_one("#chosen-sources", Static).update("nothing chosen yet")
-        elif event.button.id == "do-import":
-            pending = self.query_one("#import-path", Input).value
-            if pending.strip():
-                self.add_path(pending)
-                self.query_one("#import-path", Input).value = ""
-            if not self.paths:
-                self.app.notify("Choose at least one folder or mail file first.", severity="warning")
-                return
-            event.button.disabled = True
-            self.query_one("#import-progress", ProgressBar).display = True
-            self.run_import(list(self.paths))
+    @on(Button.Pressed, "#browse")
+    def browse(self) -> None:
+        self.app.push_screen(PathPicker(), lambda p: p and self.add_path(str(p)))
 
-    def _on_progress(self, event) -> None:
+    @on(Button.Pressed, "#clear-sources")
+    def clear(self) -> None:
+        self.paths.clear()
+        self.query_one("#chosen-sources", Static).update("nothing chosen yet")
+
+    @on(Button.Pressed, "#do-import")
+    def start_import(self) -> None:
+        pending = self.query_one("#import-path", Input).value
+        if pending.strip():
+            self.add_path(pending)
+            self.query_one("#import-path", Input).value = ""
+        if not self.paths:
+            self.app.notify("Choose at least one folder or mail file first.", severity="warning")
+            return
+        self.query_one("#do-import", Button).disabled = True
+        self.query_one("#import-progress", ProgressBar).display = True
+        self.run_import(list(self.paths))
+
+    @on(Progress)
+    def _progress(self, message: Progress) -> None:
+        event = message.event
         bar = self.query_one("#import-progress", ProgressBar)
         if event.total:
             bar.update(total=event.total, progress=event.done or 0)
@@ -88,20 +103,20 @@ class ImportPanel(Vertical):
         from mipo_local.settings import load_settings
 
         try:
-            summary = import_paths(paths, settings=load_settings(),
-                                   progress=progress_to_ui(self.app, self._on_progress))
+            summary = import_paths(paths, settings=load_settings(), progress=post_progress(self))
         except Exception as exc:  # noqa: BLE001 - shown to the user, the app keeps running
             notify_error(self.app, exc, "Import failed")
-            self.app.call_from_thread(self._finished, None)
+            self.post_message(self.Failed(exc))
             return
-        self.app.call_from_thread(self._finished, summary)
-
-    def _finished(self, summary) -> None:
-        self.query_one("#do-import", Button).disabled = False
-        if summary is None:
-            self.query_one("#import-summary", Static).update("nothing was imported")
-            return
-        self.query_one("#import-summary", Static).update(Text("\n".join(summary.lines())))
-        self.paths.clear()
-        self.query_one("#chosen-sources", Static).update("nothing chosen yet")
         self.post_message(self.Done(summary))
+
+    @on(Failed)
+    def _failed(self) -> None:
+        self.query_one("#do-import", Button).disabled = False
+        self.query_one("#import-summary", Static).update("nothing was imported")
+
+    @on(Done)
+    def _done(self, message: Done) -> None:
+        self.query_one("#do-import", Button).disabled = False
+        self.query_one("#import-summary", Static).update(Text("\n".join(message.summary.lines())))
+        self.clear()

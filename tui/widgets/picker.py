@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
@@ -35,20 +36,18 @@ class PathPicker(ModalScreen[Optional[Path]]):
         self.chosen = path
         self.query_one("#picker-chosen", Label).update(str(path))
 
-    def on_directory_tree_directory_selected(self, event: DirectoryTree.DirectorySelected) -> None:
+    @on(DirectoryTree.DirectorySelected)
+    @on(DirectoryTree.FileSelected)
+    def _selected(self, event: DirectoryTree.DirectorySelected | DirectoryTree.FileSelected) -> None:
         self._choose(event.path)
 
-    def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
-        self._choose(event.path)
+    @on(Button.Pressed, "#picker-use")
+    def use(self) -> None:
+        if self.chosen is None:
+            node = self.query_one(DirectoryTree).cursor_node
+            self.chosen = node.data.path if node and node.data else None
+        self.dismiss(self.chosen)
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "picker-use":
-            if self.chosen is None:
-                node = self.query_one(DirectoryTree).cursor_node
-                self.chosen = node.data.path if node and node.data else None
-            self.dismiss(self.chosen)
-        else:
-            self.dismiss(None)
-
+    @on(Button.Pressed, "#picker-cancel")
     def action_cancel(self) -> None:
         self.dismiss(None)
