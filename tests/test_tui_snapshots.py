@@ -1,27 +1,24 @@
 """Snapshots of every screen at 80x24 and 120x40 (pytest-textual-snapshot; update with --snapshot-update).
 
-The workspace is a fixed path here, because the Settings tab shows where it is."""
+The home folder is the test's temporary folder: the Settings tab shows the workspace as `~/mipo-home`."""
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
 from pathlib import Path
 
 import pytest
 
-from mipo_local.settings import UserSettings, save_settings
+from .helpers import save_onboarded
 
 SIZES = [(80, 24), (120, 40)]
-FIXED_HOME = Path("/tmp/mipo-local-snapshot-home")
 
 
 @pytest.fixture
-def fixed_home(monkeypatch):
-    shutil.rmtree(FIXED_HOME, ignore_errors=True)
-    monkeypatch.setenv("MIPO_HOME", str(FIXED_HOME))
-    yield FIXED_HOME
-    shutil.rmtree(FIXED_HOME, ignore_errors=True)
+def tmp_home(mipo_home: Path, tmp_path: Path, monkeypatch) -> Path:
+    """The workspace (conftest's, in `tmp_path`) shown the same on every run: HOME is `tmp_path`."""
+    assert mipo_home == tmp_path / "mipo-home"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return mipo_home
 
 
 ONBOARDING = {
@@ -33,14 +30,14 @@ ONBOARDING = {
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("step", list(ONBOARDING))
-def test_onboarding(step, size, fixed_home, snap_compare):
+def test_onboarding(step, size, tmp_home, snap_compare):
     from tui.app import MipoApp
 
     assert snap_compare(MipoApp(), press=ONBOARDING[step], terminal_size=size)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_onboarding_import(size, fixed_home, snap_compare):
+def test_onboarding_import(size, tmp_home, snap_compare):
     from tui.app import MipoApp
 
     async def to_import(pilot):
@@ -52,18 +49,18 @@ def test_onboarding_import(size, fixed_home, snap_compare):
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("tab", ["f1", "f2", "f3", "f4", "f5", "f6"])
-def test_main_tabs(tab, size, fixed_home, snap_compare):
+def test_main_tabs(tab, size, tmp_home, snap_compare):
     from tui.app import MipoApp
 
-    save_settings(dataclasses.replace(UserSettings().with_addresses(["ada@lindqvist.example"]), name="Ada", onboarded=True))
+    save_onboarded(["ada@lindqvist.example"], name="Ada")
     assert snap_compare(MipoApp(), press=[tab], terminal_size=size)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_import_dialog(size, fixed_home, snap_compare):
+def test_import_dialog(size, tmp_home, snap_compare):
     from tui.app import MipoApp
 
-    save_settings(dataclasses.replace(UserSettings(), onboarded=True))
+    save_onboarded()
 
     async def open_dialog(pilot):
         pilot.app.screen.query_one("#context").open_import()
@@ -73,15 +70,15 @@ def test_import_dialog(size, fixed_home, snap_compare):
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_path_picker(size, fixed_home, snap_compare):
+def test_path_picker(size, tmp_home, snap_compare):
     from tui.app import MipoApp
     from tui.widgets.picker import PathPicker
 
-    root = fixed_home / "pick"
+    root = tmp_home / "pick"
     (root / "notes").mkdir(parents=True)
     (root / "notes" / "ideas.md").write_text("# ideas\n")
     (root / "archive.mbox").write_text("")
-    save_settings(dataclasses.replace(UserSettings(), onboarded=True))
+    save_onboarded()
 
     async def open_picker(pilot):
         pilot.app.push_screen(PathPicker(root))

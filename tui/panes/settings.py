@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from rich.text import Text
 from textual import on
@@ -15,6 +16,14 @@ from mipo_local.catalog import load_catalog
 from mipo_local.errors import MipoError
 
 from ..messages import WorkspaceChanged
+
+
+def _shown(path: Path) -> str:
+    """`path` with the home folder written as `~`: shorter, and the same wherever the home folder is."""
+    try:
+        return str(Path("~") / path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
 
 
 class SettingsPane(VerticalScroll):
@@ -44,7 +53,7 @@ class SettingsPane(VerticalScroll):
         self.query_one("#settings-addresses", Input).value = ", ".join(s.addresses)
         self.query_one("#settings-model", Select).value = s.base_model or default_card().name
         self.query_one("#workspace", Static).update(Text(
-            f"workspace: {workspace.home()}\nEverything mipo-local writes is there; nothing leaves this machine."))
+            f"workspace: {_shown(workspace.home())}\nEverything mipo-local writes is there; nothing leaves this machine."))
 
     @on(Button.Pressed, "#save-settings")
     def save(self) -> None:
