@@ -47,8 +47,9 @@ def variants(demo):
 
 
 def _cell(stat: dict, scale: float = 100.0, digits: int = 1) -> str:
-    lo, hi = stat["ci95"]
-    return f"{scale * stat['mean']:+.{digits}f} ({scale * lo:+.{digits}f}…{scale * hi:+.{digits}f})"
+    from mipo_local.eval_report import format_estimate
+
+    return format_estimate(stat, digits, scale, compact=True)
 
 
 def main(argv=None) -> int:
