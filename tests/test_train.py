@@ -6,6 +6,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,8 @@ from mipo_local.prompt_format import chat_messages
 from mipo_local.train import TrainSettings, train_lora
 from mipo_local.train.data import load_pairs_jsonl
 from mipo_local.train.heldout import completion_logps
+
+from .helpers import assert_one_line_error, run_cli
 
 FACTS = [
     ("My sourdough starter is called Bjørn and I feed him 1:5:5 at 20:00.", "What is my starter called?",
@@ -192,6 +195,28 @@ def test_bad_input_is_refused_before_torch_is_imported(tmp_path):
 
 
 def test_train_cli_refuses_without_pairs(tmp_path, mipo_home):
-    from .helpers import assert_one_line_error, run_cli
-
     assert_one_line_error(run_cli(["train"], mipo_home), "no pairs yet")
+
+
+def test_train_command_trains_on_the_pairs_made_before_and_activates(mipo_home, sampling_model, smol_checkpoint):
+    """`train` is a run on the latest pairs that ends once its model is exported and active;
+    `train --resume` with nothing stopped says so."""
+    from mipo_local.demo import DEMO_ADDRESSES, demo_sources
+
+    me = [a for address in DEMO_ADDRESSES for a in ("--me", address)]
+    assert run_cli(["import", *map(str, demo_sources()), *me], mipo_home).returncode == 0
+    made = run_cli(["pairs", "--examples", "8", "--heldout-pairs", "0", "--candidates", "1", "--max-new-tokens", "24"],
+                   mipo_home)
+    assert made.returncode == 0, made.stderr[-2000:]
+    trained = run_cli(["train", "--max-steps", "2", "--quant", "Q8_0", "--rank", "4"], mipo_home)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "personal model: " in trained.stdout and "LoRA for llama.cpp" in trained.stdout
+    from mipo_local.active_model import active_model
+    from mipo_local.pipeline import list_runs, load_state
+
+    (run,) = list_runs()
+    state = load_state(run)
+    assert state["finished"] and state["until"] == "activate" and "evaluate" not in state["stages"]
+    assert state["stages"]["pairs"]["adopted"] and state["settings"]["train"]["lora_alpha"] == 8
+    assert active_model() == Path(state["outputs"]["model"]).resolve()
+    assert_one_line_error(run_cli(["train", "--resume"], mipo_home), "no stopped run")
