@@ -13,11 +13,18 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Input, Label, ProgressBar, Select, Sparkline, Static
 
-from mipo_local.modelio.quantize import QUANT_TYPES
+from mipo_local.options import choices_of, described, kind_of
 from mipo_local.pipeline import STAGES, RunSettings
 
 from ..bridge import Progress, notify_error, post_progress
 from ..messages import WorkspaceChanged
+
+# the run form: (label, part of RunSettings or None for its own fields, field, widget id); each field's
+# default, choices and help (the widget's tooltip) come from its settings dataclass
+FORM = (("examples", "pairs", "examples", "examples"), ("negative", "pairs", "strategy", "strategy"),
+        ("epochs", "train", "epochs", "epochs"), ("answer tokens", "pairs", "max_new_tokens", "max-new-tokens"),
+        ("quantization", None, "quant", "quant"), ("device", "train", "device", "device"))
+AUTO = "auto"   # a Select's value for a field left to the library (None)
 
 # progress events of sub-steps, shown under the stage they belong to
 STAGE_OF = {"checkpoint": "pairs", "write-gguf": "export", "quantize": "export", "merge": "export", "verify": "export"}
@@ -46,21 +53,20 @@ class PersonalizePane(VerticalScroll):
         yield Static("Make pairs from your writing, train, export and evaluate. Defaults are the library's; "
                      "an interrupted run continues where it stopped.", classes="hint")
         with Grid(id="run-form"):
-            yield Label("examples")
-            yield Input(str(d.pairs.examples), id="examples", type="integer")
-            yield Label("negative")
-            yield Select([("no context (drop)", "drop"), ("another's context", "shuffle"), ("a persona", "persona")],
-                         value=d.pairs.strategy, allow_blank=False, id="strategy")
-            yield Label("epochs")
-            yield Input(str(d.train.epochs), id="epochs", type="number")
-            yield Label("answer tokens")
-            yield Input(str(d.pairs.max_new_tokens), id="max-new-tokens", type="integer")
-            yield Label("quantization")
-            yield Select([("by model size", "auto")] + [(q, q) for q in QUANT_TYPES], value="auto",
-                         allow_blank=False, id="quant")
-            yield Label("device")
-            yield Select([(x, x) for x in ("auto", "cpu", "cuda", "mps")], value=d.train.device, allow_blank=False,
-                         id="device")
+            for label, part, name, widget_id in FORM:
+                owner = getattr(d, part) if part else d
+                field = described(type(owner))[name]
+                value = getattr(owner, name)
+                yield Label(label)
+                if field.metadata["choices"]:
+                    options = list(choices_of(type(owner), name))
+                    if field.default is None:
+                        options.insert(0, ("by model size", AUTO))
+                    widget = Select(options, value=AUTO if value is None else value, allow_blank=False, id=widget_id)
+                else:
+                    widget = Input(str(value), id=widget_id, type="integer" if kind_of(field) is int else "number")
+                widget.tooltip = field.metadata["help"]
+                yield widget
         with Horizontal(classes="buttons"):
             yield Button("Start", id="start", variant="primary")
             yield Button("Make pairs", id="pairs-only")
@@ -81,28 +87,29 @@ class PersonalizePane(VerticalScroll):
         return "  ".join(f"{self.status[s]} {s}" for s in STAGES)
 
     def settings(self) -> RunSettings:
+        """The library's defaults with what the form holds."""
         from mipo_local.errors import MipoError
 
         d = RunSettings()
-
-        def number(widget_id: str, kind, default):
-            text = self.query_one(f"#{widget_id}", Input).value.strip()
-            try:
-                value = kind(text) if text else default
-            except ValueError:
-                raise MipoError(f"{widget_id.replace('-', ' ')}: {text!r} is not a number") from None
-            if value <= 0:
-                raise MipoError(f"{widget_id.replace('-', ' ')} must be above 0")
-            return value
-
-        quant = self.query_one("#quant", Select).value
-        return dataclasses.replace(
-            d, quant=None if quant == "auto" else quant,
-            pairs=dataclasses.replace(d.pairs, examples=number("examples", int, d.pairs.examples),
-                                      strategy=self.query_one("#strategy", Select).value,
-                                      max_new_tokens=number("max-new-tokens", int, d.pairs.max_new_tokens)),
-            train=dataclasses.replace(d.train, epochs=number("epochs", float, d.train.epochs),
-                                      device=self.query_one("#device", Select).value))
+        given: dict[str | None, dict] = {}
+        for label, part, name, widget_id in FORM:
+            owner = getattr(d, part) if part else d
+            field = described(type(owner))[name]
+            widget = self.query_one(f"#{widget_id}")
+            if isinstance(widget, Select):
+                value = None if field.default is None and widget.value == AUTO else widget.value
+            else:
+                text = widget.value.strip()
+                try:
+                    value = kind_of(field)(text) if text else getattr(owner, name)
+                except ValueError:
+                    raise MipoError(f"{label}: {text!r} is not a number") from None
+                if value <= 0:
+                    raise MipoError(f"{label} must be above 0")
+            given.setdefault(part, {})[name] = value
+        return dataclasses.replace(d, **given.get(None, {}),
+                                   pairs=dataclasses.replace(d.pairs, **given.get("pairs", {})),
+                                   train=dataclasses.replace(d.train, **given.get("train", {})))
 
     @on(Button.Pressed, "#start")
     def _start_pressed(self) -> None:
