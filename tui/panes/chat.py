@@ -122,7 +122,7 @@ class ChatPane(Horizontal):
                 self.sessions[kind] = ChatSession(chat_model(base=kind == "base"), conversation=self.conversation)
             return self.sessions[kind]
 
-    @work(thread=True, group="chat")
+    @work(thread=True, exit_on_error=False, group="chat")
     def send(self, text: str, kind: str, answer: Markdown) -> None:
         try:
             session = self._session(kind)

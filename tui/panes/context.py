@@ -101,7 +101,7 @@ class ContextPane(VerticalScroll):
         self.app.notify(f"Removed {source.path} from the store; your files were not touched.")
         self.reload()
 
-    @work(thread=True, group="import")
+    @work(thread=True, exit_on_error=False, group="import")
     def reimport(self, path) -> None:
         from mipo_local.context import import_paths
         from mipo_local.settings import load_settings

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 
 from rich.text import Text
@@ -15,6 +14,7 @@ from textual.widgets import Button, Input, Label, ProgressBar, Select, Sparkline
 
 from mipo_local.options import choices_of, described, kind_of
 from mipo_local.pipeline import STAGES, RunSettings
+from mipo_local.stop import StopFlag
 
 from ..bridge import Progress, notify_error, post_progress
 from ..messages import WorkspaceChanged
@@ -41,7 +41,7 @@ class PersonalizePane(VerticalScroll):
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
-        self.cancel = threading.Event()
+        self.cancel = StopFlag()             # the same stop contract as Ctrl-C in the terminal
         self.status = {s: "·" for s in STAGES}
         self.losses: list[float] = []
         self.margins: list[float] = []
@@ -133,7 +133,7 @@ class PersonalizePane(VerticalScroll):
         except Exception as exc:  # noqa: BLE001
             notify_error(self.app, exc, "Settings")
             return
-        self.cancel.clear()
+        self.cancel = StopFlag()             # a new run, a new flag (once asked, a stop stays asked)
         self.running = True
         self.status = {s: "·" for s in STAGES}
         self.losses, self.margins = [], []
@@ -145,7 +145,7 @@ class PersonalizePane(VerticalScroll):
 
     def action_cancel(self) -> None:
         if self.running:
-            self.cancel.set()
+            self.cancel.request()
             self.query_one("#stage-detail", Static).update("stopping at the next safe point…")
 
     def _set_running(self, running: bool) -> None:
@@ -198,14 +198,14 @@ class PersonalizePane(VerticalScroll):
                 self.margins.append(float(event.data["reward_margin"]))
                 self.query_one("#margin-plot", Sparkline).data = list(self.margins)
 
-    @work(thread=True, exclusive=True, group="personalize")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="personalize")
     def run_worker_thread(self, settings: RunSettings, until) -> None:
         from mipo_local.pipeline import run_pipeline
 
         result, error = None, None
         try:
             result = run_pipeline((), settings, until=until, progress=post_progress(self),
-                                  should_stop=self.cancel.is_set)
+                                  should_stop=self.cancel)
         except Exception as exc:  # noqa: BLE001 - shown, the app keeps running
             error = exc
             notify_error(self.app, exc, "Personalize failed")

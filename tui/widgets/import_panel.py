@@ -97,7 +97,7 @@ class ImportPanel(Vertical):
         if event.message:
             self.query_one("#import-summary", Static).update(Text(event.message))
 
-    @work(thread=True, exclusive=True, group="import")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="import")
     def run_import(self, paths: list[Path]) -> None:
         from mipo_local.context import import_paths
         from mipo_local.settings import load_settings
