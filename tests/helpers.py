@@ -40,6 +40,23 @@ def tree_digest(root: Path) -> dict[str, str]:
     return out
 
 
+# --- a tiny `run` of the demo corpus (tests/test_run_killed.py, tests/test_stop.py) ---
+
+def tiny_demo_run_args(max_steps: int) -> list[str]:
+    """`mipo-local run` arguments: the demo corpus and addresses, settings small enough for a test."""
+    from mipo_local.demo import DEMO_ADDRESSES, demo_sources
+
+    return [*map(str, demo_sources()), *[a for address in DEMO_ADDRESSES for a in ("--me", address)],
+            "--examples", "10", "--heldout-pairs", "2", "--candidates", "1", "--max-new-tokens", "32",
+            "--max-steps", str(max_steps), "--eval-examples", "2", "--quant", "Q8_0"]
+
+
+def latest_run_log(home: Path) -> str:
+    """The log of the workspace's latest run ("" before there is one)."""
+    logs = sorted((home / "runs").glob("run-*/log.txt"))
+    return logs[-1].read_text(encoding="utf-8") if logs else ""
+
+
 # --- the app under Textual's Pilot (tests/test_tui.py, tests/test_stop.py) ---
 
 def noted_app():

@@ -12,16 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from mipo_local.demo import DEMO_ADDRESSES, demo_sources
+from .helpers import latest_run_log, tiny_demo_run_args
 
-ARGS = [*map(str, demo_sources()), *[a for address in DEMO_ADDRESSES for a in ("--me", address)],
-        "--examples", "10", "--heldout-pairs", "2", "--candidates", "1", "--max-new-tokens", "32", "--max-steps", "2",
-        "--eval-examples", "2", "--quant", "Q8_0"]
-
-
-def _log(home: Path) -> str:
-    logs = sorted((home / "runs").glob("run-*/log.txt"))
-    return logs[-1].read_text(encoding="utf-8") if logs else ""
+ARGS = tiny_demo_run_args(max_steps=2)
+_log = latest_run_log
 
 
 def _run_until(home: Path, marker: str, rng: random.Random) -> None:
