@@ -52,9 +52,9 @@ def test_run_killed_in_each_stage_finishes_with_nothing_lost(mipo_home, sampling
     from mipo_local.context import ContextStore
 
     with ContextStore() as store:
-        rows = store.db.execute("SELECT example_id, sample FROM pairs").fetchall()
-        runs_made = store.db.execute("SELECT COUNT(*) FROM pair_runs").fetchone()[0]
-    assert len(rows) == 12 and len({tuple(r) for r in rows}) == 12 and runs_made == 1
+        rows = [(r["example_id"], r["sample"]) for r in store.pairs()]
+        runs_made = store.pair_run_count()
+    assert len(rows) == 12 and len(set(rows)) == 12 and runs_made == 1
     from mipo_local.active_model import active_model
 
     assert active_model() == Path(state["outputs"]["model"]).resolve()

@@ -57,7 +57,7 @@ def test_run_resumes_after_an_interruption_and_leaves_a_model_that_answers(mipo_
     from mipo_local.context import ContextStore
 
     with ContextStore() as store:   # evaluated examples were never trained on
-        trained = {r[0] for r in store.db.execute("SELECT example_id FROM pairs WHERE heldout = 0")}
+        trained = {r["example_id"] for r in store.pairs(split="train")}
     assert trained and not trained & set(report["example_ids"])
     assert report["neutral_perplexity"]["personal"] > 1.0
     assert "Before (base)" in (first.run_dir / "report.md").read_text()

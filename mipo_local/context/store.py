@@ -650,8 +650,14 @@ class ContextStore:
         return (rare or [w for _, w in known[:2]])[:MAX_QUERY_TERMS]
 
     def integrity_ok(self) -> bool:
+        """SQLite's own checks, foreign keys, and the search index holding every chunk once."""
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok" and not self.db.execute(
-            "PRAGMA foreign_key_check").fetchall()
+            "PRAGMA foreign_key_check").fetchall() and self.db.execute(
+            "SELECT COUNT(*) FROM chunks_fts").fetchone()[0] == self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+
+    @property
+    def journal_mode(self) -> str:
+        return self.db.execute("PRAGMA journal_mode").fetchone()[0]
 
 
 def _thread_subject(doc: ParsedDocument) -> str:
