@@ -66,29 +66,31 @@ def test_unsupported_architecture_checkpoint(tmp_path, smol_checkpoint, bundled_
     assert not (tmp_path / "out.gguf").exists()
 
 
-def test_cli_errors_are_one_line(tmp_path, smol_checkpoint, bundled_gguf):
-    home = tmp_path / "home"
-    out = tmp_path / "out.gguf"
-    # missing checkpoint
-    proc = run_cli(["export", "--base", str(bundled_gguf), "--checkpoint", str(tmp_path / "missing"), "--out", str(out)], home)
-    assert_one_line_error(proc, "does not exist")
-    # a base that is not a GGUF
-    text = tmp_path / "model.gguf"
-    text.write_text("hello")
-    proc = run_cli(["export", "--base", str(text), "--checkpoint", str(smol_checkpoint), "--out", str(out)], home)
-    assert_one_line_error(proc, "not a GGUF file")
-    # a base of an unsupported architecture
-    proc = run_cli(["export", "--base", str(write_foreign_gguf(tmp_path / "g.gguf")), "--checkpoint", str(smol_checkpoint),
-                    "--out", str(out)], home)
-    assert_one_line_error(proc, "'gpt2' model")
-    # an unknown quant type
-    proc = run_cli(["export", "--base", str(bundled_gguf), "--checkpoint", str(smol_checkpoint), "--quant", "Q2", "--out", str(out)], home)
-    assert_one_line_error(proc, "unknown quantization")
-    # a truncated base
+def _bad_export(case: str, tmp_path: Path, checkpoint: Path, base: Path) -> tuple[list[str], str]:
+    """`export` arguments with one kind of bad input, and what its error line must say."""
+    if case == "missing checkpoint":
+        return ["--base", str(base), "--checkpoint", str(tmp_path / "missing")], "does not exist"
+    if case == "base not a GGUF":
+        text = tmp_path / "model.gguf"
+        text.write_text("hello")
+        return ["--base", str(text), "--checkpoint", str(checkpoint)], "not a GGUF file"
+    if case == "unsupported architecture":
+        return ["--base", str(write_foreign_gguf(tmp_path / "g.gguf")), "--checkpoint", str(checkpoint)], "'gpt2' model"
+    if case == "unknown quant type":
+        return ["--base", str(base), "--checkpoint", str(checkpoint), "--quant", "Q2"], "unknown quantization"
+    assert case == "truncated base", case
     cut = tmp_path / "cut.gguf"
-    cut.write_bytes(bundled_gguf.read_bytes()[:5_000_000])
-    proc = run_cli(["export", "--base", str(cut), "--checkpoint", str(smol_checkpoint), "--out", str(out)], home)
-    assert_one_line_error(proc, "truncated")
+    cut.write_bytes(base.read_bytes()[:5_000_000])
+    return ["--base", str(cut), "--checkpoint", str(checkpoint)], "truncated"
+
+
+@pytest.mark.parametrize("case", ["missing checkpoint", "base not a GGUF", "unsupported architecture",
+                                  "unknown quant type", "truncated base"])
+def test_cli_errors_are_one_line(tmp_path, smol_checkpoint, bundled_gguf, case):
+    out = tmp_path / "out.gguf"
+    args, says = _bad_export(case, tmp_path, smol_checkpoint, bundled_gguf)
+    proc = run_cli(["export", *args, "--out", str(out)], tmp_path / "home")
+    assert_one_line_error(proc, says)
     assert not out.exists()
 
 

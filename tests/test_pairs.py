@@ -8,18 +8,18 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from mipo_local.context import ContextStore, import_paths
-from mipo_local.demo import demo_dir
+from mipo_local.demo import demo_sources
 from mipo_local.errors import MipoError
 from mipo_local.generation import BatchedGenerator, Sampling
 from mipo_local.pairs import PairSettings, build_examples, export_jsonl, generate_pairs, pair_rows
 from mipo_local.pairs.filters import is_degenerate, judge_pair, trim_cut
 from mipo_local.prompt_format import ChatTemplate, chat_messages, system_message
 
-from .mail_fixtures import ME
 from .helpers import run_cli
 
 # one candidate per side and no MI filter: these tests are about prompts and bookkeeping, not selection
@@ -30,8 +30,7 @@ SMALL = PairSettings(examples=8, heldout_pairs=4, max_new_tokens=32, n_parallel=
 
 @pytest.fixture
 def demo_store(mipo_home):
-    root = demo_dir()
-    import_paths([root / "notes", root / "mail"])
+    import_paths(demo_sources())
     with ContextStore() as store:
         yield store
 
@@ -51,39 +50,66 @@ def test_examples_are_stable_and_split(demo_store):
     assert all(email.reference not in c for c in email.context)  # the real reply is not its own context
 
 
-def test_pairs_carry_the_right_prompts(demo_store, sampling_model, tmp_path):
-    summary = generate_pairs(demo_store, sampling_model, SMALL)
-    rows = pair_rows(demo_store, split="all", include_dropped=True)
-    assert len(rows) == 12 and summary.made + sum(summary.dropped.values()) == 12
-    template = ChatTemplate.from_gguf(sampling_model)
-    examples = {e.id: e for e in build_examples(demo_store, max_examples=10 ** 6, heldout_fraction=0.3)}
-    assert sum(r["heldout"] for r in rows) == 4
-    for row in rows:
-        e = examples[row["example_id"]]
+@pytest.fixture(scope="module")
+def small_run(module_home, sampling_model):
+    """SMALL pairs made once on the demo for the tests of their prompts and bookkeeping: the store, the
+    run's summary, every pair row, the examples by id and the model's chat template."""
+    import_paths(demo_sources())
+    with ContextStore() as store:
+        summary = generate_pairs(store, sampling_model, SMALL)
+        examples = {e.id: e for e in build_examples(store, max_examples=10 ** 6, heldout_fraction=0.3)}
+        yield SimpleNamespace(store=store, summary=summary, rows=pair_rows(store, split="all", include_dropped=True),
+                              examples=examples, template=ChatTemplate.from_gguf(sampling_model))
+
+
+def test_every_example_gets_a_pair_made_or_dropped(small_run):
+    assert len(small_run.rows) == 12 and small_run.summary.made + sum(small_run.summary.dropped.values()) == 12
+    assert sum(r["heldout"] for r in small_run.rows) == 4
+
+
+def test_pair_prompt_holds_its_examples_context(small_run):
+    for row in small_run.rows:
+        e = small_run.examples[row["example_id"]]
         context = json.loads(row["context"])
         assert context == list(e.context) and context
         assert json.loads(row["prompt"]) == chat_messages(context, e.request)
-        assert row["prompt_text"] == template.render(chat_messages(context, e.request))
+        assert row["prompt_text"] == small_run.template.render(chat_messages(context, e.request))
+
+
+def test_drop_negative_prompt_has_no_context(small_run):
+    for row in small_run.rows:
         assert row["negative_context"] is None
-        negative_prompt = template.render(chat_messages(None, e.request))
+        negative_prompt = small_run.template.render(chat_messages(None, small_run.examples[row["example_id"]].request))
         assert system_message(None) in negative_prompt
-        for chunk in context:
-            assert chunk not in negative_prompt
+        assert not [chunk for chunk in json.loads(row["context"]) if chunk in negative_prompt]
+
+
+def test_kept_pairs_have_two_different_answers(small_run):
+    for row in small_run.rows:
         if row["status"] == "ok":
             assert row["chosen"].strip() and row["rejected"].strip() and row["chosen"] != row["rejected"]
-    # held-out examples never reach the training export
+
+
+def test_heldout_examples_never_reach_the_training_export(small_run, tmp_path):
     out = tmp_path / "train.jsonl"
-    n = export_jsonl(demo_store, out)
+    n = export_jsonl(small_run.store, out)
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == n > 0
-    held_prompts = {r["prompt"] for r in rows if r["heldout"]}
+    held_prompts = {r["prompt"] for r in small_run.rows if r["heldout"]}
     assert held_prompts, "the test needs held-out examples"
-    for record in records:
+    assert not [r for r in records if json.dumps(r["prompt"], ensure_ascii=False) in held_prompts]
+
+
+def test_training_export_is_conversational(small_run, tmp_path):
+    out = tmp_path / "train.jsonl"
+    export_jsonl(small_run.store, out)
+    for record in map(json.loads, out.read_text().splitlines()):
         assert set(record) == {"prompt", "chosen", "rejected"}
         assert record["prompt"][0]["role"] == "system" and record["chosen"][0]["role"] == "assistant"
-        assert json.dumps(record["prompt"], ensure_ascii=False) not in held_prompts
-    # a second call with the same settings has nothing left to do
-    again = generate_pairs(demo_store, sampling_model, SMALL)
+
+
+def test_same_settings_again_have_nothing_left_to_do(small_run, sampling_model):
+    again = generate_pairs(small_run.store, sampling_model, SMALL)
     assert again.made == 0 and again.done_before == 12
 
 
@@ -176,13 +202,19 @@ def test_shared_prefix_batched_greedy_equals_single_sequence(bundled_gguf):
     assert [c.tokens for c in batched] == [c.tokens for c in single]
 
 
-def test_filters():
+def test_trim_cut_ends_a_cut_answer_at_its_last_sentence():
     assert trim_cut("One sentence. Two sente", "length") == "One sentence."
     assert trim_cut("averyveryverylongwordwithoutend", "length") is None
     assert trim_cut("Finished.", "stop") == "Finished."
+
+
+def test_is_degenerate_finds_loops():
     assert is_degenerate("I am sorry. " * 10)
     assert is_degenerate("line\nline\nline\nline")
     assert not is_degenerate("A normal answer with several different words that do not repeat in any loop at all.")
+
+
+def test_judge_pair_drops_identical_and_empty_pairs():
     assert judge_pair("Same answer.", "stop", "same  answer.", "stop")[0] == "identical"
     assert judge_pair("", "stop", "Something.", "stop")[0] == "empty"
     assert judge_pair("Good.", "stop", "Different.", "stop")[0] is None
