@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import subprocess
 import sys
@@ -80,3 +82,13 @@ def test_nothing_written_outside_the_workspace(tmp_path):
     env = {**os.environ, "MIPO_HOME": str(tmp_path / "h")}
     subprocess.run([sys.executable, "-m", "mipo_local", "models"], cwd=cwd, env=env, check=True, capture_output=True)
     assert list(cwd.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, says", [
+    (["run", "--quant", "Q2"], "unknown quant 'Q2'; choose one of F16"),
+    (["run", "--strategy", "random"], "unknown strategy 'random'"),
+    (["pairs", "--examples", "many"], "argument --examples: invalid int value"),
+    (["train", "--no-such-flag"], "unrecognized arguments"),
+])
+def test_a_wrong_command_line_is_one_line(mipo_home, args, says):
+    assert_one_line_error(run_cli(args, mipo_home), says)

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 from .. import __version__
 from ..errors import MipoError
 from . import chat, context, models, pairs, run, train
-from .common import echo
+from .common import OneLineParser, echo
 
 __all__ = ["build_parser", "echo", "main"]
 
@@ -29,7 +29,7 @@ def _cmd_app(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mipo-local",
         description="Make a small language model personal to you, entirely on this machine. "
         "Without a command, the app opens.",

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from typing import Iterable
 
-from ..options import described, kind_of
+from ..options import check_choices, described, kind_of
 
 
 def echo(*parts, **kwargs) -> None:
@@ -30,11 +30,11 @@ def add_settings_flags(parser: argparse.ArgumentParser, cls, names: Iterable[str
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
+            # choices are checked by check_choices (one clear line), not by argparse (usage + error)
             kwargs["type"] = kind
+            kwargs["metavar"] = name.upper()
             if meta["choices"]:
-                kwargs["choices"] = meta["choices"]
-            else:
-                kwargs["metavar"] = name.upper()
+                kwargs["help"] += f"; one of {', '.join(map(str, meta['choices']))}"
         parser.add_argument(meta["flag"] or "--" + name.replace("_", "-"), **kwargs)
 
 
@@ -45,9 +45,12 @@ def given_flags(args: argparse.Namespace, prefix: str) -> dict:
 
 
 def apply_flags(args: argparse.Namespace, settings, prefix: str):
-    """`settings` with the fields given on the command line replaced."""
+    """`settings` with the fields given on the command line replaced (a value outside a field's
+    choices is a one-line MipoError)."""
     given = given_flags(args, prefix)
-    return dataclasses.replace(settings, **given) if given else settings
+    settings = dataclasses.replace(settings, **given) if given else settings
+    check_choices(settings)
+    return settings
 
 
 def apply_train_flags(args: argparse.Namespace, settings):
@@ -55,4 +58,13 @@ def apply_train_flags(args: argparse.Namespace, settings):
     given = given_flags(args, "train")
     if "lora_rank" in given and "lora_alpha" not in given:
         given["lora_alpha"] = 2 * given["lora_rank"]
-    return dataclasses.replace(settings, **given) if given else settings
+    settings = dataclasses.replace(settings, **given) if given else settings
+    check_choices(settings)
+    return settings
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a wrong command line reported as one `mipo-local: error:` line (exit 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"mipo-local: error: {message}; see `{self.prog} --help`\n")

@@ -96,7 +96,7 @@ def register(sub) -> None:
     p = sub.add_parser("export", help="write a (merged) checkpoint as a GGUF, metadata from its base, quantized")
     p.add_argument("--base", required=True, help="catalog name, GGUF path or model folder the checkpoint came from")
     p.add_argument("--checkpoint", required=True, help="folder of the merged model (safetensors + config.json)")
-    p.add_argument("--quant", default="Q8_0", choices=tuple(QUANT_TYPES), help="quantization of the GGUF (default Q8_0)")
+    p.add_argument("--quant", default="Q8_0", help=f"quantization of the GGUF: one of {', '.join(QUANT_TYPES)} (default Q8_0)")
     p.add_argument("--out", required=True, help="the .gguf file to write")
     p.add_argument("--name", default=None, help="general.name of the new model")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")

@@ -33,6 +33,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ..cli_progress import TerminalProgress
     from ..pipeline import run_pipeline
 
+    settings = run_settings(args)          # a wrong value is reported before anything happens
     sources, addresses = [Path(p) for p in args.paths], list(args.me or [])
     if args.demo:
         from .. import workspace
@@ -43,7 +44,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         echo(f"demo workspace: {workspace.home()} (the fictional Ada Lindqvist; your own data is not touched)")
         sources, addresses = demo_sources(), list(DEMO_ADDRESSES)
     start = time.perf_counter()
-    result = run_pipeline(sources, run_settings(args), addresses=addresses, new=args.new,
+    result = run_pipeline(sources, settings, addresses=addresses, new=args.new,
                           until="pairs" if args.pairs_only else None, progress=TerminalProgress())
     total = time.perf_counter() - start
     if result.up_to_date:
