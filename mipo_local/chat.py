@@ -18,7 +18,6 @@ continued later.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 import uuid
@@ -85,7 +84,17 @@ def list_conversations() -> list[Conversation]:
             out.append(load_conversation(path.stem))
         except MipoError:
             continue
-    return sorted(out, key=lambda c: (c.messages[-1]["at"] if c.messages else c.created), reverse=True)
+    return sorted(out, key=lambda c: _when(c.messages[-1]["at"] if c.messages else c.created), reverse=True)
+
+
+def _when(stamp: str) -> float:
+    """A conversation's time stamp as seconds: UTC now, local time in ones saved by older versions."""
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(stamp).timestamp()   # naive stamps are taken as local time
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def load_conversation(conversation_id: str) -> Conversation:
@@ -115,8 +124,7 @@ def chat_model(base: bool = False, base_spec: Optional[str] = None) -> Path:
     return model
 
 
-def _now() -> str:
-    return dt.datetime.now().isoformat(timespec="seconds")
+_now = workspace.now_utc
 
 
 def prompt_settings(model: Path):
@@ -178,10 +186,6 @@ class ChatSession:
 
     def _count(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-
-    def retrieve(self, text: str) -> list[Snippet]:
-        """The user's best excerpts for `text` that fit the context budget, chosen as for the pairs."""
-        return self._fit(self._search(text))
 
     def _search(self, text: str):
         from .context import ContextStore

@@ -28,6 +28,13 @@ PRIVATE_FILE = 0o600
 _secured: set[str] = set()      # workspaces whose permissions this process has already checked
 
 
+def now_utc() -> str:
+    """The time stamps the workspace's files carry (the store, conversations): UTC, to the second."""
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
 def home() -> Path:
     """The workspace root, created on first use, private (see the module's notes)."""
     override = os.environ.get(ENV_HOME)

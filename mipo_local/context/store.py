@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import re
 import sqlite3
@@ -176,8 +175,7 @@ def store_path() -> Path:
     return workspace.home() / STORE_FILE
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+_now = workspace.now_utc
 
 
 def query_words(text: str) -> list[str]:
