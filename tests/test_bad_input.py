@@ -11,7 +11,7 @@ import pytest
 from mipo_local.errors import MipoError
 from mipo_local.modelio import checkpoint_to_gguf, gguf_to_checkpoint, inspect_gguf
 
-from .helpers import assert_one_line_error, run_cli  # noqa: F401  (test_train and test_run_pipeline import them from here)
+from .helpers import assert_one_line_error, run_cli
 
 
 def write_foreign_gguf(path: Path, arch: str = "gpt2") -> Path:
