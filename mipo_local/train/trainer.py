@@ -1,6 +1,8 @@
 """LoRA DPO with trl's DPOTrainer and peft, made fast on CPUs, resumable and observable.
 
 What differs from trl's defaults, and why (measured in BENCHMARKS.md):
+- each pair's prompt is computed once for both answers (`shared_prompt.py`: one packed row per pair
+  instead of trl's two), in training and in the reference pass: same loss and gradients, tested;
 - the output head scores only completion positions. trl does this only where Triton runs (CUDA,
   XPU); on CPU it projects every prompt and padding position onto the whole vocabulary, which is
   most of the cost. Scoring only the `label != -100` positions gives the identical loss.
@@ -64,19 +66,19 @@ def _last_checkpoint(folder: Path) -> Optional[Path]:
 def plan_memory(settings: TrainSettings, plan: DevicePlan, config, n_params: int, longest: int) -> tuple[int, int, bool]:
     """(micro-batch, gradient accumulation, gradient checkpointing) that fit this machine's memory.
 
-    The effective batch stays `batch_size × grad_accum`. A micro-batch that would not fit is halved
+    `longest` is the longest pair in tokens, prompt + chosen + rejected: the row the model sees when
+    the prompt is shared (`shared_prompt.py`). The effective batch stays `batch_size × grad_accum`. A micro-batch that would not fit is halved
     (more accumulation steps cost little on a CPU, whose throughput hardly depends on batch size);
     gradient checkpointing comes on only when even one pair at a time would not fit.
     """
     batch, accum = settings.batch_size, settings.grad_accum
     if settings.gradient_checkpointing in ("on", "off"):
         return batch, accum, settings.gradient_checkpointing == "on"
-    length = min(longest, settings.max_length)
     bytes_per = 2 if plan.dtype_name != "float32" else 4
     # kept for backward, per token and layer: ~20 hidden-sized and ~6 MLP-sized activations, and
     # the attention probabilities (heads × length); measured on SmolLM2 with ~700-token pairs
-    per_sequence = length * config.num_hidden_layers * bytes_per * (
-        20 * config.hidden_size + 6 * config.intermediate_size + config.num_attention_heads * length)
+    per_sequence = longest * config.num_hidden_layers * bytes_per * (
+        20 * config.hidden_size + 6 * config.intermediate_size + config.num_attention_heads * longest)
     weights = n_params * (bytes_per + 4)
     try:
         if plan.device == "cuda":
@@ -88,10 +90,10 @@ def plan_memory(settings: TrainSettings, plan: DevicePlan, config, n_params: int
     except (ValueError, OSError, AttributeError):
         return batch, accum, False
     budget = free * 0.6 - weights
-    while batch > 1 and batch * 2 * per_sequence > budget:
+    while batch > 1 and batch * per_sequence > budget:
         batch //= 2
         accum *= 2
-    return batch, accum, batch * 2 * per_sequence > budget
+    return batch, accum, batch * per_sequence > budget
 
 
 def _dataset(records: Sequence[dict], tokenizer, cache_dir: Path):
@@ -265,7 +267,9 @@ def train_lora(
     metrics: dict = {"device": plan.device, "dtype": plan.dtype_name, "gradient_checkpointing": checkpointing,
                      "micro_batch": micro_batch, "grad_accum": accum,
                      "pairs": len(dataset), "pairs_too_long": too_long, "heldout_pairs": len(heldout)}
-    with compact_lm_head():
+    from .shared_prompt import shared_prompt_forward
+
+    with compact_lm_head(), shared_prompt_forward(model):
         report(progress, "train", "computing reference log-probs (once)")
         t = time.perf_counter()
         with warnings.catch_warnings():
