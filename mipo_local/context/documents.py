@@ -23,6 +23,9 @@ class ParsedDocument:
     message_id: Optional[str] = None
     in_reply_to: Optional[str] = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # (chunk_tokens, [(chunk, its token estimate)…]): the body already chunked (by a worker
+    # process that parsed it), used by the store when it chunks with the same budget
+    chunks: Optional[tuple[int, list[tuple[str, int]]]] = field(default=None, compare=False, repr=False)
 
     def content_hash(self) -> str:
         h = hashlib.sha256()

@@ -80,6 +80,89 @@ class _Opened:
         return b"".join(parts)
 
 
+def open_regular(path: Path) -> _Opened:
+    """A regular file open for reading (a context manager with `.fd` and `.stat`); Unreadable
+    with the reason for anything else."""
+    return _Opened(path)
+
+
+BLOCK_BYTES = 1 << 20
+
+
+def digest_and_size(fd: int, cap: int) -> tuple[str, int]:
+    """The SHA-256 of a file open at `fd` and its length, read by offset in blocks (never whole;
+    the descriptor's position is not used). Unreadable when it holds more than `cap` bytes."""
+    import hashlib
+
+    h, offset = hashlib.sha256(), 0
+    while True:
+        block = _pread(fd, BLOCK_BYTES, offset)
+        if not block:
+            return h.hexdigest(), offset
+        offset += len(block)
+        if offset > cap:
+            raise _too_large(cap)
+        h.update(block)
+
+
+def read_blocks(fd: int, size: int, *, compressed: bool, cap: int):
+    """The first `size` bytes of a file open at `fd`, in blocks, read by offset (several readers
+    may share the descriptor); unpacked for `.gz`, with at most `cap` bytes unpacked."""
+    if not compressed:
+        offset = 0
+        while offset < size:
+            block = _pread(fd, min(BLOCK_BYTES, size - offset), offset)
+            if not block:
+                return
+            offset += len(block)
+            yield block
+        return
+    total = 0
+    try:
+        with gzip.GzipFile(fileobj=_OffsetReader(fd, size)) as gz:
+            while True:
+                block = gz.read(BLOCK_BYTES)
+                if not block:
+                    return
+                total += len(block)
+                if total > cap:
+                    raise _too_large(cap, " once unpacked")
+                yield block
+    except (OSError, EOFError, zlib.error) as exc:
+        raise Unreadable(f"damaged gzip file ({exc})") from None
+
+
+def _pread(fd: int, n: int, offset: int) -> bytes:
+    try:
+        return os.pread(fd, n, offset)
+    except OSError as exc:
+        raise Unreadable(os_reason(exc)) from None
+
+
+class _OffsetReader:
+    """The first `size` bytes of a file descriptor as a file object of its own, read by offset."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd, self.size, self.offset = fd, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        left = self.size - self.offset
+        n = left if n is None or n < 0 else min(n, left)
+        data = _pread(self.fd, n, self.offset) if n > 0 else b""
+        self.offset += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.offset = {0: offset, 1: self.offset + offset, 2: self.size + offset}[whence]
+        return self.offset
+
+    def tell(self) -> int:
+        return self.offset
+
+
 def _too_large(cap: int, what: str = "") -> Unreadable:
     return Unreadable(f"larger than the {cap / 1024 / 1024:.0f} MB limit{what} (a setting)")
 

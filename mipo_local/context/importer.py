@@ -12,14 +12,16 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ..addresses import normalize_address, unspell_at
 from ..errors import MipoError
 from ..progress import ProgressCallback, report
 from ..settings import UserSettings, load_settings, save_settings
-from .files import is_compressed, iter_lines, os_reason, read_file, read_head, unpack
-from .mail import is_maildir, maildir_messages, message_locator, parse_message, sniff_mail, split_mbox
+from .documents import ParsedDocument
+from .files import digest_and_size, is_compressed, iter_lines, open_regular, os_reason, read_file, read_head, unpack
+from .mail import is_maildir, maildir_messages, message_locator, parse_message, sniff_mail
+from .mbox_stream import PARALLEL_MIN_BYTES, MailboxStream, default_workers
 from .notes import parse_note
 from .outlook import parse_msg, pst_messages
 from .store import ContextStore
@@ -79,20 +81,29 @@ def _parse(item: Item, raw: bytes, mtime: float) -> tuple[list, list[tuple[str, 
         return [parse_message(raw, fallback_id=message_locator(raw))], []
     if item.kind == "msg":
         return [parse_msg(raw, fallback_id=message_locator(raw))], []
-    docs, problems = [], []
-    messages = pst_messages(raw) if item.kind == "pst" else split_mbox(raw)
+    problems: list[tuple[str, str]] = []
+    docs = list(_mailbox_documents(item, pst_messages(raw), problems))
+    return docs, problems
+
+
+def _mailbox_documents(item: Item, messages, problems: list[tuple[str, str]]):
+    """The documents of a mailbox's messages (raw bytes, parsed documents or an Unreadable each),
+    in order; (where, why) added to `problems` for each message that cannot be used. Unreadable
+    at the end when not one message could be used."""
+    count = 0
     for n, message in enumerate(messages, 1):
         try:
             if isinstance(message, Unreadable):
                 raise message
-            docs.append(parse_message(message, fallback_id=message_locator(message)))
+            yield message if isinstance(message, ParsedDocument) else \
+                parse_message(message, fallback_id=message_locator(message))
+            count += 1
         except Unreadable as exc:
             problems.append((f"{item.path} (message {n})", str(exc)))
-    if not docs:
+    if not count:
         reason = collections.Counter(r for _, r in problems).most_common(1)[0][0] if problems else "no messages"
         raise Unreadable(f"malformed mbox ({reason})" if item.kind == "mbox" else
                          f"no readable message in this Outlook file ({reason})")
-    return docs, problems
 
 
 # Looking for the user's addresses reads only mail headers, and no more than this of any file.
@@ -223,12 +234,18 @@ def import_paths(
     store: Optional[ContextStore] = None,
     settings: Optional[UserSettings] = None,
     progress: Optional[ProgressCallback] = None,
+    workers: Optional[int] = None,
 ) -> ImportSummary:
     """Import notes folders, vaults, mbox/.eml files and Maildir folders into the context store.
 
     Every path must exist (MipoError otherwise, before anything is written). Each file is imported
     in its own transaction: an interruption loses at most the file being imported, and running the
     import again finishes the job. The user's files are only ever opened for reading.
+
+    An mbox is read as a stream (memory bounded whatever its size). `workers`: processes that
+    parse an mbox's messages while this one writes the store; None: one per core (two at most)
+    for a mailbox of 8 MB or more, else none; 1: everything in this process. The store's
+    contents are the same either way.
     """
     roots = []
     for p in paths:
@@ -250,7 +267,7 @@ def import_paths(
     store = store or ContextStore()
     try:
         for root in roots:
-            _import_root(root, store, settings, summary, progress)
+            _import_root(root, store, settings, summary, progress, workers)
         if settings.addresses:   # also re-decides earlier imports when the addresses changed
             store.set_user_addresses(settings.addresses)
         else:
@@ -269,7 +286,7 @@ def _progress_data(summary: ImportSummary) -> dict:
 
 
 def _import_root(root: Path, store: ContextStore, settings: UserSettings, summary: ImportSummary,
-                 progress: Optional[ProgressCallback]) -> None:
+                 progress: Optional[ProgressCallback], workers: Optional[int]) -> None:
     source_id = store.add_source(fs_text(str(Path(os.path.realpath(root)))), source_kind(root))
     seen: set[str] = set()
     note_cap = int(settings.max_file_mb * 1024 * 1024)
@@ -285,8 +302,11 @@ def _import_root(root: Path, store: ContextStore, settings: UserSettings, summar
         summary.files_seen += 1
         seen.add(item.key)
         report(progress, "import", _printable(item.key), done=summary.files_seen, data=_progress_data(summary))
-        reason = _import_file(item, source_id, store, settings, summary,
-                              mailbox_cap if item.kind in ("mbox", "pst") else note_cap)
+        cap = mailbox_cap if item.kind in ("mbox", "pst") else note_cap
+        if item.kind == "mbox":
+            reason = _import_mailbox(item, source_id, store, settings, summary, cap, workers)
+        else:
+            reason = _import_file(item, source_id, store, settings, summary, cap)
         if reason:
             summary.skipped.append((str(item.path), reason))
     gone = [p for p in store.file_paths(source_id) if p not in seen]
@@ -298,32 +318,89 @@ def _import_root(root: Path, store: ContextStore, settings: UserSettings, summar
         store.mark_imported(source_id)
 
 
+def _to_read(item: Item, source_id: int, store: ContextStore, summary: ImportSummary,
+             cap: int) -> tuple[bool, Optional[str], Optional[Any]]:
+    """Whether the file must be read, and else the reason it is skipped (None: unchanged by its
+    size and time); with the file's row in the store (None for a new file)."""
+    try:
+        st = os.stat(item.path)
+    except OSError as exc:
+        return False, os_reason(exc), None
+    if st.st_size == 0:
+        return False, "empty file", None
+    if st.st_size > cap:
+        return False, f"larger than the {cap / 1024 / 1024:.0f} MB limit (a setting)", None
+    row = store.file_row(source_id, item.key)
+    if row is not None and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:
+        summary.unchanged += 1
+        return False, None, row
+    return True, None, row
+
+
+def _same_content(row, digest: str, st: os.stat_result, store: ContextStore, summary: ImportSummary) -> bool:
+    """The file holds what was imported before (only its time changed): noted, and True."""
+    if row is None or row["sha256"] != digest:
+        return False
+    with store.transaction():
+        store.touch_file(row["id"], st.st_size, st.st_mtime_ns)
+    summary.unchanged += 1
+    return True
+
+
+def _import_mailbox(item: Item, source_id: int, store: ContextStore, settings: UserSettings,
+                    summary: ImportSummary, cap: int, workers: Optional[int]) -> Optional[str]:
+    """Import one mbox as a stream, in one transaction (an interruption leaves what was there
+    before); returns the reason when it is skipped. Raises like `_import_file`."""
+    read, reason, row = _to_read(item, source_id, store, summary, cap)
+    if not read:
+        return reason
+    try:
+        with open_regular(item.path) as fh:     # read-only, regular files only, at most `cap` bytes
+            digest, size = digest_and_size(fh.fd, cap)
+            summary.bytes_read += size
+            if _same_content(row, digest, fh.stat, store, summary):
+                return None
+            if workers is None:
+                workers = default_workers() if size >= PARALLEL_MIN_BYTES else 1
+            problems: list[tuple[str, str]] = []
+            with MailboxStream(fh.fd, size, compressed=is_compressed(item.path), cap=cap, workers=workers,
+                               chunk_tokens=settings.chunk_tokens) as stream:
+                with store.transaction():
+                    changed, removed = store.replace_file(
+                        source_id, item.key, item.kind, fh.stat.st_size, fh.stat.st_mtime_ns, digest,
+                        _mailbox_documents(item, stream, problems),
+                        user_addresses=settings.addresses, chunk_tokens=settings.chunk_tokens,
+                    )
+    except Unreadable as exc:
+        return str(exc)
+    summary.skipped.extend(problems)
+    _count(summary, row, changed, removed)
+    return None
+
+
+def _count(summary: ImportSummary, row, changed: int, removed: int) -> None:
+    summary.documents_changed += changed
+    summary.documents_removed += removed
+    if row is None:
+        summary.added += 1
+    else:
+        summary.updated += 1
+
+
 def _import_file(item: Item, source_id: int, store: ContextStore, settings: UserSettings,
                  summary: ImportSummary, cap: int) -> Optional[str]:
     """Import one file; returns the reason when it is skipped. Whatever the file holds, nothing
     raises from here but the store's own errors (busy, full) and an interruption."""
-    try:
-        st = os.stat(item.path)
-    except OSError as exc:
-        return os_reason(exc)
-    if st.st_size == 0:
-        return "empty file"
-    if st.st_size > cap:
-        return f"larger than the {cap / 1024 / 1024:.0f} MB limit (a setting)"
-    row = store.file_row(source_id, item.key)
-    if row is not None and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:
-        summary.unchanged += 1
-        return None
+    read, reason, row = _to_read(item, source_id, store, summary, cap)
+    if not read:
+        return reason
     try:
         raw, st = read_file(item.path, cap)   # read-only, regular files only, at most `cap` bytes
     except Unreadable as exc:
         return str(exc)
     summary.bytes_read += len(raw)
     digest = hashlib.sha256(raw).hexdigest()
-    if row is not None and row["sha256"] == digest:
-        with store.transaction():
-            store.touch_file(row["id"], st.st_size, st.st_mtime_ns)
-        summary.unchanged += 1
+    if _same_content(row, digest, st, store, summary):
         return None
     try:
         documents, problems = _parse(item, unpack(item.path, raw, cap), st.st_mtime)
@@ -339,10 +416,5 @@ def _import_file(item: Item, source_id: int, store: ContextStore, settings: User
             source_id, item.key, item.kind, st.st_size, st.st_mtime_ns, digest, documents,
             user_addresses=settings.addresses, chunk_tokens=settings.chunk_tokens,
         )
-    summary.documents_changed += changed
-    summary.documents_removed += removed
-    if row is None:
-        summary.added += 1
-    else:
-        summary.updated += 1
+    _count(summary, row, changed, removed)
     return None

@@ -8,12 +8,13 @@ from __future__ import annotations
 import email
 import email.errors
 import email.header
+import email.headerregistry
 import email.policy
 import email.utils
 import hashlib
 import re
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 from .documents import ParsedDocument
 from .files import HEAD_BYTES
@@ -22,6 +23,55 @@ from .quotes import split_reply
 from .text import Unreadable, decode_text, html_to_text, strip_controls
 
 # -------------------------------------------------------------------------------------- messages
+
+
+class _Headers(email.headerregistry.HeaderRegistry):
+    """The email package's default header registry, minus two costs that are pure repetition
+    (most of the parsing time on a large mailbox): it made a new header class on every header
+    access, and parsed a header again on every access — Content-Type eight to ten times per
+    message (`get_content_type()` and friends). Here each header class is made once per name,
+    and the parsed MIME and address headers are kept by their exact value (most mail repeats a
+    few Content-Type values and the same correspondents' From and To). Header objects are
+    immutable, so every result is what the default registry returns. Both caches are bounded
+    (crafted mail may hold any number of names and values)."""
+
+    MAX_CLASSES = 512
+    MAX_PARSED = 4096
+    MAX_VALUE = 256
+    REPEATED = ("content-", "mime-version", "from", "to", "cc", "reply-to", "sender")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type] = {}
+        self._parsed: dict[tuple[str, str], object] = {}
+
+    def __getitem__(self, name):
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = super().__getitem__(name)
+            if len(self._classes) < self.MAX_CLASSES:
+                self._classes[key] = cls
+        return cls
+
+    def __call__(self, name, value):
+        if len(value) > self.MAX_VALUE or not _repeated(name.lower()):
+            return self[name](name, value)
+        key = (name, value)
+        header = self._parsed.get(key)
+        if header is None:
+            if len(self._parsed) >= self.MAX_PARSED:
+                self._parsed.clear()
+            header = self._parsed[key] = self[name](name, value)
+        return header
+
+
+def _repeated(name: str) -> bool:
+    return name.startswith("content-") or name in _Headers.REPEATED
+
+
+# policy.default with the registry above: the same parse, the same objects
+_POLICY = email.policy.default.clone(header_factory=_Headers())
 
 
 def _raw_header(msg, name: str) -> str:
@@ -178,7 +228,7 @@ def parse_message(raw: bytes, *, fallback_id: str) -> ParsedDocument:
 
 
 def _parse_message(raw: bytes, fallback_id: str) -> ParsedDocument:
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    msg = email.message_from_bytes(raw, policy=_POLICY)
     if msg.defects and not msg.keys():
         raise Unreadable("malformed email (no headers)")
     declared = _declared_charset(msg)
@@ -275,17 +325,61 @@ _SEPARATOR = re.compile(rb"\r?\n\r?\n(From [^\r\n]*)\r?\n")
 def split_mbox(raw: bytes) -> Iterator[bytes]:
     """Messages of an mbox file (mboxo/mboxrd): split at "From " lines that follow a blank line,
     LF or CRLF line ends alike."""
-    if not looks_like_mbox(raw):
+    return split_mbox_stream([raw])
+
+
+def split_mbox_stream(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    """`split_mbox` over a file read in blocks of any size, holding no more than a block and the
+    message being read: the same messages, byte for byte, as splitting the whole file."""
+    return map(unescape_mbox_chunk, mbox_chunks(blocks))
+
+
+def mbox_chunks(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    """The messages of an mbox read in blocks, each as it stands in the file: its "From " line
+    first, ">From " lines escaped (`unescape_mbox_chunk` makes it the message).
+
+    The separator is searched in whole lines only, so a match is never cut by a block's end: every
+    match that ends in the lines read so far is final, and one that ends later starts at most four
+    bytes (two CRLF line ends) before the first line not yet complete — the search resumes there."""
+    buf = bytearray()
+    pos = 0        # the separator search resumes here (no match starts before it)
+    lines_end = 0  # buf[:lines_end] holds whole lines
+    checked = False
+    for block in blocks:
+        if not block:
+            continue
+        buf += block
+        if not checked:
+            if len(buf) < 5:
+                continue
+            if not looks_like_mbox(bytes(buf[:5])):
+                raise Unreadable("not an mbox file (it does not start with a 'From ' line)")
+            checked = True
+        newline = block.rfind(b"\n")
+        if newline < 0:
+            continue
+        lines_end = len(buf) - len(block) + newline + 1
+        cuts, last_end = [], pos
+        for m in _SEPARATOR.finditer(buf, pos, lines_end):
+            cuts.append(m.start(1))
+            last_end = m.end()
+        start = 0
+        for cut in cuts:
+            yield bytes(buf[start:cut])
+            start = cut
+        pos = max(last_end, lines_end - 4) - start
+        lines_end -= start
+        del buf[:start]
+    if not checked and not looks_like_mbox(bytes(buf)):
         raise Unreadable("not an mbox file (it does not start with a 'From ' line)")
-    starts = [0]
-    for m in _SEPARATOR.finditer(raw):
-        starts.append(m.start(1))
-    starts.append(len(raw))
-    for a, b in zip(starts, starts[1:]):
-        chunk = raw[a:b]
-        newline = chunk.find(b"\n")
-        message = chunk[newline + 1:] if newline >= 0 else b""
-        yield re.sub(rb"(?m)^>(>*From )", rb"\1", message)  # un-escape ">From " lines
+    yield bytes(buf)
+
+
+def unescape_mbox_chunk(chunk: bytes) -> bytes:
+    """A message as split (its "From " line first) without that line, ">From " lines un-escaped."""
+    newline = chunk.find(b"\n")
+    message = chunk[newline + 1:] if newline >= 0 else b""
+    return re.sub(rb"(?m)^>(>*From )", rb"\1", message)
 
 
 def message_locator(raw: bytes) -> str:
