@@ -356,6 +356,45 @@ def test_retrieval_puts_the_rare_word_first(tmp_path):
         assert len(hits) == 8
 
 
+def test_retrieval_sees_what_another_connection_imported(tmp_path):
+    """Term counts are kept between searches (issue 15), yet a word that another process's import
+    made common stops being searched first at once: "alpha" was rare here, then 50 notes of it."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for i in range(10):
+        (notes / f"n{i}.md").write_text(f"# Day {i}\n\nThe beta weather {'and alpha ' if i == 0 else ''}today.\n")
+    with ContextStore() as store:
+        import_paths([notes], store=store, settings=SETTINGS)
+        assert "alpha" in store.search("alpha beta", k=1)[0].text
+        more = tmp_path / "more"
+        more.mkdir()
+        for i in range(50):
+            (more / f"a{i}.md").write_text(f"# Alpha {i}\n\nalpha alpha alpha.\n")
+        with ContextStore() as other:
+            import_paths([more], store=other, settings=SETTINGS)
+        assert "beta" in store.search("alpha beta", k=1)[0].text      # now the selective word
+
+
+def test_retrieval_scores_a_bounded_number_of_chunks(tmp_path, monkeypatch):
+    """On a large store no search scores more than MAX_SCORED_CHUNKS chunks (issue 15): the rarest
+    word is searched whole, a word in more chunks than that only in the most recent ones."""
+    from mipo_local.context import store as store_module
+
+    monkeypatch.setattr(store_module, "MAX_SCORED_CHUNKS", 10)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for i in range(40):
+        (notes / f"n{i:02d}.md").write_text(f"# Day {i}\n\nThe boat needs paint {i}.\n")
+    (notes / "a-first.md").write_text("# Pond\n\nQuillwort seeds for the pond.\n")     # imported first
+    with ContextStore() as store:
+        import_paths([notes], store=store, settings=SETTINGS)
+        hits = store.search("quillwort boat", k=3)
+        assert hits[0].title == "Pond" and len(hits) == 3           # the rare word, then the window
+        newest = max(h.chunk_id for h in store.search("paint", k=100))
+        window = store.search("boat paint", k=100)
+        assert 0 < len(window) <= 10 and min(h.chunk_id for h in window) > newest - 10   # 2 words × 41 chunks
+
+
 def test_remove_source_and_context_cli(tmp_path, mipo_home):
     notes = write_notes(tmp_path / "notes")
     box = write_mbox(tmp_path / "mail.mbox", thread_messages())

@@ -8,7 +8,7 @@ import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 from .. import workspace
 from ..errors import MipoError
@@ -142,6 +142,14 @@ BUSY_TIMEOUT_S = 30.0
 # their BM25 weight is near zero, yet scoring them costs time for every chunk they occur in.
 COMMON_TERM_SHARE = 0.2
 MAX_QUERY_TERMS = 8
+# BM25 costs ~0.7 µs for every chunk a searched word is in: a search scores at most this many
+# chunks (rarest words first; see ContextStore._since), ~10 ms. Stores under ~9,000 chunks never
+# reach it; on 200,000 chunks of mail it keeps retrieval under 20 ms (BENCHMARKS.md).
+MAX_SCORED_CHUNKS = 15_000
+# document frequencies kept per connection (until the store changes)
+MAX_CACHED_TERMS = 50_000
+# ranked chunks looked up at most in one go (SQLite allows 32,766 parameters per statement)
+MAX_RANKED = 30_000
 
 
 @dataclass(frozen=True)
@@ -199,6 +207,7 @@ class ContextStore:
             self.db = sqlite3.connect(self.path, isolation_level=None,
                                       timeout=BUSY_TIMEOUT_S if timeout is None else timeout)
             self.db.row_factory = sqlite3.Row
+            self._cache: Optional[dict] = None
             self._wal(BUSY_TIMEOUT_S if timeout is None else timeout)
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -365,12 +374,13 @@ class ContextStore:
 
     def replace_file(
         self, source_id: int, path: str, kind: str, size: int, mtime_ns: int, sha256: str,
-        documents: Sequence[ParsedDocument], *, user_addresses: Sequence[str], chunk_tokens: int,
+        documents: Iterable[ParsedDocument], *, user_addresses: Sequence[str], chunk_tokens: int,
     ) -> tuple[int, int]:
         """Store a file's documents in place of what it held before. Call inside `transaction()`.
 
         Returns (documents added or changed, documents removed). Emails already stored from
-        another file (the same message in two mailboxes) are kept once.
+        another file (the same message in two mailboxes) are kept once. `documents` is read once,
+        in order (a mailbox's may come as a stream).
         """
         row = self.file_row(source_id, path)
         if row is None:
@@ -413,7 +423,7 @@ class ContextStore:
                 continue
             if previous is not None:
                 self.db.execute("DELETE FROM documents WHERE id = ?", (previous[0],))
-            self._insert_document(file_id, doc, digest, chunk_tokens)
+            self._insert_document(file_id, doc, digest, chunk_tokens, fingerprint)
             changed += 1
         if old:
             self._keep_duplicates("f.id = ?", (file_id,), [doc_id for doc_id, _ in old.values()])
@@ -431,16 +441,18 @@ class ContextStore:
                                   (fingerprint, file_id)).fetchone()
         return row[0] if row is not None and row[0] else None
 
-    def _insert_document(self, file_id: int, doc: ParsedDocument, digest: str, chunk_tokens: int) -> int:
+    def _insert_document(self, file_id: int, doc: ParsedDocument, digest: str, chunk_tokens: int,
+                         fingerprint: Optional[str]) -> int:
         doc_id = self.db.execute(
             """INSERT INTO documents(file_id, locator, kind, title, date, author, author_is_user, content_hash, body,
                                      quoted, signature, message_id, in_reply_to, meta, thread_subject, fingerprint)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (file_id, doc.locator, doc.kind, doc.title, doc.date, doc.author, int(doc.author_is_user), digest, doc.body,
              doc.quoted, doc.signature, doc.message_id, doc.in_reply_to, json.dumps(doc.meta, ensure_ascii=False),
-             _thread_subject(doc), doc.fingerprint()),
+             _thread_subject(doc), fingerprint),
         ).lastrowid
-        for ord_, (text, n_tokens) in enumerate(chunk_text_counted(doc.body, chunk_tokens)):
+        chunks = doc.chunks[1] if doc.chunks and doc.chunks[0] == chunk_tokens else chunk_text_counted(doc.body, chunk_tokens)
+        for ord_, (text, n_tokens) in enumerate(chunks):
             chunk_id = self.db.execute(
                 "INSERT INTO chunks(document_id, ord, text, n_tokens) VALUES (?, ?, ?, ?)",
                 (doc_id, ord_, text, n_tokens),
@@ -597,26 +609,66 @@ class ContextStore:
         """The best `k` chunks for `query` (BM25), from the user's own writing by default.
 
         The query's selective words are searched first; when they find fewer than `k` chunks, its
-        common words fill the remaining places.
+        common words fill the remaining places. No search scores more than MAX_SCORED_CHUNKS
+        chunks (on a large store: see `_selective_words` and `_since`).
         """
         words = query_words(query)
         if not words or k <= 0:
             return []
-        selective = self._selective_words(words)
-        hits = self._match(selective, k, user_only, exclude_documents, ())
+        stats = self._stats
+        df = self._word_frequencies(stats, words)
+        selective = self._selective_words(words, df, stats["chunks"] or 1)
+        hits = self._match(selective, k, user_only, exclude_documents, (), self._since(stats, selective, df))
         rest = [w for w in words if w not in selective]
         if len(hits) < k and rest:
-            hits += self._match(rest, k - len(hits), user_only, exclude_documents, [h.chunk_id for h in hits])
+            hits += self._match(rest, k - len(hits), user_only, exclude_documents, [h.chunk_id for h in hits],
+                                self._since(stats, rest, df))
         return hits
 
     def _match(self, words: Sequence[str], k: int, user_only: bool, exclude_documents: Sequence[int],
-               exclude_chunks: Sequence[int]) -> list[SearchHit]:
+               exclude_chunks: Sequence[int], since: Optional[int] = None) -> list[SearchHit]:
+        """The best `k` chunks holding any of `words` (BM25) that pass the filters.
+
+        FTS5 ranks the matching chunks by itself first and only its best few are looked up and
+        filtered (the user's own, not excluded); looking every matching chunk up before ranking
+        cost three times as much on a large store. When too few of those pass, more are ranked;
+        past a few thousand, one query filters every match as it is ranked. The same chunks in
+        the same order either way (among chunks of exactly equal score the order may differ).
+        `since`: only chunks from this id on."""
         if not words:
             return []
+        query = fts_query(words)
+        skip_documents, skip_chunks = set(exclude_documents), set(exclude_chunks)
+        for n in (max(8 * k, 64), max(64 * k, 512), max(512 * k, 4096)):
+            if n > MAX_RANKED:
+                break
+            ranked = self.db.execute("SELECT rowid, bm25(chunks_fts, 0.5, 1.0) AS score FROM chunks_fts "
+                                     "WHERE chunks_fts MATCH ? AND rowid >= ? ORDER BY score LIMIT ?",
+                                     (query, since or 0, n)).fetchall()
+            ids = [r[0] for r in ranked]
+            rows = {r[0]: r for r in self.db.execute(
+                f"""SELECT c.id, c.document_id, d.title, c.text, d.kind, d.date, d.author_is_user
+                    FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({','.join('?' * len(ids))})""",
+                ids)}
+            hits = []
+            for chunk_id, score in ranked:
+                r = rows.get(chunk_id)        # None: removed since (another process's import)
+                if r is None or (user_only and not r[6]) or r[1] in skip_documents or chunk_id in skip_chunks:
+                    continue
+                hits.append(SearchHit(r[0], r[1], r[2], r[3], r[4], r[5], -float(score)))
+                if len(hits) == k:
+                    return hits
+            if len(ranked) < n:           # every match was ranked
+                return hits
+        return self._match_filtered(query, k, user_only, exclude_documents, exclude_chunks, since)
+
+    def _match_filtered(self, query: str, k: int, user_only: bool, exclude_documents: Sequence[int],
+                        exclude_chunks: Sequence[int], since: Optional[int]) -> list[SearchHit]:
+        """`_match` as one query: every matching chunk looked up and filtered, then ranked."""
         sql = """SELECT c.id, c.document_id, d.title, c.text, d.kind, d.date, bm25(chunks_fts, 0.5, 1.0) AS score
                  FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.document_id
-                 WHERE chunks_fts MATCH ?"""
-        args: list = [fts_query(words)]
+                 WHERE chunks_fts MATCH ? AND chunks_fts.rowid >= ?"""
+        args: list = [query, since or 0]
         if user_only:
             sql += " AND d.author_is_user = 1"
         if exclude_documents:
@@ -629,23 +681,76 @@ class ContextStore:
         args.append(k)
         return [SearchHit(r[0], r[1], r[2], r[3], r[4], r[5], -float(r[6])) for r in self.db.execute(sql, args)]
 
-    def _selective_words(self, words: list[str]) -> list[str]:
-        """The query's most selective words (lowest document frequency), common ones dropped."""
-        if not words:
-            return []
+    def _word_frequencies(self, stats: dict, words: list[str]) -> dict[str, int]:
+        """word → the number of chunks it is in, as FTS5 indexes it (diacritics folded). A word the
+        vocabulary doesn't list under our folding counts 0: it costs nothing to keep, FTS5 finds it
+        if it is there under its own folding and matches nothing otherwise."""
         from .text import fold_diacritics
 
         folded = {w: fold_diacritics(w) for w in words}
-        marks = ",".join("?" * len(folded))
-        df = dict(self.db.execute(f"SELECT term, doc FROM chunks_fts_vocab WHERE term IN ({marks})",
-                                  list(set(folded.values()))).fetchall())
-        # a word the vocabulary doesn't list under our folding costs nothing to keep: FTS5 finds
-        # it if it is there under its own folding, and matches nothing otherwise
-        known = [(df.get(folded[w], 0), w) for w in words]
-        total = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] or 1
-        known.sort()
-        rare = [w for n, w in known if n <= COMMON_TERM_SHARE * total]
-        return (rare or [w for _, w in known[:2]])[:MAX_QUERY_TERMS]
+        df = self._document_frequencies(stats, set(folded.values()))
+        return {w: df.get(folded[w], 0) for w in words}
+
+    def _selective_words(self, words: list[str], df: dict[str, int], total: int) -> list[str]:
+        """The query's most selective words (lowest document frequency), common ones dropped, taken
+        rarest first while the chunks they are in add up to at most MAX_SCORED_CHUNKS (the rarest is
+        always taken). Below ~9,000 chunks that limit cannot bind: no more than 8 words in 20% of
+        the chunks each."""
+        if not words:
+            return []
+        known = sorted((df[w], w) for w in words)
+        rare, scored = [], 0
+        for n, w in known:
+            if n > COMMON_TERM_SHARE * total or len(rare) == MAX_QUERY_TERMS or \
+                    (rare and scored + n > MAX_SCORED_CHUNKS):
+                break
+            rare.append(w)
+            scored += n
+        return rare or [w for _, w in known[:2]]
+
+    def _since(self, stats: dict, words: Sequence[str], df: dict[str, int]) -> Optional[int]:
+        """None when the chunks holding `words` are no more than MAX_SCORED_CHUNKS; else the id from
+        which on the most recently imported chunks hold about that many of them, the only ones then
+        scored (words that common rank chunks by little but their length: BM25 over all of them cost
+        ~0.7 µs per chunk, 80 ms for two common words over 200,000 chunks)."""
+        scored = sum(df[w] for w in words)
+        if scored <= MAX_SCORED_CHUNKS:
+            return None
+        first, last = stats["ids"]
+        return int(last - (last - first + 1) * MAX_SCORED_CHUNKS / scored) + 1
+
+    @property
+    def _stats(self) -> dict:
+        """What retrieval counts per query and what changes only with the store's contents: the
+        number of chunks, their first and last ids, and the document frequencies of terms looked
+        up (counting a common term's chunks reads its whole posting list: milliseconds on a large
+        store, each time).
+        Kept until this connection or another one changes the store (`PRAGMA data_version`
+        changes when another connection commits; `total_changes` when this one writes). Inside
+        a transaction (which may yet be rolled back) nothing is kept."""
+        version = (self.db.execute("PRAGMA data_version").fetchone()[0], self.db.total_changes)
+        if self._cache is None or self._cache["version"] != version or self.db.in_transaction:
+            version = None if self.db.in_transaction else version
+            self._cache = {"version": version, "df": {},
+                           "chunks": self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0],
+                           "ids": tuple(self.db.execute(
+                               "SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM chunks").fetchone())}
+        return self._cache
+
+    def _document_frequencies(self, stats: dict, terms: set[str]) -> dict[str, int]:
+        """term → the number of chunks it occurs in (0 for a term not indexed), from `stats`
+        where it is there."""
+        df = stats["df"]
+        missing = [t for t in terms if t not in df]
+        if missing:
+            if len(df) + len(missing) > MAX_CACHED_TERMS:
+                df.clear()
+            marks = ",".join("?" * len(missing))
+            found = dict(self.db.execute(f"SELECT term, doc FROM chunks_fts_vocab WHERE term IN ({marks})",
+                                         missing).fetchall())
+            for term in missing:
+                df[term] = found.get(term, 0)
+        return {t: df[t] for t in terms}
 
     def integrity_ok(self) -> bool:
         """SQLite's own checks, foreign keys, and the search index holding every chunk once."""
