@@ -466,10 +466,11 @@ class ContextStore:
         users = [a.lower() for a in addresses]
         with self.transaction():
             marks = ",".join("?" * len(users)) or "NULL"
-            self.db.execute(
-                f"UPDATE documents SET author_is_user = CASE WHEN kind = 'note' OR lower(author) IN ({marks}) THEN 1 ELSE 0 END",
-                users,
-            )
+            mine = f"CASE WHEN kind = 'note' OR lower(author) IN ({marks}) THEN 1 ELSE 0 END"
+            # only the rows that change: rewriting every document (bodies and all) after each import
+            # wrote the whole store again
+            self.db.execute(f"UPDATE documents SET author_is_user = {mine} WHERE author_is_user != {mine}",
+                            users + users)
             self._relink_replies()
 
     def relink_replies(self) -> None:
@@ -486,10 +487,12 @@ class ContextStore:
                SELECT inc.id, rep.id FROM documents rep JOIN documents inc ON inc.message_id = rep.in_reply_to
                WHERE rep.kind = 'email' AND rep.author_is_user = 1 AND inc.author_is_user = 0"""
         )
+        # NOT IN (a list SQLite builds once), not NOT EXISTS: replies has no index on reply_id, and
+        # the correlated form scanned it for every reply (quadratic: 11 s at 66,000 messages)
         unlinked = self.db.execute(
             """SELECT id, title, date, quoted, meta, thread_subject FROM documents rep
                WHERE kind = 'email' AND author_is_user = 1 AND thread_subject != ''
-                 AND NOT EXISTS (SELECT 1 FROM replies r WHERE r.reply_id = rep.id)
+                 AND rep.id NOT IN (SELECT reply_id FROM replies)
                ORDER BY thread_subject"""
         ).fetchall()
         subject, thread = None, Thread([])
