@@ -1,17 +1,55 @@
 """Scoring texts under a PyTorch model: log π(response | prompt) for many responses to one prompt.
 
-The prompt is run once and its KV cache copied to a batch of responses, so scoring K answers
-under M contexts costs M prompts plus M·K short continuations instead of M·K full sequences. The
-caches of the last few prompts are kept: a prompt that starts like one of them (the same context
-before another request) runs only from where they differ. The
-responses are scored as text, without the end-of-turn token, so answers cut at a length limit and
-complete ones are scored alike (`evaluate.response_logp` scores the same way, one at a time).
+The prompt is run once, with the output head on its last position only, and its KV cache is kept:
+a prompt that starts like one of the last few (the same context before another request) runs only
+from where they differ. The responses to a prompt are then packed side by side into one row after
+it, each attending to the prompt and to its own earlier tokens only (a block-diagonal causal mask,
+positions restarting after the prompt), so no padding is computed and the prompt's cache is neither
+copied nor repeated per response; afterwards the cache is cut back to the prompt. Packing changes
+no score beyond fp32 rounding (tests/test_scoring.py compares it with scoring one response alone).
+
+The responses are scored as text, without the end-of-turn token, so answers cut at a length limit
+and complete ones are scored alike (`evaluate.response_logp` scores the same way, one at a time).
+
+`matmul_precision("bf16-matmul")` around the scoring lets PyTorch compute the fp32 model's matrix
+products from bfloat16 inputs with fp32 accumulation (`torch.set_float32_matmul_precision("medium")`):
+on this VM's CPU (AMX, AVX-512 BF16) that is 1.3× faster, at a cost in exactness measured in
+BENCHMARKS.md ("Evaluation scoring"); on other hardware it was not measured. "fp32" is exact. It is
+set once around a whole stage's scoring, not per call: switching it per call made scoring slower
+than fp32.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Sequence
+from typing import Iterator, Sequence
+
+PRECISIONS = ("fp32", "bf16-matmul")
+_MATMUL_PRECISION = {"fp32": "highest", "bf16-matmul": "medium"}
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: str) -> Iterator[None]:
+    """PyTorch's fp32 matmul precision for `precision` (one of PRECISIONS), restored afterwards: it is
+    process-wide, and training must not inherit it."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown scoring precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(_MATMUL_PRECISION[precision])
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def _cut(cache, length: int) -> None:
+    """Keep the first `length` positions of a transformers cache (its `crop` takes a negative count)."""
+    extra = cache.get_seq_length() - length
+    if extra > 0:
+        cache.crop(-extra)
 
 
 class ResponseScorer:
@@ -20,41 +58,43 @@ class ResponseScorer:
     KEEP = 4              # prompt caches kept for reuse
     MIN_SHARED = 32       # tokens a prompt must share with a kept one to start from its cache
 
-    def __init__(self, model, tokenizer, *, batch_size: int = 8) -> None:
+    def __init__(self, model, tokenizer, *, batch_tokens: int = 512, batch_size: int = 32) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.batch_size = batch_size
-        self._kept: list[tuple[list[int], object]] = []     # (prompt ids, KV cache of all but the last)
+        self.batch_tokens = batch_tokens      # response tokens packed into one forward pass, at most
+        self.batch_size = batch_size          # responses packed into one forward pass, at most
+        # kept prompts, most recent first: (prompt ids, KV cache of the whole prompt, log-probabilities after it)
+        self._kept: list[tuple[list[int], object, object]] = []
 
     def _prompt_cache(self, prompt: list[int]):
-        """(KV cache of prompt[:-1], logits of prompt's last position)."""
+        """(KV cache of the whole prompt, log-probabilities of the token after it). The cache is
+        kept for later prompts; the caller must cut it back to len(prompt) after extending it."""
         import torch
 
+        for n, kept in enumerate(self._kept):
+            if kept[0] == prompt:
+                self._kept.insert(0, self._kept.pop(n))
+                return kept[1], kept[2]
         device = next(self.model.parameters()).device
-        body = prompt[:-1]
-        best, shared, length = None, 0, 0
-        for ids, cache in self._kept:
+        best, shared = None, 0
+        for ids, cache, _ in self._kept:
             n = 0
-            for a, b in zip(ids, body):
+            for a, b in zip(ids, prompt[:-1]):      # at least the last token runs: its logits are needed
                 if a != b:
                     break
                 n += 1
             if n > shared:
-                best, shared, length = cache, n, len(ids)
+                best, shared = cache, n
         if best is not None and shared >= self.MIN_SHARED:
             cache = copy.deepcopy(best)
-            if shared < length:
-                cache.crop(shared - length)     # a negative count: the tokens to drop from the end
+            _cut(cache, shared)
         else:
             cache, shared = None, 0
-        rest = body[shared:]
-        if rest:
-            out = self.model(input_ids=torch.tensor([rest], device=device), cache=cache, use_cache=True)
-            cache = out.past_key_values
-        self._kept = [(body, cache)] + [k for k in self._kept if k[0] != body][: self.KEEP - 1]
-        past = copy.deepcopy(cache)
-        last = self.model(input_ids=torch.tensor([prompt[-1:]], device=device), cache=past, use_cache=True)
-        return past, last.logits[0, -1].float()
+        out = self.model(input_ids=torch.tensor([prompt[shared:]], device=device), cache=cache, use_cache=True,
+                         logits_to_keep=1)
+        logp = torch.log_softmax(out.logits[0, -1].float(), -1)
+        self._kept = [(prompt, out.past_key_values, logp)] + [k for k in self._kept if k[0] != prompt][: self.KEEP - 1]
+        return out.past_key_values, logp
 
     def prompt_ids(self, messages: Sequence[dict]) -> list[int]:
         from .evaluate import prompt_ids
@@ -63,6 +103,20 @@ class ResponseScorer:
 
     def response_ids(self, response: str) -> list[int]:
         return self.tokenizer(response, add_special_tokens=False)["input_ids"]
+
+    def _packs(self, encoded: list[list[int]]) -> list[list[int]]:
+        """Indices of the non-empty responses, in packs of at most batch_tokens tokens (a longer
+        response alone) and batch_size responses."""
+        packs, pack, tokens = [], [], 0
+        for i, ids in enumerate(encoded):
+            if not ids:
+                continue
+            if pack and (tokens + len(ids) > self.batch_tokens or len(pack) == self.batch_size):
+                packs.append(pack)
+                pack, tokens = [], 0
+            pack.append(i)
+            tokens += len(ids)
+        return packs + ([pack] if pack else [])
 
     def score(self, messages: Sequence[dict], responses: Sequence[str]) -> list[tuple[float, int]]:
         """(log π(response | messages) summed over its tokens, number of tokens) for each response."""
@@ -75,26 +129,33 @@ class ResponseScorer:
         prompt = self.prompt_ids(messages)
         encoded = [self.response_ids(r) for r in responses]
         out: list[tuple[float, int]] = [(0.0, 0)] * len(responses)
+        P = len(prompt)
         with torch.no_grad():
-            cache, last_logits = self._prompt_cache(prompt)
-            first_logp = torch.log_softmax(last_logits, -1)
-            order = sorted((i for i, ids in enumerate(encoded) if ids), key=lambda i: len(encoded[i]))
-            for a in range(0, len(order), self.batch_size):
-                batch = order[a:a + self.batch_size]
-                width = max(len(encoded[i]) for i in batch)
-                pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-                # right padding: a padding token comes after every real token, so causal attention
-                # keeps it out of the real tokens' scores and needs no mask
-                ids = torch.tensor([encoded[i] + [pad] * (width - len(encoded[i])) for i in batch], device=device)
-                past = copy.deepcopy(cache)
-                past.batch_repeat_interleave(len(batch))
-                logits = model(input_ids=ids, cache=past, use_cache=True).logits[:, :-1].float()
-                # log-softmax of the target only: its logit minus the log-sum-exp of the row
-                picked = (logits.gather(-1, ids[:, 1:, None])[..., 0] - torch.logsumexp(logits, -1)) if width > 1 else None
-                for row, i in enumerate(batch):
-                    n = len(encoded[i])
-                    total = first_logp[encoded[i][0]].item()
-                    if n > 1:
-                        total += picked[row, :n - 1].sum().item()
-                    out[i] = (total, n)
+            cache, first_logp = self._prompt_cache(prompt)
+            for pack in self._packs(encoded):
+                ids = [t for i in pack for t in encoded[i]]
+                T = len(ids)
+                segment = torch.tensor([n for n, i in enumerate(pack) for _ in encoded[i]], device=device)
+                offset = torch.tensor([j for i in pack for j in range(len(encoded[i]))], device=device)
+                # True = may attend: the whole prompt, then the earlier tokens of the same response
+                mask = torch.ones(1, 1, T, P + T, dtype=torch.bool, device=device)
+                mask[0, 0, :, P:] = (segment[:, None] == segment[None, :]) & (offset[:, None] >= offset[None, :])
+                # every position but a response's last one scores the token after it
+                scored = [k for k in range(T - 1) if segment[k] == segment[k + 1]]
+                try:
+                    logits = model(input_ids=torch.tensor([ids], device=device), attention_mask=mask,
+                                   position_ids=(P + offset)[None], cache=cache, use_cache=True,
+                                   logits_to_keep=torch.tensor(scored, dtype=torch.long, device=device)).logits[0].float()
+                finally:
+                    _cut(cache, P)                # the prompt's cache as it was, for the next pack and prompt
+                if scored:
+                    targets = torch.tensor([ids[k + 1] for k in scored], device=device)
+                    picked = logits.gather(-1, targets[:, None])[:, 0] - torch.logsumexp(logits, -1)
+                else:
+                    picked = logits.new_zeros(0)
+                sums = torch.zeros(len(pack), dtype=torch.float64, device=device)
+                if scored:
+                    sums.index_add_(0, segment[scored], picked.double())
+                for n, i in enumerate(pack):
+                    out[i] = (first_logp[encoded[i][0]].item() + sums[n].item(), len(encoded[i]))
         return out
