@@ -31,6 +31,7 @@ from .evaluate import (bootstrap_ci, continuation_logp, copy_share, identificati
 from .options import option
 from .progress import ProgressCallback, report
 from .prompt_format import ChatTemplate, chat_messages
+from .scoring import PRECISIONS, matmul_precision
 from .workspace import write_text_atomic
 
 NEUTRAL_TEXT = Path(__file__).resolve().parent / "data" / "neutral.txt"
@@ -44,6 +45,10 @@ class EvalSettings:
                            flag="--eval-contexts")
     seed: int = option(1234, "evaluation sampling seed", flag="--eval-seed")
     samples_shown: int = option(2, "before/after answers shown in the report", flag="--samples-shown")
+    scoring: str = option("fp32", "how answers are scored: fp32 (exact), or bf16-matmul (fp32 with bfloat16 matrix "
+                          "products: ~1.3x faster where the CPU has AMX/AVX-512 BF16, but the fixed-text MI gain "
+                          "moves by ~0.003 nats/token; BENCHMARKS.md)",
+                          choices=PRECISIONS, flag="--eval-scoring")
 
 
 def _ci(values: Sequence[float]) -> dict:
@@ -147,21 +152,50 @@ def _sample(gguf: Path, examples: Sequence[dict], pair_settings, answers: int, s
 
 
 def _score_base(scorer, examples: Sequence[dict], answers: list[list[str]], context_in: str) -> list[dict]:
-    """Per example: each answer's score under its true context, each distractor and no context."""
+    """Per example: each answer's score under its true context, each distractor and no context, and
+    the user's real reply (if the example has one) under the true context, scored with the answers:
+    its prompt is run once."""
     jobs = []                                  # (context key, example index, which)
     for i, e in enumerate(examples):
         jobs.append((tuple(e["context"]), i, "true"))
         jobs += [(tuple(d), i, j) for j, d in enumerate(e["distractors"])]
         jobs.append(((), i, "none"))
     jobs.sort(key=lambda j: (j[0], j[1]))      # the same context one after the other: its cache is reused
-    scores = [{"distractors": [None] * len(e["distractors"])} for e in examples]
+    scores = [{"distractors": [None] * len(e["distractors"]), "reference": None} for e in examples]
     for context, i, which in jobs:
-        got = scorer.score(chat_messages(list(context) or None, examples[i]["request"], context_in=context_in), answers[i])
-        if which in ("true", "none"):
-            scores[i][which] = got
+        texts = list(answers[i])
+        if which == "true" and examples[i].get("reference"):
+            texts.append(examples[i]["reference"])
+        got = scorer.score(chat_messages(list(context) or None, examples[i]["request"], context_in=context_in), texts)
+        if which == "true":
+            scores[i]["true"], scores[i]["reference"] = got[:len(answers[i])], (got[len(answers[i]):] or [None])[0]
+        elif which == "none":
+            scores[i]["none"] = got
         else:
             scores[i]["distractors"][which] = got
     return scores
+
+
+def _score_personal(scorer, examples: Sequence[dict], answers: list[list[str]], scores: list[dict], K: int,
+                    context_in: str) -> tuple[list[float], list[float], list[float], list[tuple[float, int]]]:
+    """Under the personal model: the fixed-text MI per token of the base's own answers (answers[i][K:])
+    per example, for the personal model, the base (from `scores`, `_score_base`'s) and the gain, and the
+    user's real replies (examples that have one, in order), scored with the answers under the true context."""
+    fixed_personal, fixed_base, fixed_gain, reply_personal = [], [], [], []
+    for i, e in enumerate(examples):   # the base's own answers with context: the same texts for both models
+        base_texts = answers[i][K:]
+        reference = [e["reference"]] if e.get("reference") else []     # the real reply, under the same prompt
+        with_c = scorer.score(chat_messages(e["context"], e["request"], context_in=context_in), base_texts + reference)
+        if reference:
+            reply_personal.append(with_c.pop())
+        without = scorer.score(chat_messages(None, e["request"], context_in=context_in), base_texts)
+        theta = [(a[0] - b[0]) / max(1, a[1]) for a, b in zip(with_c, without)]
+        zero = [(scores[i]["true"][K + k][0] - scores[i]["none"][K + k][0]) / max(1, scores[i]["true"][K + k][1])
+                for k in range(K)]
+        fixed_personal.append(_mean(theta))
+        fixed_base.append(_mean(zero))
+        fixed_gain.append(_mean([t - z for t, z in zip(theta, zero)]))
+    return fixed_personal, fixed_base, fixed_gain, reply_personal
 
 
 def _per_model(examples, groups, scores, offset: int, count: int) -> dict:
@@ -214,9 +248,9 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
     report(progress, "evaluate", "scoring every answer under the base model", done=2, total=steps, unit="parts")
     model, tok = load_torch_model(base_checkpoint)
     scorer = ResponseScorer(model, tok)
-    scores = _score_base(scorer, examples, texts, context_in)
-    reply_base = [scorer.score(chat_messages(examples[i]["context"], examples[i]["request"], context_in=context_in),
-                               [examples[i]["reference"]])[0] for i in replies]
+    with matmul_precision(settings.scoring):
+        scores = _score_base(scorer, examples, texts, context_in)
+    reply_base = [scores[i]["reference"] for i in replies]
     ppl_base = perplexity(model, tok, neutral)
     del model, scorer
     if stop():
@@ -225,19 +259,9 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
     report(progress, "evaluate", "scoring under the personal model", done=3, total=steps, unit="parts")
     model, tok = load_torch_model(personal_checkpoint)
     scorer = ResponseScorer(model, tok)
-    fixed_gain, fixed_personal, fixed_base = [], [], []
-    for i, e in enumerate(examples):   # the base's own answers with context: the same texts for both models
-        base_texts = texts[i][K:]
-        with_c = scorer.score(chat_messages(e["context"], e["request"], context_in=context_in), base_texts)
-        without = scorer.score(chat_messages(None, e["request"], context_in=context_in), base_texts)
-        theta = [(a[0] - b[0]) / max(1, a[1]) for a, b in zip(with_c, without)]
-        zero = [(scores[i]["true"][K + k][0] - scores[i]["none"][K + k][0]) / max(1, scores[i]["true"][K + k][1])
-                for k in range(K)]
-        fixed_personal.append(_mean(theta))
-        fixed_base.append(_mean(zero))
-        fixed_gain.append(_mean([t - z for t, z in zip(theta, zero)]))
-    reply_personal = [scorer.score(chat_messages(examples[i]["context"], examples[i]["request"], context_in=context_in),
-                                   [examples[i]["reference"]])[0] for i in replies]
+    with matmul_precision(settings.scoring):
+        fixed_personal, fixed_base, fixed_gain, reply_personal = _score_personal(scorer, examples, texts, scores, K,
+                                                                                 context_in)
     ppl_personal = perplexity(model, tok, neutral)
     del model, scorer
 
