@@ -2,8 +2,8 @@
 one writes the store (SQLite is only ever written by the importing process).
 
 Memory stays bounded whatever the mailbox's size: the file is read in blocks, one message at a
-time is held, and the pipes between the processes hold a few records at most (a worker waits
-when the importer is behind). With n workers, each one reads the whole file (by offset, from the
+time is held, and the pipes between the processes hold 1 MB at most (a worker waits when the
+importer is behind). With n workers, each one reads the whole file (by offset, from the
 one descriptor the importer opened and checked) and parses every n-th message; the importer takes
 their records in turn, so the documents come in the file's order, exactly as a single process
 gives them. A worker whose importer is gone (killed) stops at its next write.
