@@ -69,6 +69,7 @@ class BatchedGenerator:
         if not self.model:
             raise MipoError(f"llama.cpp could not load {gguf_path}; check the file with `mipo-local doctor`")
         self.vocab = L.llama_model_get_vocab(self.model)
+        self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
         cparams = L.llama_context_default_params()
         n_seq = self.n_parallel + 1 + self.PROMPT_CACHE  # + shared prefix + repeated prompts
         cparams.n_ctx = self.n_ctx_per_seq * n_seq
@@ -130,18 +131,33 @@ class BatchedGenerator:
         return out.decode("utf-8", errors="replace")
 
     def _sampler(self, sampling: Sampling, seed: int):
+        """Greedy: llama.cpp's own sampler. Sampling: `nucleus.NucleusSampler` (the same top-k → top-p →
+        temperature → draw as llama.cpp's chain, without sorting the whole vocabulary every token)."""
         L = self.L
-        chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
         if sampling.temperature <= 0:
+            chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
             L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
             return chain
-        if sampling.top_k > 0:
-            L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_k(sampling.top_k))
-        if sampling.top_p < 1.0:
-            L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_p(sampling.top_p, 1))
-        L.llama_sampler_chain_add(chain, L.llama_sampler_init_temp(sampling.temperature))
-        L.llama_sampler_chain_add(chain, L.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-        return chain
+        from .nucleus import NucleusSampler
+
+        return NucleusSampler(sampling.temperature, sampling.top_p, sampling.top_k, seed)
+
+    def _sample(self, sampler, index: int) -> int:
+        """The next token of the sequence whose logits sit at `index` of the last decoded batch."""
+        from .nucleus import NucleusSampler
+
+        if isinstance(sampler, NucleusSampler):
+            import numpy as np
+
+            logits = np.ctypeslib.as_array(self.L.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
+            return sampler.sample(logits)
+        return self.L.llama_sampler_sample(sampler, self.ctx, index)
+
+    def _free_sampler(self, sampler) -> None:
+        from .nucleus import NucleusSampler
+
+        if not isinstance(sampler, NucleusSampler):
+            self.L.llama_sampler_free(sampler)
 
     def _decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
         """Decode (seq, pos, token, want_logits) entries as one batch."""
@@ -240,11 +256,11 @@ class BatchedGenerator:
                 last = decode_own(slot, t, prefix, True)
             sampler = self._sampler(sampling, seeds[i])
             active[slot] = {"i": i, "sampler": sampler, "generated": [], "n_past": len(t),
-                            "next": L.llama_sampler_sample(sampler, self.ctx, last)}
+                            "next": self._sample(sampler, last)}
 
         def finish(slot: int, reason: str) -> None:
             state = active.pop(slot)
-            L.llama_sampler_free(state["sampler"])
+            self._free_sampler(state["sampler"])
             i = state["i"]
             results[i] = Completion(self.detokenize(state["generated"]), state["generated"], reason, len(toks[i]))
             if on_complete is not None:
@@ -278,9 +294,9 @@ class BatchedGenerator:
                     break                    # the prompts finished so far are returned; the caller sees the stop
                 self._decode(entries)
                 for j, (slot, _, _, _) in enumerate(entries):
-                    active[slot]["next"] = L.llama_sampler_sample(active[slot]["sampler"], self.ctx, j)
+                    active[slot]["next"] = self._sample(active[slot]["sampler"], j)
         finally:
             for state in active.values():
-                L.llama_sampler_free(state["sampler"])
+                self._free_sampler(state["sampler"])
             active.clear()
         return [r for r in results if r is not None]
