@@ -140,6 +140,91 @@ def prompt_settings(model: Path):
         return PairSettings()
 
 
+def retrieve(text: str, context_tokens: int, store: Optional[Path] = None):
+    """The user's writing for a message, as chat gives it to the model: the 12 best matches that are
+    relevant to `text` (hits), and those of them that fit the budget of `context_tokens` (snippets).
+    From the context store at `store` (default: the workspace's)."""
+    from .context import ContextStore
+    from .pairs.examples import fit_context, relevant_hits
+
+    with ContextStore(store) as store:
+        hits = relevant_hits(text, store.search(text, 12))
+    return hits, [Snippet(h.chunk_id, h.title, h.kind, h.text) for h in fit_context(hits, context_tokens)]
+
+
+class ChatModel:
+    """One GGUF opened for chat through llama.cpp: its own chat template, the strings that end a turn,
+    and where (and how much of) the user's context its run put in the prompt. ChatSession and the
+    server (`mipo_local.serve`) both talk through it, so they build and stream prompts the same way.
+    Not thread-safe: one generation at a time."""
+
+    def __init__(self, model: Path, *, n_ctx: int = 4096, seed: int = 0, context_tokens: Optional[int] = None,
+                 context_in: Optional[str] = None, store: Optional[Path] = None) -> None:
+        from .llama_runtime import open_llama
+
+        self.path = Path(model)
+        self.template = ChatTemplate.from_gguf(self.path)
+        self.llm = open_llama(self.path, n_ctx=n_ctx, flash_attn=True, seed=seed)
+        trained = prompt_settings(self.path)
+        self.context_tokens = context_tokens or trained.context_tokens
+        self.context_in = context_in or trained.context_in
+        self.n_ctx = n_ctx
+        self.store = store           # the context store retrieved from (None: the workspace's at each message)
+        try:
+            wrappers = role_wrappers(self.template)
+        except MipoError:
+            wrappers = None
+        self.stops = stop_strings(self.template, wrappers)
+        self.finish_reason = ""      # of the last `stream`: "stop" (the model ended its turn or a stop string) or "length"
+
+    def close(self) -> None:
+        self.llm.close()
+
+    def count(self, text: str) -> int:
+        """Tokens of plain text (special-token strings count as text)."""
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def retrieve(self, text: str):
+        """(hits, snippets) for a message: see `retrieve`."""
+        return retrieve(text, self.context_tokens, self.store)
+
+    def prompt_tokens(self, messages) -> list[int]:
+        """`messages` rendered in the model's chat template (with the generation prompt), as tokens."""
+        return self.llm.tokenize(self.template.render(messages).encode("utf-8"), add_bos=False, special=True)
+
+    def _decode_all_but_last(self, tokens: list[int]) -> None:
+        """Decode the prompt but its last token, keeping the KV cache of the common prefix, so that
+        llama.cpp always decodes the last one alone: a token decoded in a batch rounds differently,
+        and the same prompt would otherwise get another answer at temperature 0 once it is cached."""
+        llm, head = self.llm, tokens[:-1]
+        cached = llm.input_ids[:llm.n_tokens].tolist()
+        keep = 0
+        for a, b in zip(cached, head):
+            if a != b:
+                break
+            keep += 1
+        llm.n_tokens = keep
+        if keep < len(head):
+            llm.eval(head[keep:])
+
+    def stream(self, tokens: list[int], *, max_tokens: Optional[int], temperature: float, top_p: float,
+               repeat_penalty: float, stop: Optional[list] = None, seed: Optional[int] = None,
+               **sampling) -> Iterator[str]:
+        """Stream the answer to a prompt of `tokens`, piece by piece. llama.cpp keeps the KV cache of
+        the previous prompt and decodes only what changed. `stop` is added to the model's own stops."""
+        stops = list(self.stops) + [s for s in (stop or []) if s and s not in self.stops]
+        self._decode_all_but_last(tokens)
+        self.finish_reason = "length"
+        for chunk in self.llm.create_completion(tokens, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                                                repeat_penalty=repeat_penalty, stop=stops or None, seed=seed,
+                                                stream=True, **sampling):
+            choice = chunk["choices"][0]
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+            if choice["text"]:
+                yield choice["text"]
+
+
 class ChatSession:
     """A conversation with one GGUF model. `send` streams the answer; close when done."""
 
@@ -147,16 +232,14 @@ class ChatSession:
                  context_tokens: Optional[int] = None, context_in: Optional[str] = None, n_ctx: int = 4096, max_tokens: int = 256, temperature: float = 0.7,
                  top_p: float = 0.95, repeat_penalty: float = 1.1, seed: int = 0, save: bool = True,
                  history_tokens: int = 512) -> None:
-        from .llama_runtime import open_llama
-
-        self.model_path = Path(model)
-        self.template = ChatTemplate.from_gguf(self.model_path)
-        self.llm = open_llama(self.model_path, n_ctx=n_ctx, flash_attn=True, seed=seed)
+        self.model = ChatModel(model, n_ctx=n_ctx, seed=seed, context_tokens=context_tokens, context_in=context_in)
+        self.model_path = self.model.path
+        self.template = self.model.template
+        self.llm = self.model.llm
         self.conversation = conversation or Conversation(uuid.uuid4().hex[:12], str(self.model_path), _now())
         self.use_context = use_context
-        trained = prompt_settings(self.model_path)
-        self.context_tokens = context_tokens or trained.context_tokens
-        self.context_in = context_in or trained.context_in
+        self.context_tokens = self.model.context_tokens
+        self.context_in = self.model.context_in
         self.n_ctx = n_ctx
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -169,14 +252,10 @@ class ChatSession:
         self.last = TurnStats()
         self.last_snippets: list[Snippet] = []
         self.last_messages: list[dict] = []          # what the model saw in the last turn
-        try:
-            wrappers = role_wrappers(self.template)
-        except MipoError:
-            wrappers = None
-        self.stops = stop_strings(self.template, wrappers)
+        self.stops = self.model.stops
 
     def close(self) -> None:
-        self.llm.close()
+        self.model.close()
 
     def __enter__(self) -> "ChatSession":
         return self
@@ -185,27 +264,13 @@ class ChatSession:
         self.close()
 
     def _count(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-
-    def _search(self, text: str):
-        from .context import ContextStore
-
-        from .pairs.examples import relevant_hits
-
-        with ContextStore() as store:
-            return relevant_hits(text, store.search(text, 12))
-
-    def _fit(self, hits) -> list[Snippet]:
-        from .pairs.examples import fit_context
-
-        return [Snippet(h.chunk_id, h.title, h.kind, h.text) for h in fit_context(hits, self.context_tokens)]
+        return self.model.count(text)
 
     def _choose_context(self, text: str) -> bool:
         """Update the conversation's context for the new message; True when it changed."""
         if not self.use_context:
             return False
-        hits = self._search(text)
-        found = self._fit(hits)
+        hits, found = retrieve(text, self.context_tokens)
         current = {s["chunk_id"] for s in self.conversation.context}
         if not found or any(h.chunk_id in current for h in hits):
             self.last_snippets = [Snippet(**s) for s in self.conversation.context]
@@ -238,8 +303,7 @@ class ChatSession:
                 self.attached_now = False
             self.last_messages = chat_messages(context if self.attached_now else None, text, history,
                                                context_in=self.context_in)
-            prompt = self.template.render(self.last_messages)
-            tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+            tokens = self.model.prompt_tokens(self.last_messages)
             if len(tokens) + self.max_tokens <= self.n_ctx or not history:
                 break
             self.history_start += 2        # drop the oldest exchange
@@ -266,12 +330,8 @@ class ChatSession:
             reused += 1
         stats = TurnStats(prompt_tokens=len(tokens), reused_tokens=reused, context_changed=changed)
         pieces: list[str] = []
-        stream = self.llm.create_completion(tokens, max_tokens=self.max_tokens, temperature=self.temperature,
-                                            top_p=self.top_p, repeat_penalty=self.repeat_penalty, stop=self.stops or None, stream=True)
-        for chunk in stream:
-            piece = chunk["choices"][0]["text"]
-            if not piece:
-                continue
+        for piece in self.model.stream(tokens, max_tokens=self.max_tokens, temperature=self.temperature,
+                                       top_p=self.top_p, repeat_penalty=self.repeat_penalty):
             if not pieces:
                 stats.ttft = time.perf_counter() - start
             stats.new_tokens += 1
