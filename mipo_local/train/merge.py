@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -24,7 +25,9 @@ def merge_adapter(checkpoint: Path, adapter_dir: Path, out_dir: Path, *, progres
     report(progress, "merge", "merging the adapter into the base")
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
     try:
-        merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+        with warnings.catch_warnings():      # peft asks transformers' deprecated `is_gradient_checkpointing`
+            warnings.simplefilter("ignore", FutureWarning)
+            merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     except Exception as exc:  # a damaged or foreign adapter file
         raise MipoError(f"the LoRA adapter in {adapter_dir} cannot be loaded ({type(exc).__name__}: {exc}); "
                         "train again (`mipo-local run --new`)") from None
