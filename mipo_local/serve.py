@@ -151,7 +151,7 @@ def parse_request(data: Any, served: set) -> ChatRequest:
             raise ApiError(400, f"unsupported role {role!r}: use system, user or assistant", param=f"messages[{i}].role")
     if not turns or turns[-1]["role"] != "user" or not turns[-1]["content"].strip():
         raise ApiError(400, "the last message must be the user's, with text", param="messages")
-    if data.get("n", 1) != 1:
+    if data.get("n") not in (None, 1):
         raise ApiError(400, "only n=1 is supported", param="n")
     stop = data.get("stop")
     if stop is None:
@@ -160,7 +160,9 @@ def parse_request(data: Any, served: set) -> ChatRequest:
         stop = [stop]
     elif not (isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop)):
         raise ApiError(400, "stop must be a string or a list of up to 4 strings", param="stop")
-    max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
+    max_tokens = data.get("max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = data.get("max_tokens")
     options = data.get("stream_options") or {}
     return ChatRequest(
         system="\n\n".join(s for s in system if s.strip()), history=turns[:-1], query=turns[-1]["content"].strip(),

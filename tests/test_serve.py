@@ -117,6 +117,13 @@ def test_the_conversation_and_a_system_message_come_from_the_client(client, serv
     assert [m["content"] for m in messages[1:]] == ["Hi!", "Hello, how can I help?", PLAIN[1]]
 
 
+def test_nulls_mean_the_defaults(served):
+    body = {"model": MODEL_ALIAS, "messages": [{"role": "user", "content": PLAIN[0]}], "n": None, "temperature": None,
+            "top_p": None, "stop": None, "seed": None, "max_completion_tokens": None, "max_tokens": 2}
+    status, data = raw(served, "POST", "/chat/completions", json.dumps(body).encode())
+    assert status == 200 and json.loads(data)["usage"]["completion_tokens"] <= 2
+
+
 def test_sampling_settings_are_honoured(client):
     text = ask(client, STARTER, max_tokens=40, stop=["."])
     assert "." not in text
