@@ -318,13 +318,14 @@ def test_killed_import_keeps_store_consistent_and_resumes(tmp_path):
 
 
 def test_ctrl_c_exits_cleanly(tmp_path):
-    # enough notes that the import cannot finish between the first commit seen and the signal, even
-    # with the import's faster paths (1,500 sometimes did: the test then saw exit code 0)
-    notes = write_many_notes(tmp_path / "many", 6000)
+    notes = write_many_notes(tmp_path / "many", 6000)   # an import that takes a few seconds, however fast
     home = tmp_path / "home"
     env = {**os.environ, "MIPO_HOME": str(home)}
+    # Ctrl-C as at a terminal, even when this suite runs as a background job (which ignores SIGINT,
+    # and a child inherits that: it then imported everything and exited 0)
     proc = subprocess.Popen([sys.executable, "-m", "mipo_local", "import", str(notes)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     store_file = home / "context.sqlite3"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:     # interrupt it part way, however fast it is
