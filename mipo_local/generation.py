@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+import numpy as np
+
 from .errors import MipoError
+from .nucleus import NucleusSampler
 
 
 @dataclass(frozen=True)
@@ -138,24 +141,16 @@ class BatchedGenerator:
             chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
             L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
             return chain
-        from .nucleus import NucleusSampler
-
         return NucleusSampler(sampling.temperature, sampling.top_p, sampling.top_k, seed)
 
     def _sample(self, sampler, index: int) -> int:
         """The next token of the sequence whose logits sit at `index` of the last decoded batch."""
-        from .nucleus import NucleusSampler
-
         if isinstance(sampler, NucleusSampler):
-            import numpy as np
-
             logits = np.ctypeslib.as_array(self.L.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
             return sampler.sample(logits)
         return self.L.llama_sampler_sample(sampler, self.ctx, index)
 
     def _free_sampler(self, sampler) -> None:
-        from .nucleus import NucleusSampler
-
         if not isinstance(sampler, NucleusSampler):
             self.L.llama_sampler_free(sampler)
 
