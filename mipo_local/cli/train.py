@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 from ..pipeline.settings import RunSettings
 from ..train.settings import TrainSettings
@@ -19,13 +20,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..pipeline import run_pipeline
     from ..train.data import load_pairs_from_store
 
+    if args.accelerate_config is not None:   # a config that cannot run is refused before anything else
+        from ..train.distributed import check_config
+
+        check_config(args.accelerate_config)
     with ContextStore() as store:   # pairs are checked before any model is loaded
         load_pairs_from_store(store, split="train")
         pairs_run = store.latest_pair_run()
     settings = apply_flags(args, RunSettings(), "run")
     settings = dataclasses.replace(settings, train=apply_train_flags(args, settings.train))
     result = run_pipeline(settings=settings, pairs_run=pairs_run, until="train" if args.no_export else "activate",
-                          new=not args.resume, continue_only=args.resume, progress=TerminalProgress())
+                          new=not args.resume, continue_only=args.resume, progress=TerminalProgress(),
+                          accelerate_config=args.accelerate_config)
     if result.stopped:
         echo(f"stopped at a step boundary with a checkpoint in {result.run_dir}; continue with `mipo-local train --resume`")
         return 130
@@ -46,4 +52,7 @@ def register(sub) -> None:
     add_settings_flags(p, TrainSettings, TRAIN_FLAGS, prefix="train")
     p.add_argument("--resume", action="store_true", help="continue the last stopped run from its last checkpoint")
     p.add_argument("--no-export", action="store_true", help="train the adapter only")
+    p.add_argument("--accelerate-config", metavar="FILE", type=Path,
+                   help="train under `accelerate launch` with this Accelerate config: several GPUs or machines, DDP "
+                        "or DeepSpeed (examples in mipo_local/train/accelerate/; README: 'Several GPUs or machines')")
     p.set_defaults(func=_cmd_train)

@@ -52,6 +52,7 @@ def run_pipeline(
     should_stop: Optional[Callable[[], bool]] = None,
     pairs_run: Optional[int] = None,
     continue_only: bool = False,
+    accelerate_config: Optional[Path] = None,
 ) -> RunResult:
     """Run (or continue) the whole pipeline. See the module docstring.
 
@@ -63,6 +64,10 @@ def run_pipeline(
     stage_names = STAGES[1:]
     if until is not None and until not in stage_names:
         raise MipoError(f"a run can end after one of {', '.join(stage_names)}, not {until!r}")
+    if accelerate_config is not None:    # `accelerate_config`: the training stage under `accelerate launch`
+        from ..train.distributed import check_config
+
+        check_config(accelerate_config)
     from ..catalog import resolve_base
     from ..context import ContextStore, import_paths
     from ..settings import load_settings, save_settings
@@ -102,6 +107,7 @@ def run_pipeline(
             log.line(f"[import] {text}")
     state["base"] = str(base.path)
     ctx = RunContext(settings, base, run_dir, state, log, as_stop_flag(should_stop), data_fp, adopt_pairs=pairs_run,
+                     accelerate_config=accelerate_config,
                      before={k: dict(v) for k, v in (state.get("stages") or {}).items()})
     ctx.stages["import"] = {"status": "done", "seconds": timings["import"], "fingerprint": data_fp}
     result = RunResult(run_dir, False, False, seconds=timings, outputs=ctx.outputs, stages=ctx.stages)

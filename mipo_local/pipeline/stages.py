@@ -42,6 +42,7 @@ class RunContext:
     stop: StopFlag
     data_fp: str
     adopt_pairs: Optional[int] = None                     # train on this pair run instead of making pairs
+    accelerate_config: Optional[Path] = None              # train under `accelerate launch` (train.distributed)
     before: dict = field(default_factory=dict)            # each stage's state when this call began
     _cache: dict = field(default_factory=dict)
 
@@ -102,6 +103,20 @@ def pairs_step(ctx: RunContext) -> Step:
     return Step(fingerprint, True, execute)
 
 
+def _trainer(ctx: RunContext) -> Callable:
+    """`train_lora`, in this process or, with an Accelerate config, under `accelerate launch` (several
+    GPUs or machines); the same arguments and result either way."""
+    from ..train.trainer import train_lora
+
+    if ctx.accelerate_config is None:
+        return train_lora
+    import functools
+
+    from ..train.distributed import launch_training
+
+    return functools.partial(launch_training, ctx.accelerate_config)
+
+
 def train_step(ctx: RunContext) -> Step:
     """LoRA DPO on the run's kept pairs; resumes from its last checkpoint after a stop."""
     from ..context import ContextStore
@@ -116,7 +131,6 @@ def train_step(ctx: RunContext) -> Step:
 
     def execute() -> StageOutcome:
         from ..train.data import load_pairs_from_store
-        from ..train.trainer import train_lora
 
         with ContextStore() as store:
             records = load_pairs_from_store(store, run_id=pair_run, split="train", mirror=s.train.mirror)
@@ -131,7 +145,7 @@ def train_step(ctx: RunContext) -> Step:
             ctx.log.line("[train] continuing from the last checkpoint")
         else:
             shutil.rmtree(train_dir, ignore_errors=True)
-        trained = train_lora(ctx.checkpoint(), records, train_dir, s.train, resume=resume, progress=ctx.log,
+        trained = _trainer(ctx)(ctx.checkpoint(), records, train_dir, s.train, resume=resume, progress=ctx.log,
                              should_stop=ctx.stop, max_steps=s.max_steps, heldout=heldout[:32])
         if trained.stopped:
             return StageOutcome(stopped=True)

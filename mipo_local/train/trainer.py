@@ -9,6 +9,10 @@ What differs from trl's defaults, and why (measured in BENCHMARKS.md):
 - reference log-probs are computed once, with the adapter switched off, and cached with the run;
 - no gradient checkpointing unless memory requires it;
 - batches grouped by length, so little compute goes to padding.
+
+Under `accelerate launch` (several GPUs or machines: `distributed.py`) every process runs this same
+function: `batch_size` stays the pairs per optimizer step over all processes, each process takes its
+share, and only the main process writes the run's files and reports progress.
 """
 
 from __future__ import annotations
@@ -172,10 +176,16 @@ def train_lora(
         raise MipoError(f"the run in {run_dir} already finished; start a new run to train again")
 
     plan = plan_device(settings.device)
+    from .distributed import World
+
+    world = World.current()
+    if world.size > 1:
+        world.start(cpu=plan.device == "cpu")
+        progress = progress if world.is_main else None
     import torch
 
     if plan.device == "cpu":
-        torch.set_num_threads(plan.threads)
+        torch.set_num_threads(max(1, plan.threads // world.local_size))   # the cores shared by this machine's processes
     torch.manual_seed(settings.seed)
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -194,7 +204,8 @@ def train_lora(
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=plan.dtype)
     n_params = sum(p.numel() for p in model.parameters())
-    write_text_atomic(settings_file, json.dumps(dataclasses.asdict(settings), indent=2))
+    if world.is_main:
+        write_text_atomic(settings_file, json.dumps(dataclasses.asdict(settings), indent=2))
     records, too_long = split_too_long(records, tokenizer, settings.max_length)
     if not records:
         raise MipoError(f"every pair is longer than max_length={settings.max_length} tokens; raise it or lower the "
@@ -202,8 +213,10 @@ def train_lora(
     if too_long:
         report(progress, "train", f"left out {too_long} pairs longer than {settings.max_length} tokens (not truncated)")
 
-    dataset = _dataset(records, tokenizer, run_dir / "data")
-    micro_batch, accum, checkpointing = plan_memory(settings, plan, model.config, n_params, max(dataset["length"]))
+    with world.main_first():
+        dataset = _dataset(records, tokenizer, run_dir / "data")
+    micro_batch, accum, checkpointing = plan_memory(world.share(settings), plan, model.config, n_params,
+                                                    max(dataset["length"]))
     args = DPOConfig(
         output_dir=str(ckpt_dir),
         per_device_train_batch_size=micro_batch,
@@ -232,6 +245,7 @@ def train_lora(
         seed=settings.seed,
         data_seed=settings.seed,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,   # several processes (DDP): every LoRA weight has a gradient each step
         disable_tqdm=True,
     )
     lora = LoraConfig(r=settings.lora_rank, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
@@ -245,7 +259,8 @@ def train_lora(
         def on_step_end(self, args_, state, control, **kw):
             first_step.setdefault("step", state.global_step - 1)
             first_step.setdefault("t", start)
-            if stop_flag.is_set() or (should_stop is not None and should_stop()):
+            asked = stop_flag.is_set() or (should_stop is not None and should_stop())
+            if world.any(asked):              # every process stops at the same step
                 stop_flag.set()
                 control.should_save = True
                 control.should_training_stop = True
@@ -265,7 +280,7 @@ def train_lora(
                          "learning_rate": logs.get("learning_rate")})
 
     metrics: dict = {"device": plan.device, "dtype": plan.dtype_name, "gradient_checkpointing": checkpointing,
-                     "micro_batch": micro_batch, "grad_accum": accum,
+                     "micro_batch": micro_batch, "grad_accum": accum, "processes": world.size,
                      "pairs": len(dataset), "pairs_too_long": too_long, "heldout_pairs": len(heldout)}
     from .shared_prompt import shared_prompt_forward
 
@@ -282,6 +297,7 @@ def train_lora(
         trainer.remove_callback(HFProgress)
         metrics["precompute_seconds"] = round(time.perf_counter() - t, 2)
         heldout_reference = None
+        heldout = heldout if world.is_main and not trainer.is_deepspeed_enabled else ()   # ZeRO-3 shards the weights
         if heldout and last is None:
             from .heldout import reference_logps, summarize
 
@@ -299,10 +315,13 @@ def train_lora(
         adapter_dir = None
         if not stopped:
             adapter_dir = run_dir / "adapter"
-            with atomic_path(adapter_dir, overwrite=True) as tmp:
-                trainer.model.save_pretrained(str(tmp))
-                tokenizer.save_pretrained(str(tmp))
-                write_text_atomic(tmp / "train_settings.json", json.dumps(dataclasses.asdict(settings), indent=2))
+            if world.size > 1:
+                world.save_adapter(trainer, tokenizer, adapter_dir, settings)
+            else:
+                with atomic_path(adapter_dir, overwrite=True) as tmp:
+                    trainer.model.save_pretrained(str(tmp))
+                    tokenizer.save_pretrained(str(tmp))
+                    write_text_atomic(tmp / "train_settings.json", json.dumps(dataclasses.asdict(settings), indent=2))
             if heldout:
                 from .heldout import heldout_metrics
 
@@ -313,7 +332,8 @@ def train_lora(
                         "log_history": trainer.state.log_history})
     pairs_per_second = done_steps * settings.batch_size * settings.grad_accum / seconds if seconds else 0.0
     metrics["pairs_per_second"] = pairs_per_second
-    write_text_atomic(run_dir / "train_metrics.json", json.dumps(metrics, indent=2, default=str))
+    if world.is_main:
+        write_text_atomic(run_dir / "train_metrics.json", json.dumps(metrics, indent=2, default=str))
     report(progress, "train", "stopped at a checkpoint; running again continues" if stopped else "done", done=steps,
            total=trainer.state.max_steps, unit="steps", finished=True, data={"stopped": stopped})
     return TrainResult(run_dir, adapter_dir, steps, trainer.state.max_steps, stopped, seconds, pairs_per_second, metrics)
