@@ -40,6 +40,10 @@ def variants(demo):
         ("mirrored pairs, 2 epochs", with_train(epochs=2.0)),
         ("mirrored pairs, twice the pairs", with_pairs(examples=2 * pairs.examples)),
         ("mirrored pairs, beta 0.3", with_train(beta=0.3)),
+        ("mirrored pairs, learning rate 4e-4", with_train(learning_rate=4e-4)),
+        ("mirrored pairs, learning rate 1e-4", with_train(learning_rate=1e-4)),
+        ("mirrored pairs, rank 32 (alpha 64)", with_train(lora_rank=32, lora_alpha=64)),
+        ("mirrored pairs, rank 8 (alpha 16)", with_train(lora_rank=8, lora_alpha=16)),
         ("no MI selection (1 candidate, no filter)", dataclasses.replace(
             plain, pairs=dataclasses.replace(pairs, candidates=1, min_context_mi=None))),
         ("learning rate 5e-5", dataclasses.replace(plain, train=dataclasses.replace(plain.train, learning_rate=5e-5))),
