@@ -183,7 +183,7 @@ def _score_personal(scorer, examples: Sequence[dict], answers: list[list[str]], 
     user's real replies (examples that have one, in order), scored with the answers under the true context."""
     fixed_personal, fixed_base, fixed_gain, reply_personal = [], [], [], []
     for i, e in enumerate(examples):   # the base's own answers with context: the same texts for both models
-        base_texts = answers[i][K:]
+        base_texts = answers[i][K:2 * K]
         reference = [e["reference"]] if e.get("reference") else []     # the real reply, under the same prompt
         with_c = scorer.score(chat_messages(e["context"], e["request"], context_in=context_in), base_texts + reference)
         if reference:
@@ -219,9 +219,12 @@ def _per_model(examples, groups, scores, offset: int, count: int) -> dict:
 def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: Path, base_checkpoint: Path,
                     examples: Sequence[dict], settings: EvalSettings = EvalSettings(), pair_settings=None, *,
                     progress: Optional[ProgressCallback] = None,
-                    should_stop: Optional[Callable[[], bool]] = None) -> Optional[dict]:
+                    should_stop: Optional[Callable[[], bool]] = None,
+                    previous: Optional[tuple[Path, Path]] = None) -> Optional[dict]:
     """The report as a dict (see the module's docstring); None when `should_stop()` turned true
-    (checked between the parts: sampling stops at once, scoring at the end of its part)."""
+    (checked between the parts: sampling stops at once, scoring at the end of its part).
+    `previous` (GGUF, checkpoint): the model an incremental run continued, measured alike on the same
+    examples and answers scored under the same base; the report then holds `previous`."""
     stop = should_stop or (lambda: False)
     from .pairs.stage import PairSettings
     from .scoring import ResponseScorer
@@ -229,8 +232,9 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
     pair_settings = pair_settings or PairSettings()
     context_in, K = pair_settings.context_in, settings.answers
     start = time.perf_counter()
-    steps = 5
-    personal, base = [], []
+    extra = int(previous is not None)
+    steps = 5 + 2 * extra
+    personal, base, earlier = [], [], []
     if examples:   # a tiny run may hold out none: then only the perplexity guard is measured
         report(progress, "evaluate", "sampling answers from the personal model", done=0, total=steps, unit="parts")
         personal = _sample(personal_gguf, examples, pair_settings, K, settings.seed, stop)
@@ -240,12 +244,18 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
         base = _sample(base_gguf, examples, pair_settings, K, settings.seed, stop)
         if stop():
             return None
-    groups = [p + b for p, b in zip(personal, base)]        # personal answers first, then the base's
+        if previous is not None:
+            report(progress, "evaluate", "sampling answers from the previous model", done=2, total=steps, unit="parts")
+            earlier = _sample(previous[0], examples, pair_settings, K, settings.seed, stop)
+            if stop():
+                return None
+    # personal answers first, then the base's, then the previous model's
+    groups = [p + b + q for p, b, q in zip(personal, base, earlier or [[] for _ in examples])]
     texts = [[a["text"] for a in g] for g in groups]
     neutral = NEUTRAL_TEXT.read_text(encoding="utf-8")
     replies = [i for i, e in enumerate(examples) if e.get("reference")]
 
-    report(progress, "evaluate", "scoring every answer under the base model", done=2, total=steps, unit="parts")
+    report(progress, "evaluate", "scoring every answer under the base model", done=2 + extra, total=steps, unit="parts")
     model, tok = load_torch_model(base_checkpoint)
     scorer = ResponseScorer(model, tok)
     with matmul_precision(settings.scoring):
@@ -256,7 +266,7 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
     if stop():
         return None
 
-    report(progress, "evaluate", "scoring under the personal model", done=3, total=steps, unit="parts")
+    report(progress, "evaluate", "scoring under the personal model", done=3 + extra, total=steps, unit="parts")
     model, tok = load_torch_model(personal_checkpoint)
     scorer = ResponseScorer(model, tok)
     with matmul_precision(settings.scoring):
@@ -264,8 +274,18 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
                                                                                  context_in)
     ppl_personal = perplexity(model, tok, neutral)
     del model, scorer
+    if previous is not None and stop():
+        return None
+    if previous is not None:
+        report(progress, "evaluate", "scoring under the previous model", done=steps - 2, total=steps, unit="parts")
+        model, tok = load_torch_model(previous[1])
+        scorer = ResponseScorer(model, tok)
+        with matmul_precision(settings.scoring):
+            fixed_previous, _, _, _ = _score_personal(scorer, examples, texts, scores, K, context_in)
+        ppl_previous = perplexity(model, tok, neutral)
+        del model, scorer
 
-    report(progress, "evaluate", "summing up", done=4, total=steps, unit="parts")
+    report(progress, "evaluate", "summing up", done=steps - 1, total=steps, unit="parts")
     mp = _per_model(examples, personal, scores, 0, K)
     mb = _per_model(examples, base, scores, K, K)
     M = 1 + min((len(e["distractors"]) for e in examples), default=0)
@@ -301,6 +321,18 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
                     for e, b, p in list(zip(examples, base, personal))[: settings.samples_shown]],
         "seconds": time.perf_counter() - start,
     }
+    if previous is not None:
+        mq = _per_model(examples, earlier, scores, 2 * K, K)
+        result["previous"] = {
+            "model": str(previous[0]),
+            "identification": _ci(mq["identification"]),
+            "fixed_text_mi_per_token": _ci(fixed_previous),
+            "mi_per_token": _ci(mq["mi_per_token"]),
+            "coherence": _ci(mq["coherence"]),
+            "neutral_perplexity": ppl_previous,
+            "gain": {"identification": _ci([p - q for p, q in zip(mp["identification"], mq["identification"])]),
+                     "fixed_text_mi_per_token": _ci([p - q for p, q in zip(fixed_personal, fixed_previous)])},
+        }
     result["headline"] = headline(result)
     report(progress, "evaluate", "done", done=steps, total=steps, unit="parts", finished=True)
     return result
@@ -396,10 +428,35 @@ def summary_markdown(result: dict, title: str = "Personalization report") -> str
         "others'; MI is how much more likely the answer is with your context than without; copying and "
         "coherence show whether that comes from parroting your text or from derailing.", "",
     ]
+    lines += _previous_markdown(result)
     for n, s in enumerate(result.get("samples", []), 1):
         lines += [f"## Sample {n}", "", "**Request:** " + " ".join(s["request"].split())[:400], "",
                   "**Before (base):** " + s["base"], "", "**After (personal):** " + s["personal"], ""]
     return "\n".join(lines)
+
+
+def _previous_markdown(result: dict) -> list[str]:
+    """New vs previous vs base, for an incremental run's report (nothing otherwise)."""
+    prev = result.get("previous")
+    if not prev:
+        return []
+    ident, fixed, ppl = result["identification"], result["fixed_text_mi_per_token"], result["neutral_perplexity"]
+    row = lambda name, b, q, p, g, d=2, sc=1.0: (f"| {name} | {format_estimate(b, d, sc, compact=True)} | "  # noqa: E731
+                                                f"{format_estimate(q, d, sc, compact=True)} | "
+                                                f"{format_estimate(p, d, sc, compact=True)} | "
+                                                f"{format_estimate(g, d, sc, compact=True)} |")
+    return [
+        "## New vs previous vs base", "",
+        f"This run continued the previous model ({Path(prev['model']).name}) on what is new; all three are measured "
+        "on the same held-out examples.", "",
+        "| measure | base | previous | new | new − previous |", "|---|---|---|---|---|",
+        row("context identified, %", ident["base"], prev["identification"], ident["personal"],
+            prev["gain"]["identification"], 1, 100),
+        row("fixed-text MI per token (nats)", fixed["base"], prev["fixed_text_mi_per_token"], fixed["personal"],
+            prev["gain"]["fixed_text_mi_per_token"], 3),
+        f"| neutral perplexity | {ppl['base']:.2f} | {prev['neutral_perplexity']:.2f} | {ppl['personal']:.2f} | "
+        f"{ppl['personal'] - prev['neutral_perplexity']:+.2f} |", "",
+    ]
 
 
 def write_report(result: dict, folder: Path) -> tuple[Path, Path]:

@@ -14,7 +14,7 @@ from ..train.settings import TrainSettings
 from .common import add_settings_flags, apply_flags, apply_train_flags, echo
 
 PAIR_FLAGS = ("examples", "heldout_pairs", "strategy", "candidates", "context_in", "max_new_tokens")
-TRAIN_FLAGS = ("epochs", "device", "learning_rate", "beta", "lora_rank", "mirror")
+TRAIN_FLAGS = ("epochs", "device", "learning_rate", "beta", "lora_rank", "mirror", "replay_fraction")
 
 
 def run_settings(args: argparse.Namespace) -> RunSettings:
@@ -44,13 +44,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         echo(f"demo workspace: {workspace.home()} (the fictional Ada Lindqvist; your own data is not touched)")
         sources, addresses = demo_sources(), list(DEMO_ADDRESSES)
     start = time.perf_counter()
-    result = run_pipeline(sources, settings, addresses=addresses, new=args.new,
+    result = run_pipeline(sources, settings, addresses=addresses, new=args.new, from_scratch=args.from_scratch,
                           until="pairs" if args.pairs_only else None, progress=TerminalProgress())
     total = time.perf_counter() - start
+    if result.nothing_new:
+        echo(f"{result.mode_reason} (--from-scratch trains again from the base)")
+        return 0
     if result.up_to_date:
         echo(f"nothing changed since {result.run_dir.name} finished; its report: {result.run_dir / 'report.md'} "
              "(--new runs again)")
         return 0
+    echo(f"{result.mode} run" + (f": {result.mode_reason}" if result.mode_reason else ""))
     for stage, seconds in result.seconds.items():
         echo(f"  {stage:9} {'skipped (done before)' if stage in result.skipped else f'{seconds:7.1f} s'}")
     if result.stopped:
@@ -93,6 +97,8 @@ def register(sub) -> None:
     add_settings_flags(p, TrainSettings, TRAIN_FLAGS, prefix="train")
     add_settings_flags(p, EvalSettings, ("examples",), prefix="evaluation")
     p.add_argument("--new", action="store_true", help="start a new run even if one with these settings can continue")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="a full run from the base model, not continuing the active model on what is new")
     p.add_argument("--pairs-only", action="store_true", help="stop after the pairs, to read them first (`pairs --show`)")
     p.set_defaults(func=_cmd_run)
 

@@ -542,6 +542,12 @@ class ContextStore:
             "reply_links": one("SELECT COUNT(*) FROM replies"),
         }
 
+    def document_versions(self) -> dict[int, str]:
+        """{document id: "file id:locator:content hash"}: a document's version. A changed document
+        (new content) or a new one has a version no earlier snapshot holds (incremental runs)."""
+        rows = self.db.execute("SELECT id, file_id, locator, content_hash FROM documents")
+        return {r[0]: f"{r[1]}:{r[2]}:{r[3][:16]}" for r in rows}
+
     def fingerprint(self) -> list:
         """Changes whenever the user's imported writing (or which of it is theirs) changes."""
         row = self.db.execute("SELECT count(*), coalesce(max(id), 0), coalesce(sum(length(text)), 0) FROM chunks").fetchone()

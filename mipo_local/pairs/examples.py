@@ -35,6 +35,7 @@ class Example:
     context_docs: tuple[int, ...]    # the documents those excerpts come from
     heldout: bool
     reference: Optional[str] = None  # the user's real reply (email threads)
+    documents: tuple[int, ...] = ()  # the documents the example is made from (note; incoming mail and reply)
 
 
 def stable_fraction(key: str) -> float:
@@ -138,14 +139,16 @@ def build_examples(store: ContextStore, *, max_examples: int = 200, heldout_frac
         context, docs = retrieve_context(store, f"{incoming['title']} {incoming['body']}", context_tokens,
                                          exclude_documents=(reply["id"],), count=count)
         eid = f"email:{reply['message_id'] or reply['id']}"
-        candidates.append(Example(eid, "email", request, context, docs, is_heldout(eid, heldout_fraction), reply["body"]))
+        candidates.append(Example(eid, "email", request, context, docs, is_heldout(eid, heldout_fraction), reply["body"],
+                                  (incoming["id"], reply["id"])))
     for note in store.documents(kind="note"):
         eid = f"note:{note['file_id']}:{note['locator']}:{note['title']}"
         template = NOTE_REQUESTS[int(stable_fraction(eid) * len(NOTE_REQUESTS))]
         request = template.format(title=note["title"])
         first = note["body"].split("\n\n", 1)[0]
         context, docs = retrieve_context(store, f"{note['title']} {first}", context_tokens, count=count)
-        candidates.append(Example(eid, "note", request, context, docs, is_heldout(eid, heldout_fraction)))
+        candidates.append(Example(eid, "note", request, context, docs, is_heldout(eid, heldout_fraction),
+                                  documents=(note["id"],)))
     for request in everyday_requests():
         eid = f"everyday:{request}"
         context, docs = retrieve_context(store, request, context_tokens, count=count)

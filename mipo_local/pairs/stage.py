@@ -73,6 +73,7 @@ class PairsSummary:
     scoring_seconds: float = 0.0   # scoring candidates under the base (part of `seconds`)
     kept_mi: list = dataclasses.field(default_factory=list)   # (MI of y+, MI of y−) of the kept pairs
     stopped: bool = False          # asked to stop before the last pair; running again continues
+    example_ids: list = dataclasses.field(default_factory=list)   # the examples this run made pairs for
 
     @property
     def tokens_per_second(self) -> float:
@@ -135,13 +136,15 @@ def generate_pairs(
     should_stop: Optional[Callable[[], bool]] = None,
     count_tokens: Optional[Callable[[str], int]] = None,
     base_checkpoint: Optional[Path] = None,
+    select: Optional[Callable[[Example], bool]] = None,
 ) -> PairsSummary:
     """Sample MIPO pairs for the store's examples with llama.cpp on `gguf_path`.
 
     `base_checkpoint` (the base model in PyTorch) scores the candidates; it is needed unless
     `settings.candidates` is 1 and `settings.min_context_mi` is None. Each finished pair is committed
     at once; running again with the same settings and model continues where the last run stopped
-    (an interruption loses at most the pairs in flight).
+    (an interruption loses at most the pairs in flight). `select` keeps only the examples it accepts
+    (an incremental run: those made from new or changed documents); none may be left then.
     """
     if settings.strategy not in STRATEGIES:
         raise MipoError(f"unknown negative strategy {settings.strategy!r}; choose one of {', '.join(STRATEGIES)}")
@@ -158,14 +161,16 @@ def generate_pairs(
     template = ChatTemplate.from_gguf(gguf_path)
     every = build_examples(store, max_examples=10 ** 9, heldout_fraction=settings.heldout_fraction,
                            context_tokens=settings.context_tokens, **({"count": count_tokens} if count_tokens else {}))
+    if select is not None:
+        every = [e for e in every if select(e)]
     # in the stable order: growing either number keeps the examples chosen before
     examples = ([e for e in every if not e.heldout][:settings.examples]
                 + [e for e in every if e.heldout][:settings.heldout_pairs])
-    if not examples:
+    if not examples and select is None:
         raise MipoError("no examples: the context store holds none of your writing yet; run `mipo-local import` first")
     negatives = negative_contexts(examples, settings.strategy)
     run_id = _run_id(store, settings, cached_sha256(gguf_path), info.name)
-    summary = PairsSummary(run_id=run_id, total=len(examples) * settings.samples)
+    summary = PairsSummary(run_id=run_id, total=len(examples) * settings.samples, example_ids=[e.id for e in examples])
     done = store.pair_samples_done(run_id)
     summary.done_before = sum(1 for e in examples for k in range(settings.samples) if (e.id, k) in done)
     jobs = [(e, k) for e in examples for k in range(settings.samples) if (e.id, k) not in done]

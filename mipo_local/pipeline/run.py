@@ -20,7 +20,8 @@ from typing import Callable, Optional, Sequence
 from ..errors import MipoError
 from ..progress import ProgressCallback, report
 from ..stop import as_stop_flag
-from .runs import RunLog, data_fingerprint, digest, latest_finished_run, load_state, pick_run, save_state
+from .incremental import Basis, find_basis, new_documents
+from .runs import RunLog, data_fingerprint, digest, find_run, latest_finished_run, load_state, new_run, save_state
 from .settings import RunSettings
 from .stages import STEPS, RunContext, evaluate_personal, read_report
 
@@ -39,6 +40,9 @@ class RunResult:
     up_to_date: bool = False              # nothing changed since the last finished run
     outputs: dict = field(default_factory=dict)
     stages: dict = field(default_factory=dict)   # each stage's state (status, seconds, what it made)
+    mode: str = "full"                    # "incremental": continued the active model on what is new
+    mode_reason: str = ""                 # why this mode, one line
+    nothing_new: bool = False             # the active model's run already saw all of the user's writing
 
 
 def run_pipeline(
@@ -53,6 +57,7 @@ def run_pipeline(
     pairs_run: Optional[int] = None,
     continue_only: bool = False,
     accelerate_config: Optional[Path] = None,
+    from_scratch: bool = False,
 ) -> RunResult:
     """Run (or continue) the whole pipeline. See the module docstring.
 
@@ -60,7 +65,9 @@ def run_pipeline(
     without it continues with training); "activate" or "train" for the `train` command.
     `pairs_run` trains on pairs made before (by `mipo-local pairs`) instead of making them.
     `should_stop` (a `stop.StopFlag` or any callable) is polled at safe points; Ctrl-C sets it too.
-    `continue_only` refuses to start a new run when no unfinished one with these settings exists."""
+    `continue_only` refuses to start a new run when no unfinished one with these settings exists.
+    A new run is incremental (`pipeline.incremental`) when the active model comes from a run with
+    compatible settings and the data changed since; `from_scratch` makes it a full one."""
     stage_names = STAGES[1:]
     if until is not None and until not in stage_names:
         raise MipoError(f"a run can end after one of {', '.join(stage_names)}, not {until!r}")
@@ -68,6 +75,9 @@ def run_pipeline(
         from ..train.distributed import check_config
 
         check_config(accelerate_config)
+    if not 0 <= settings.train.replay_fraction < 1:
+        raise MipoError(f"replay fraction {settings.train.replay_fraction} is not in [0, 1); 0.5 replays one earlier "
+                        "pair for each new one")
     from ..catalog import resolve_base
     from ..context import ContextStore, import_paths
     from ..settings import load_settings, save_settings
@@ -93,24 +103,49 @@ def run_pipeline(
                             "(`mipo-local run ~/notes`) or try `mipo-local run --demo`")
     key = settings.key() if pairs_run is None and until in (None, "pairs") else \
         digest([settings.key(), "pairs", pairs_run, "until", until])
-    run_dir, up_to_date = pick_run(key, settings.to_dict(), data_fp, new, continue_only=continue_only)
+    plain = pairs_run is None and until in (None, "pairs")      # not the `train` command's runs
+    found, up_to_date = find_run(key, data_fp, new, continue_only=continue_only)
+    if from_scratch and found is not None and (up_to_date or load_state(found).get("mode") == "incremental"):
+        found, up_to_date = None, False          # a full run asked for: neither this model nor this run will do
+    basis, mode_reason = None, "--from-scratch asked for a full run" if from_scratch else ""
+    if found is None and plain and not from_scratch:
+        basis, mode_reason = find_basis(settings, str(base.path))
+        if basis is not None:
+            with ContextStore() as store:
+                fresh = new_documents(store, basis.run_dir)
+            if not fresh and not new:
+                return _nothing_new(basis, f"nothing new or changed since {basis.run_dir.name}; its model stays active")
+            if not fresh:
+                basis, mode_reason = None, "nothing new since the active model's run; --new asked for a full run"
+    run_dir = found or new_run(key, settings.to_dict(), data_fp)
     state = load_state(run_dir)
     log = RunLog(run_dir, progress)
     if up_to_date:
         log.line("nothing changed since this run finished; nothing to do")
-        return RunResult(run_dir, True, False, skipped=list(STAGES), report=read_report(run_dir),
-                         model=Path(state["outputs"]["model"]), up_to_date=True, outputs=state["outputs"],
-                         stages=state.get("stages", {}))
+        model = Path(state["outputs"]["model"])
+        return RunResult(model.parent, True, False, skipped=list(STAGES), report=read_report(model.parent),
+                         model=model, up_to_date=True, outputs=state["outputs"], stages=state.get("stages", {}),
+                         mode=state.get("mode", "full"), nothing_new=bool(state.get("nothing_new")))
+    if found is None:
+        state["mode"], state["mode_reason"] = ("incremental" if basis else "full"), mode_reason
+        if basis is not None:
+            state["incremental"] = basis.to_dict()
+        save_state(run_dir, state)
+    elif state.get("incremental"):
+        basis = Basis.from_dict(state["incremental"])
+    mode, mode_reason = state.get("mode", "full"), state.get("mode_reason", "")
     log.line(f"run {run_dir.name}: base {base.path}")
+    report(log, "run", f"{mode} run: {mode_reason}" if mode_reason else f"{mode} run", data={"mode": mode})
     if import_summary is not None:
         for text in import_summary.lines():
             log.line(f"[import] {text}")
     state["base"] = str(base.path)
     ctx = RunContext(settings, base, run_dir, state, log, as_stop_flag(should_stop), data_fp, adopt_pairs=pairs_run,
                      accelerate_config=accelerate_config,
-                     before={k: dict(v) for k, v in (state.get("stages") or {}).items()})
+                     basis=basis, before={k: dict(v) for k, v in (state.get("stages") or {}).items()})
     ctx.stages["import"] = {"status": "done", "seconds": timings["import"], "fingerprint": data_fp}
-    result = RunResult(run_dir, False, False, seconds=timings, outputs=ctx.outputs, stages=ctx.stages)
+    result = RunResult(run_dir, False, False, seconds=timings, outputs=ctx.outputs, stages=ctx.stages, mode=mode,
+                       mode_reason=mode_reason)
 
     def stopped(name: str) -> RunResult:
         ctx.stages.setdefault(name, {})["status"] = "stopped"
@@ -141,6 +176,8 @@ def run_pipeline(
                 log.line(f"[{name}] finished in {seconds:.1f} s")
             if ctx.outputs.get("model"):
                 result.model = Path(ctx.outputs["model"])
+            if name == "pairs" and basis is not None and not ctx.stages["pairs"].get("new_train_pairs"):
+                return _no_new_pairs(ctx, result)
             if name == "pairs" and until == "pairs":
                 log.line("[pairs] stopping here as asked; review the pairs, then run again to train")
                 return result
@@ -161,6 +198,29 @@ def run_pipeline(
     return result
 
 
+def _nothing_new(basis: Basis, text: str) -> RunResult:
+    """The result of a run that found nothing to learn from: the active model's run, unchanged."""
+    state = load_state(basis.run_dir)
+    return RunResult(basis.run_dir, True, False, skipped=list(STAGES), report=read_report(basis.run_dir),
+                     model=basis.model, up_to_date=True, outputs=state.get("outputs") or {},
+                     stages=state.get("stages", {}), mode="incremental", mode_reason=text, nothing_new=True)
+
+
+def _no_new_pairs(ctx: RunContext, result: RunResult) -> RunResult:
+    """New documents, but no new training pair came of them: the run ends, the active model stays.
+    The run is kept as finished with the active model as its own, so the same data is up to date."""
+    info = ctx.stages["pairs"]
+    text = (f"{info.get('new_documents', 0)} new or changed documents gave no new training pairs "
+            f"({info.get('new_examples', 0)} new examples); {ctx.basis.model.name} stays active")
+    ctx.log.line(f"[pairs] {text}")
+    ctx.outputs["model"] = str(ctx.basis.model)
+    ctx.state.update(finished=True, nothing_new=True)
+    save_state(ctx.run_dir, ctx.state)
+    done = _nothing_new(ctx.basis, text)
+    done.seconds, done.skipped = result.seconds, [s for s in STAGES if s not in ("import", "pairs")]
+    return done
+
+
 def evaluate_run(run_dir: Optional[Path] = None, settings=None, *, progress: Optional[ProgressCallback] = None,
                  should_stop: Optional[Callable[[], bool]] = None) -> tuple[Optional[dict], Optional[Path]]:
     """Evaluate (again) a finished run's personal model against its base; writes its report.
@@ -170,4 +230,5 @@ def evaluate_run(run_dir: Optional[Path] = None, settings=None, *, progress: Opt
         raise MipoError("no finished run to evaluate; personalize first with `mipo-local run`")
     state = load_state(run_dir)
     settings = settings or RunSettings.from_dict(state["settings"]).evaluation
-    return evaluate_personal(run_dir, state, settings, progress=progress, should_stop=should_stop)
+    previous = Basis.from_dict(state["incremental"]) if state.get("incremental") else None
+    return evaluate_personal(run_dir, state, settings, progress=progress, should_stop=should_stop, previous=previous)

@@ -44,7 +44,7 @@ def save_state(run_dir: Path, state: dict) -> None:
 
 
 def latest_finished_run() -> Optional[Path]:
-    done = [p for p in list_runs() if load_state(p).get("finished")]
+    done = [p for p in list_runs() if load_state(p).get("finished") and not load_state(p).get("nothing_new")]
     return done[-1] if done else None
 
 
@@ -54,9 +54,15 @@ def data_fingerprint(store) -> str:
 
 
 def pick_run(key: str, settings: dict, data_fp: str, new: bool, *, continue_only: bool = False) -> tuple[Path, bool]:
-    """(run folder, up_to_date): the latest unfinished run with this key continues; a finished one
-    whose data has not changed and whose model is still there is up to date; else a new folder
-    (refused with `continue_only`)."""
+    """(run folder, up_to_date): `find_run`'s, else a new folder (refused with `continue_only`)."""
+    found, up_to_date = find_run(key, data_fp, new, continue_only=continue_only)
+    return (found, up_to_date) if found is not None else (new_run(key, settings, data_fp), False)
+
+
+def find_run(key: str, data_fp: str, new: bool, *, continue_only: bool = False) -> tuple[Optional[Path], bool]:
+    """(run folder or None, up_to_date): the latest unfinished run with this key continues; a finished
+    one whose data has not changed and whose model is still there is up to date; else None (refused
+    with `continue_only`)."""
     same = [p for p in list_runs() if load_state(p).get("key") == key]
     if continue_only and not (same and not load_state(same[-1]).get("finished")):
         raise MipoError("there is no stopped run with these settings to continue; start one without --resume")
@@ -67,6 +73,11 @@ def pick_run(key: str, settings: dict, data_fp: str, new: bool, *, continue_only
         model = (state.get("outputs") or {}).get("model")
         if state.get("data") == data_fp and model and Path(model).is_file():
             return same[-1], True
+    return None, False
+
+
+def new_run(key: str, settings: dict, data_fp: str) -> Path:
+    """A new run folder with its state and settings."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = runs_dir() / f"run-{stamp}"
     n = 1
@@ -78,7 +89,7 @@ def pick_run(key: str, settings: dict, data_fp: str, new: bool, *, continue_only
                          "created": dt.datetime.now().isoformat(timespec="seconds"), "stages": {},
                          "outputs": {}, "finished": False})
     workspace.write_text_atomic(run_dir / "settings.json", json.dumps(settings, indent=2))
-    return run_dir, False
+    return run_dir
 
 
 class RunLog:

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 from ..errors import MipoError
 from ..progress import ProgressCallback, report
 from ..stop import StopFlag
+from .incremental import Basis, new_documents, replay_split, write_snapshot
 from .runs import RunLog, digest
 from .settings import RunSettings
 
@@ -43,6 +44,7 @@ class RunContext:
     data_fp: str
     adopt_pairs: Optional[int] = None                     # train on this pair run instead of making pairs
     accelerate_config: Optional[Path] = None              # train under `accelerate launch` (train.distributed)
+    basis: Optional[Basis] = None                         # an incremental run: the run whose model it continues
     before: dict = field(default_factory=dict)            # each stage's state when this call began
     _cache: dict = field(default_factory=dict)
 
@@ -86,19 +88,37 @@ def pairs_step(ctx: RunContext) -> Step:
     from ..modelio.gguf_file import cached_sha256
 
     p = ctx.settings.pairs
-    fingerprint = digest([p.run_key(cached_sha256(ctx.sampler())), p.examples, p.heldout_pairs, ctx.data_fp])
+    basis = ctx.basis
+    fingerprint = digest([p.run_key(cached_sha256(ctx.sampler())), p.examples, p.heldout_pairs, ctx.data_fp]
+                         + (["incremental", str(basis.run_dir)] if basis else []))
 
     def execute() -> StageOutcome:
         from ..pairs import generate_pairs
 
         with ContextStore() as store:
+            write_snapshot(store, ctx.run_dir)      # what this run learns from; the next one's "new" is after it
+            select, info = None, {}
+            if basis is not None:
+                new_docs = new_documents(store, basis.run_dir)
+                select = lambda e: not new_docs.isdisjoint(e.documents)  # noqa: E731
+                info["new_documents"] = len(new_docs)
+                report(ctx.log, "pairs", f"{len(new_docs)} new or changed documents since {basis.run_dir.name}; "
+                       "pairs only for the examples made from them")
             summary = generate_pairs(store, ctx.sampler(), p, progress=ctx.log, should_stop=ctx.stop,
-                                     base_checkpoint=ctx.checkpoint())
+                                     base_checkpoint=ctx.checkpoint(), select=select)
+            if basis is not None and not summary.stopped:
+                from ..workspace import write_text_atomic
+
+                write_text_atomic(ctx.run_dir / "new_examples.json", json.dumps(summary.example_ids))
+                new = set(summary.example_ids)
+                info["new_examples"] = len(new)
+                info["new_train_pairs"] = sum(r["example_id"] in new for r in
+                                              store.pairs(summary.run_id, split="train", include_dropped=False))
         if summary.stopped:
             return StageOutcome(stopped=True)
         return StageOutcome(info={"pair_run": summary.run_id, "made": summary.made, "dropped": summary.dropped,
                                   "truncated": summary.truncated, "tokens_per_second": summary.tokens_per_second,
-                                  "scoring_seconds": summary.scoring_seconds})
+                                  "scoring_seconds": summary.scoring_seconds, **info})
 
     return Step(fingerprint, True, execute)
 
@@ -122,9 +142,16 @@ def train_step(ctx: RunContext) -> Step:
     from ..context import ContextStore
 
     pair_run = ctx.stages["pairs"]["pair_run"]
+    s = ctx.settings
+    chosen = None                      # an incremental run's: its new pairs and the replayed ones
     with ContextStore() as store:      # dropping a pair in review changes what is trained on
         kept = ",".join(str(i) for i in store.kept_pair_ids(pair_run)) or None
-    s = ctx.settings
+        if ctx.basis is not None:
+            new_examples = set(json.loads((ctx.run_dir / "new_examples.json").read_text()))
+            new, replay = replay_split(store.pairs(pair_run, split="train", include_dropped=False), new_examples,
+                                       s.train.replay_fraction, s.train.seed)
+            chosen = set(new) | set(replay)
+            kept = [new, replay, str(ctx.basis.adapter)]
     fingerprint = digest([ctx.fingerprint_of("pairs"), pair_run, kept, dataclasses.asdict(s.train), s.max_steps,
                           str(ctx.base.path)])
     train_dir = ctx.run_dir / "train"
@@ -133,7 +160,8 @@ def train_step(ctx: RunContext) -> Step:
         from ..train.data import load_pairs_from_store
 
         with ContextStore() as store:
-            records = load_pairs_from_store(store, run_id=pair_run, split="train", mirror=s.train.mirror)
+            records = load_pairs_from_store(store, run_id=pair_run, split="train", mirror=s.train.mirror,
+                                            pair_ids=chosen)
             try:
                 heldout = load_pairs_from_store(store, run_id=pair_run, split="heldout")
             except MipoError:
@@ -145,11 +173,16 @@ def train_step(ctx: RunContext) -> Step:
             ctx.log.line("[train] continuing from the last checkpoint")
         else:
             shutil.rmtree(train_dir, ignore_errors=True)
+        if ctx.basis is not None:
+            ctx.log.line(f"[train] continuing {ctx.basis.run_dir.name}'s adapter on {len(new)} new pairs and "
+                         f"{len(replay)} replayed earlier ones")
         trained = _trainer(ctx)(ctx.checkpoint(), records, train_dir, s.train, resume=resume, progress=ctx.log,
-                             should_stop=ctx.stop, max_steps=s.max_steps, heldout=heldout[:32])
+                             should_stop=ctx.stop, max_steps=s.max_steps, heldout=heldout[:32],
+                             init_adapter=ctx.basis.adapter if ctx.basis else None)
         if trained.stopped:
             return StageOutcome(stopped=True)
-        return StageOutcome(info={"steps": trained.steps,
+        extra = {"new_pairs": len(new), "replayed_pairs": len(replay)} if ctx.basis is not None else {}
+        return StageOutcome(info={**extra, "steps": trained.steps,
                                   "metrics": {k: v for k, v in trained.metrics.items() if k != "log_history"}},
                             outputs={"adapter": str(trained.adapter_dir)})
 
@@ -191,10 +224,12 @@ def activate_step(ctx: RunContext) -> Step:
 def evaluate_step(ctx: RunContext) -> Step:
     """Personal vs base on the held-out examples: report.json and report.md in the run folder."""
     evaluation = ctx.settings.evaluation
-    fingerprint = digest([ctx.fingerprint_of("export"), dataclasses.asdict(evaluation)])
+    fingerprint = digest([ctx.fingerprint_of("export"), dataclasses.asdict(evaluation),
+                          str(ctx.basis.run_dir) if ctx.basis else None])
 
     def execute() -> StageOutcome:
-        result, _ = evaluate_personal(ctx.run_dir, ctx.state, evaluation, progress=ctx.log, should_stop=ctx.stop)
+        result, _ = evaluate_personal(ctx.run_dir, ctx.state, evaluation, progress=ctx.log, should_stop=ctx.stop,
+                                      previous=ctx.basis)
         if result is None:
             return StageOutcome(stopped=True)
         ctx.log.line(f"[evaluate] {result['headline']}")
@@ -210,9 +245,11 @@ STEPS: tuple[tuple[str, Callable[[RunContext], Step]], ...] = (
 
 
 def evaluate_personal(run_dir: Path, state: dict, settings, *, progress: Optional[ProgressCallback] = None,
-                      should_stop: Optional[Callable[[], bool]] = None) -> tuple[Optional[dict], Optional[Path]]:
+                      should_stop: Optional[Callable[[], bool]] = None,
+                      previous: Optional[Basis] = None) -> tuple[Optional[dict], Optional[Path]]:
     """The one evaluation entry: a run's personal model (its outputs in `state`) against its base,
-    written as the run's report. Returns (report, report.md path), or (None, None) when stopped."""
+    and against the `previous` model (an incremental run's) when it is still there, written as the
+    run's report. Returns (report, report.md path), or (None, None) when stopped."""
     from ..catalog import resolve_base
     from ..context import ContextStore
     from ..eval_report import evaluate_models, heldout_examples, write_report
@@ -229,13 +266,20 @@ def evaluate_personal(run_dir: Path, state: dict, settings, *, progress: Optiona
         examples = heldout_examples(store, run_settings.pairs, settings.examples, settings.contexts)
     result = evaluate_models(Path(outputs["model"]), Path(outputs["merged"]), sampler,
                              base_checkpoint(base, progress=progress), examples, settings, run_settings.pairs,
-                             progress=progress, should_stop=should_stop)
+                             progress=progress, should_stop=should_stop, previous=_previous_model(previous))
     if result is None:
         return None, None
     result["run"] = {"folder": str(run_dir), "settings": state["settings"], "model": outputs["model"],
                      "stage_seconds": {k: v.get("seconds") for k, v in (state.get("stages") or {}).items()}}
     _, md = write_report(result, Path(run_dir))
     return result, md
+
+
+def _previous_model(previous: Optional[Basis]) -> Optional[tuple[Path, Path]]:
+    """(GGUF, merged checkpoint) of the model an incremental run continued, while both are there."""
+    if previous is None or not previous.model.is_file() or not previous.merged.is_dir():
+        return None
+    return previous.model, previous.merged
 
 
 def read_report(run_dir: Path) -> Optional[dict]:

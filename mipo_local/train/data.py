@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Collection, Optional
 
 from ..errors import MipoError
 
@@ -43,13 +43,16 @@ def load_pairs_jsonl(path: Path) -> list[dict]:
 
 
 def load_pairs_from_store(store, *, run_id: Optional[int] = None, split: str = "train",
-                          mirror: bool = False) -> list[dict]:
+                          mirror: bool = False, pair_ids: Optional[Collection[int]] = None) -> list[dict]:
     """The pairs of a run as trl records; with `mirror` each pair is followed by its mirror
-    (`pairs.export.mirrored_record`)."""
+    (`pairs.export.mirrored_record`); `pair_ids` keeps only those pairs (an incremental run's)."""
     from ..pairs.export import conversational_record, mirrored_record, pair_rows
 
     records = []
+    keep = set(pair_ids) if pair_ids is not None else None
     for r in pair_rows(store, run_id=run_id, split=split):
+        if keep is not None and r["id"] not in keep:
+            continue
         records.append(_check_record(conversational_record(r), f"pair {r['id']}"))
         if mirror:
             records.append(_check_record(mirrored_record(r), f"pair {r['id']} (mirrored)"))

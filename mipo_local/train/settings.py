@@ -32,3 +32,6 @@ class TrainSettings:
     mirror: bool = option(True, "also train each pair from the negative's prompt, y- over y+ (the sweep in "
                           "BENCHMARKS.md)")
     gradient_checkpointing: str = option("auto", "auto (when memory requires), on or off", choices=("auto", "on", "off"))
+    replay_fraction: float = option(0.5, "incremental runs: share of the training pairs replayed from earlier runs "
+                                    "(the rest are the new ones), so the old is not forgotten; 0.5: one earlier "
+                                    "pair for each new one, and the cost stays proportional to what is new")

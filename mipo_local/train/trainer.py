@@ -151,12 +151,15 @@ def train_lora(
     should_stop: Optional[Callable[[], bool]] = None,
     max_steps: Optional[int] = None,
     heldout: Sequence[dict] = (),
+    init_adapter: Optional[Path] = None,
 ) -> TrainResult:
     """Train a LoRA adapter with DPO on `records` (trl conversational pairs) from `checkpoint`.
 
     Checkpoints every `settings.checkpoint_every` steps in `run_dir/checkpoints`; `resume=True`
     continues from the last one. `should_stop()` (a `stop.StopFlag`: Ctrl-C or the app's Cancel)
     stops at a step boundary and saves a checkpoint. `max_steps` ends the run early (tests). Held-out pairs are scored before and after.
+    `init_adapter` (an incremental run) starts from that saved adapter's weights instead of zero; the
+    reference stays the base, the adapter switched off (`continued.py`).
     """
     checkpoint, run_dir = Path(checkpoint), Path(run_dir)
     if not (checkpoint / "config.json").is_file():
@@ -295,15 +298,20 @@ def train_lora(
 
         trainer.remove_callback(PrinterCallback)   # our events replace its prints
         trainer.remove_callback(HFProgress)
+        if init_adapter is not None:
+            from .continued import load_into
+
+            metrics["initial_adapter"] = {"path": str(init_adapter), "digest": load_into(trainer.model, init_adapter)}
         metrics["precompute_seconds"] = round(time.perf_counter() - t, 2)
         heldout_reference = None
         heldout = heldout if world.is_main and not trainer.is_deepspeed_enabled else ()   # ZeRO-3 shards the weights
         if heldout and last is None:
-            from .heldout import reference_logps, summarize
+            from .heldout import completion_logps, reference_logps, summarize
 
             # a new adapter starts at zero (LoRA B = 0): the policy is the reference, scored once
             heldout_reference = reference_logps(trainer.model, tokenizer, heldout)
-            metrics["heldout_before"] = summarize(heldout_reference, heldout_reference, settings.beta)
+            policy = heldout_reference if init_adapter is None else completion_logps(trainer.model, tokenizer, heldout)
+            metrics["heldout_before"] = summarize(policy, heldout_reference, settings.beta)
         start = time.perf_counter()
         first_step.clear()
         with warnings.catch_warnings():

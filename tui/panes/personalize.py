@@ -233,10 +233,15 @@ class PersonalizePane(VerticalScroll):
 
             shown = gain_label(result.report)
             text = "done"
-            if result.up_to_date:
+            if result.nothing_new:
+                text = result.mode_reason
+            elif result.up_to_date:
                 text = "nothing changed since the last run; its model is active"
             elif shown:
                 text = f"done: context {shown} on held-out examples (see Results)"
+            if result.mode == "incremental" and not result.up_to_date:
+                text = f"{text} (incremental: {result.mode_reason})"
             detail.update(text)
-            self.app.notify("Your personal model is ready and active.")
+            if not result.nothing_new:
+                self.app.notify("Your personal model is ready and active.")
         self.post_message(WorkspaceChanged())
