@@ -1,5 +1,6 @@
 """Which personal model is active. A new model becomes active only after it loads and answers;
-the earlier ones are kept and can be switched back to."""
+the earlier ones are kept and can be switched back to. Each profile (`mipo_local.profiles`) has its
+own active model and history; the default profile (None) keeps `active_model.json`."""
 
 from __future__ import annotations
 
@@ -25,19 +26,28 @@ print(len(text.strip()))
 """
 
 
-def _state_path() -> Path:
-    return workspace.home() / STATE_FILE
+def _state_path(profile: Optional[str] = None) -> Path:
+    if profile is None:
+        return workspace.home() / STATE_FILE
+    from .profiles import check_name
+
+    return workspace.subdir("profiles") / f"{check_name(profile)}.{STATE_FILE}"
 
 
-def _load() -> dict:
+def _load(profile: Optional[str] = None) -> dict:
     try:
-        return json.loads(_state_path().read_text())
+        return json.loads(_state_path(profile).read_text())
     except (OSError, ValueError):
         return {"active": None, "history": []}
 
 
-def _save(state: dict) -> None:
-    workspace.write_text_atomic(_state_path(), json.dumps(state, indent=2))
+def _save(state: dict, profile: Optional[str] = None) -> None:
+    workspace.write_text_atomic(_state_path(profile), json.dumps(state, indent=2))
+
+
+def forget(profile: str) -> None:
+    """Forget which models a (removed) profile had; the model files stay in their runs."""
+    _state_path(profile).unlink(missing_ok=True)
 
 
 def smoke_test(gguf: Path, timeout: float = 300.0) -> None:
@@ -55,30 +65,30 @@ def smoke_test(gguf: Path, timeout: float = 300.0) -> None:
         raise MipoError(f"{gguf} failed its smoke test ({reason}); the previous model stays active")
 
 
-def active_model() -> Optional[Path]:
-    active = _load().get("active")
+def active_model(profile: Optional[str] = None) -> Optional[Path]:
+    active = _load(profile).get("active")
     return Path(active) if active and Path(active).is_file() else None
 
 
-def history() -> list[Path]:
-    return [Path(p) for p in _load().get("history", []) if Path(p).is_file()]
+def history(profile: Optional[str] = None) -> list[Path]:
+    return [Path(p) for p in _load(profile).get("history", []) if Path(p).is_file()]
 
 
-def activate(gguf: Path, *, smoke: bool = True) -> Path:
+def activate(gguf: Path, *, smoke: bool = True, profile: Optional[str] = None) -> Path:
     gguf = Path(gguf).resolve()
     if smoke:
         smoke_test(gguf)
-    state = _load()
+    state = _load(profile)
     if state.get("active") and state["active"] != str(gguf):
         state.setdefault("history", []).append(state["active"])
     state["active"] = str(gguf)
-    _save(state)
+    _save(state, profile)
     return gguf
 
 
-def switch_back() -> Path:
+def switch_back(profile: Optional[str] = None) -> Path:
     """Make the previously active model active again."""
-    state = _load()
+    state = _load(profile)
     earlier = [p for p in state.get("history", []) if Path(p).is_file()]
     if not earlier:
         raise MipoError("there is no earlier model to switch back to")
@@ -87,5 +97,5 @@ def switch_back() -> Path:
     if state.get("active"):
         state["history"].append(state["active"])
     state["active"] = previous
-    _save(state)
+    _save(state, profile)
     return Path(previous)

@@ -14,6 +14,10 @@ excerpts and the conversation is decoded again — then only the most recent exc
 
 Conversations are saved after every turn in the workspace's `conversations/` folder and can be
 continued later.
+
+Profiles (`mipo_local.profiles`): a session opened on the base GGUF with a profile's LoRA adapter
+switches to another profile's adapter at run time (`ChatSession.use_profile`, llama.cpp's
+`llama_set_adapters_lora`: no reload), and retrieves from that profile's sources only.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 from . import workspace
 from .errors import MipoError
@@ -140,14 +144,15 @@ def prompt_settings(model: Path):
         return PairSettings()
 
 
-def retrieve(text: str, context_tokens: int, store: Optional[Path] = None):
+def retrieve(text: str, context_tokens: int, store: Optional[Path] = None, sources: Optional[Sequence[int]] = None):
     """The user's writing for a message, as chat gives it to the model: the 12 best matches that are
     relevant to `text` (hits), and those of them that fit the budget of `context_tokens` (snippets).
-    From the context store at `store` (default: the workspace's)."""
+    From the context store at `store` (default: the workspace's); only from `sources` (a profile's
+    source ids) when given."""
     from .context import ContextStore
     from .pairs.examples import fit_context, relevant_hits
 
-    with ContextStore(store) as store:
+    with ContextStore(store, sources=sources) as store:
         hits = relevant_hits(text, store.search(text, 12))
     return hits, [Snippet(h.chunk_id, h.title, h.kind, h.text) for h in fit_context(hits, context_tokens)]
 
@@ -159,23 +164,68 @@ class ChatModel:
     Not thread-safe: one generation at a time."""
 
     def __init__(self, model: Path, *, n_ctx: int = 4096, seed: int = 0, context_tokens: Optional[int] = None,
-                 context_in: Optional[str] = None, store: Optional[Path] = None) -> None:
+                 context_in: Optional[str] = None, store: Optional[Path] = None, adapter: Optional[Path] = None,
+                 sources: Optional[Sequence[int]] = None) -> None:
         from .llama_runtime import open_llama
 
         self.path = Path(model)
         self.template = ChatTemplate.from_gguf(self.path)
         self.llm = open_llama(self.path, n_ctx=n_ctx, flash_attn=True, seed=seed)
-        trained = prompt_settings(self.path)
-        self.context_tokens = context_tokens or trained.context_tokens
-        self.context_in = context_in or trained.context_in
+        self._asked = (context_tokens, context_in)
+        self._adapters: dict[Path, object] = {}     # loaded LoRA adapters (freed with the model)
+        self.adapter: Optional[Path] = None
+        self.sources = sources       # the source ids retrieval searches (a profile's); None: every source
+        self._prompt_settings(self.path)
         self.n_ctx = n_ctx
         self.store = store           # the context store retrieved from (None: the workspace's at each message)
+        if adapter is not None:
+            try:
+                self.use_adapter(adapter, sources=sources)
+            except BaseException:
+                self.llm.close()
+                raise
         try:
             wrappers = role_wrappers(self.template)
         except MipoError:
             wrappers = None
         self.stops = stop_strings(self.template, wrappers)
         self.finish_reason = ""      # of the last `stream`: "stop" (the model ended its turn or a stop string) or "length"
+
+    def _prompt_settings(self, model: Path) -> None:
+        trained = prompt_settings(model)
+        self.context_tokens = self._asked[0] or trained.context_tokens
+        self.context_in = self._asked[1] or trained.context_in
+
+    def use_adapter(self, adapter: Optional[Path], *, sources: Optional[Sequence[int]] = None) -> None:
+        """Apply a GGUF LoRA adapter made for this base (None: the base alone) in place of the current
+        one, without reloading the base; retrieval then searches `sources`. The KV cache is dropped
+        (it was computed under the other adapter); the context's placement and budget become those
+        of the adapter's run. An adapter is read once and kept until the model is closed."""
+        import ctypes
+
+        import llama_cpp
+
+        ctx = self.llm._ctx.ctx
+        if adapter is None:
+            failed = llama_cpp.llama_set_adapters_lora(ctx, None, 0, None)
+        else:
+            adapter = Path(adapter).resolve()
+            if adapter not in self._adapters:
+                if not adapter.is_file():
+                    raise MipoError(f"the LoRA adapter {adapter} does not exist; personalize again (`mipo-local run`)")
+                handle = llama_cpp.llama_adapter_lora_init(self.llm._model.model, str(adapter).encode("utf-8"))
+                if not handle:
+                    raise MipoError(f"{adapter} is not a LoRA adapter for {self.path.name} (llama.cpp refused it); "
+                                    "it must come from a run on this base")
+                self._adapters[adapter] = handle
+            handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._adapters[adapter])
+            failed = llama_cpp.llama_set_adapters_lora(ctx, handles, 1, (ctypes.c_float * 1)(1.0))
+        if failed:
+            raise MipoError(f"llama.cpp could not apply the LoRA adapter {adapter}")
+        self.llm.reset()             # the next prompt is decoded from its start, under the new adapter
+        self.adapter = adapter
+        self.sources = sources
+        self._prompt_settings(adapter or self.path)
 
     def close(self) -> None:
         self.llm.close()
@@ -186,7 +236,7 @@ class ChatModel:
 
     def retrieve(self, text: str):
         """(hits, snippets) for a message: see `retrieve`."""
-        return retrieve(text, self.context_tokens, self.store)
+        return retrieve(text, self.context_tokens, self.store, self.sources)
 
     def prompt_tokens(self, messages) -> list[int]:
         """`messages` rendered in the model's chat template (with the generation prompt), as tokens."""
@@ -232,14 +282,18 @@ class ChatSession:
                  context_tokens: Optional[int] = None, context_in: Optional[str] = None, n_ctx: int = 4096, max_tokens: int = 256, temperature: float = 0.7,
                  top_p: float = 0.95, repeat_penalty: float = 1.1, seed: int = 0, save: bool = True,
                  history_tokens: int = 512) -> None:
-        self.model = ChatModel(model, n_ctx=n_ctx, seed=seed, context_tokens=context_tokens, context_in=context_in)
-        self.model_path = self.model.path
-        self.template = self.model.template
-        self.llm = self.model.llm
+        """`model`: a GGUF, or a `profiles.ProfileModel` (its base with its adapter; `use_profile`
+        switches to another at run time)."""
+        self._open = dict(n_ctx=n_ctx, seed=seed, context_tokens=context_tokens, context_in=context_in)
+        self.profile = None          # the profiles.ProfileModel in use, if any
+        if not isinstance(model, (str, Path)):
+            self.model = ChatModel(model.base, adapter=model.adapter, sources=model.sources, **self._open)
+            self.profile = model
+        else:
+            self.model = ChatModel(model, **self._open)
+        self._model_changed()
         self.conversation = conversation or Conversation(uuid.uuid4().hex[:12], str(self.model_path), _now())
         self.use_context = use_context
-        self.context_tokens = self.model.context_tokens
-        self.context_in = self.model.context_in
         self.n_ctx = n_ctx
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -252,7 +306,34 @@ class ChatSession:
         self.last = TurnStats()
         self.last_snippets: list[Snippet] = []
         self.last_messages: list[dict] = []          # what the model saw in the last turn
+
+    def _model_changed(self) -> None:
+        self.model_path = self.model.adapter or self.model.path
+        self.template = self.model.template
+        self.llm = self.model.llm
         self.stops = self.model.stops
+        self.context_tokens = self.model.context_tokens
+        self.context_in = self.model.context_in
+
+    def use_profile(self, target) -> float:
+        """Go on with another profile's model (a `profiles.ProfileModel`) in this conversation: its
+        adapter on the base already loaded (no reload; the base is loaded once when the session
+        was opened on another model), its sources for retrieval. The conversation's context is
+        retrieved again for the next message. Returns the seconds the switch took."""
+        start = time.perf_counter()
+        if self.model.path.resolve() == Path(target.base).resolve():     # the base is loaded: swap the adapter
+            self.model.use_adapter(target.adapter, sources=target.sources)
+        else:
+            model = ChatModel(target.base, adapter=target.adapter, sources=target.sources, **self._open)
+            self.model.close()
+            self.model = model
+        self.profile = target
+        self._model_changed()
+        self.conversation.model = str(self.model_path)
+        self.conversation.context, self.conversation.context_turn = [], None
+        self.history_start = None
+        self.last_snippets = []
+        return time.perf_counter() - start
 
     def close(self) -> None:
         self.model.close()
@@ -270,7 +351,7 @@ class ChatSession:
         """Update the conversation's context for the new message; True when it changed."""
         if not self.use_context:
             return False
-        hits, found = retrieve(text, self.context_tokens)
+        hits, found = retrieve(text, self.context_tokens, self.model.store, self.model.sources)
         current = {s["chunk_id"] for s in self.conversation.context}
         if not found or any(h.chunk_id in current for h in hits):
             self.last_snippets = [Snippet(**s) for s in self.conversation.context]

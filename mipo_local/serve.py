@@ -309,9 +309,9 @@ def create_app(model, *, api_key: Optional[str] = None, max_body: int = MAX_BODY
     from starlette.responses import JSONResponse, StreamingResponse
     from starlette.routing import Route
 
-    served_id = model_id(model.path)
+    served_id = model_id(model.adapter or model.path)
     served = {served_id, MODEL_ALIAS}
-    created = int(Path(model.path).stat().st_mtime)
+    created = int(Path(model.adapter or model.path).stat().st_mtime)
     card = {"id": served_id, "object": "model", "created": created, "owned_by": MODEL_ALIAS}
     worker: Optional[Worker] = None
 
@@ -466,9 +466,11 @@ class Server:
     """`mipo-local serve`: the model opened for chat, a socket bound, then `run()` (blocks until
     Ctrl-C) or `start()` (in a thread, for tests and benchmarks; `stop()` ends it)."""
 
-    def __init__(self, model: Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+    def __init__(self, model, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                  api_key: Optional[str] = None, n_ctx: int = 4096, max_body: int = MAX_BODY_BYTES,
                  use_context: bool = True, on_prompt: Optional[Callable[[Prompt], None]] = None) -> None:
+        """`model`: a GGUF, or a `profiles.ProfileModel` (its base with its LoRA adapter, retrieval
+        from its sources)."""
         from .chat import ChatModel
         from .context.store import store_path
 
@@ -476,12 +478,16 @@ class Server:
         check_exposure(host, api_key)
         self.socket = bind(host, port)
         try:
-            self.model = ChatModel(model, n_ctx=n_ctx, store=store_path())    # this workspace's, for good
+            if isinstance(model, (str, Path)):
+                self.model = ChatModel(model, n_ctx=n_ctx, store=store_path())    # this workspace's, for good
+            else:
+                self.model = ChatModel(model.base, n_ctx=n_ctx, store=store_path(), adapter=model.adapter,
+                                       sources=model.sources)
         except BaseException:
             self.socket.close()
             raise
         self.host, self.port = host, self.socket.getsockname()[1]
-        self.model_id = model_id(self.model.path)
+        self.model_id = model_id(self.model.adapter or self.model.path)
         self.app = create_app(self.model, api_key=api_key, max_body=max_body, use_context=use_context,
                               on_prompt=on_prompt)
         self._uvicorn = None

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from .. import __version__
 from ..errors import MipoError
-from . import chat, context, models, pairs, run, serve, train
+from . import chat, context, models, pairs, profile, run, serve, train
 from .common import OneLineParser, echo
 
 __all__ = ["build_parser", "echo", "main"]
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mipo-local {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (context, pairs, train, run, chat, serve, models):   # in the order a person uses them
+    for group in (context, profile, pairs, train, run, chat, serve, models):   # in the order a person uses them
         group.register(sub)
     p = sub.add_parser("app", help="open the app (the same as no command)")
     p.set_defaults(func=_cmd_app)

@@ -40,6 +40,38 @@ def _print_side_by_side(answers: list[tuple[str, str]], width: int) -> None:
         echo(f"{left:<{col}} | {right}")
 
 
+def chat_target(args: argparse.Namespace):
+    """What `--base` / `--profile NAME` ask chat (and serve) to load: a GGUF path, or a profile's
+    base + adapter (`profiles.ProfileModel`). Without either: the default profile's merged model."""
+    from ..chat import chat_model
+
+    if args.profile is not None:
+        if args.base:
+            raise MipoError("--base and --profile name two different models; give one of them")
+        from ..profiles import profile_model
+
+        return profile_model(args.profile)
+    return chat_model(base=args.base)
+
+
+def _switch_profile(session, name: str) -> None:
+    """`/profile NAME` inside chat: the session goes on with that profile's adapter and sources."""
+    from ..profiles import DEFAULT, list_profiles, profile_model
+
+    if not name:
+        current = session.profile.label if session.profile else ("(the personal model)" if session.model.adapter is None else "?")
+        echo(f"(profile: {current}; profiles: {', '.join([DEFAULT] + [p.name for p in list_profiles()])})")
+        return
+    try:
+        target = profile_model(name)
+    except MipoError as exc:
+        echo(f"(no switch: {exc})")
+        return
+    seconds = session.use_profile(target)
+    echo(f"(profile {target.label}: switched in {seconds * 1000:.0f} ms; your writing is now searched in "
+         f"{'all your sources' if target.sources is None else 'its sources'})")
+
+
 def _cmd_chat(args: argparse.Namespace) -> int:
     from ..chat import ChatSession, chat_model, list_conversations, load_conversation
 
@@ -56,16 +88,18 @@ def _cmd_chat(args: argparse.Namespace) -> int:
             conversation = found[0]
         else:
             raise MipoError("there is no saved conversation to continue; start one with `mipo-local chat`")
-    sessions = [("personal" if not args.base else "base", ChatSession(chat_model(base=args.base), conversation=conversation))]
+    target = chat_target(args)
+    sessions = [("personal" if not args.base else "base", ChatSession(target, conversation=conversation))]
     if args.compare:
-        sessions = [("personal", ChatSession(chat_model())), ("base", ChatSession(chat_model(base=True), save=False))]
+        sessions[0][1].close()
+        sessions = [("personal", ChatSession(target)), ("base", ChatSession(chat_model(base=True), save=False))]
     try:
         if conversation:
             for m in conversation.messages[-6:]:
                 echo(f"{'you' if m['role'] == 'user' else 'model'}> {m['content']}")
         messages = [args.message] if args.message else None
         if messages is None:
-            echo("Type a message; /new starts a new conversation, /quit (or Ctrl-D) leaves.")
+            echo("Type a message; /new starts a new conversation, /profile NAME switches profile, /quit (or Ctrl-D) leaves.")
         while True:
             if messages is not None:
                 if not messages:
@@ -79,8 +113,11 @@ def _cmd_chat(args: argparse.Namespace) -> int:
                     break
             if text.strip() in ("/quit", "/exit"):
                 break
+            if text.strip() == "/profile" or text.strip().startswith("/profile "):
+                _switch_profile(sessions[0][1], text.strip()[len("/profile"):].strip())
+                continue
             if text.strip() == "/new":
-                sessions = [(label, ChatSession(s.model_path, save=s.save)) for label, s in sessions]
+                sessions = [(label, ChatSession(s.profile or s.model.path, save=s.save)) for label, s in sessions]
                 echo("(new conversation)")
                 continue
             if not text.strip():
@@ -103,6 +140,8 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("chat", help="chat with your personal model (your relevant writing retrieved each turn)")
     p.add_argument("--base", action="store_true", help="chat with the base model instead")
+    p.add_argument("--profile", metavar="NAME", help="chat with a profile's model: the base with its LoRA adapter, "
+                                                     "retrieving from its sources (`/profile NAME` switches inside chat)")
     p.add_argument("--compare", action="store_true", help="each message answered by the personal and the base model")
     p.add_argument("--resume", action="store_true", help="continue the most recent conversation")
     p.add_argument("--conversation", metavar="ID", help="continue a saved conversation")

@@ -63,13 +63,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_active(args: argparse.Namespace) -> int:
     from ..active_model import active_model, history, switch_back
+    from ..profiles import normalize, profile_sources
 
+    profile = normalize(args.profile)
+    profile_sources(profile)              # an unknown profile is one clear line
     if args.switch_back:
-        echo(f"active again: {switch_back()}")
+        echo(f"active again: {switch_back(profile)}")
         return 0
-    model = active_model()
-    echo(f"active model: {model or 'none yet (mipo-local run makes one)'}")
-    for earlier in reversed(history()):
+    model = active_model(profile)
+    how = f"mipo-local run --profile {profile}" if profile else "mipo-local run"
+    echo(f"active model{f' of profile {profile}' if profile else ''}: {model or f'none yet ({how} makes one)'}")
+    for earlier in reversed(history(profile)):
         echo(f"  earlier: {earlier}")
     return 0
 
@@ -105,6 +109,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("active", help="which personal model is active, the earlier ones, and switching back")
     p.add_argument("--switch-back", action="store_true", help="make the previously active model active again")
+    p.add_argument("--profile", metavar="NAME", help="a profile's active model (default: the default profile's)")
     p.add_argument("--demo", action="store_true", help="in the demo workspace")
     p.set_defaults(func=_cmd_active)
 

@@ -10,12 +10,12 @@ from .common import echo
 def _cmd_serve(args: argparse.Namespace) -> int:
     import os
 
-    from ..chat import chat_model
     from ..serve import API_KEY_ENV, MODEL_ALIAS, Server, check_exposure
+    from .chat import chat_target
 
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     check_exposure(args.host, api_key)            # before the model is loaded: one clear line
-    server = Server(chat_model(base=args.base), host=args.host, port=args.port, api_key=api_key)
+    server = Server(chat_target(args), host=args.host, port=args.port, api_key=api_key)
     echo(f"Serving {server.model_id} (or \"{MODEL_ALIAS}\") at {server.url}"
          f"{' (API key required)' if api_key else ''}; your writing is retrieved into every request. Ctrl-C stops.",
          flush=True)
@@ -32,6 +32,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("serve", help="an OpenAI-compatible HTTP endpoint for your personal model (/v1/chat/completions)")
     p.add_argument("--base", action="store_true", help="serve the base model instead")
+    p.add_argument("--profile", metavar="NAME", help="serve a profile's model (the base with its LoRA adapter), "
+                                                     "retrieving from its sources")
     p.add_argument("--host", default=DEFAULT_HOST,
                    help=f"address to listen on (default: {DEFAULT_HOST}, this machine only; any other needs an API key)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0 picks a free one)")

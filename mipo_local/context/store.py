@@ -132,6 +132,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX documents_fingerprint ON documents(fingerprint);
     UPDATE files SET sha256 = '', mtime_ns = -1 WHERE kind != 'note';
     """,
+    # 6: profiles: a named subset of the imported sources, with its own runs and personal model
+    """
+    CREATE TABLE profiles(
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE profile_sources(
+        profile_id INTEGER NOT NULL REFERENCES profiles(id) ON DELETE CASCADE,
+        source_id INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+        PRIMARY KEY(profile_id, source_id)
+    );
+    """,
 ]
 
 # How long a writer waits for another process (an import, a run) to finish its transaction before
@@ -174,6 +187,17 @@ class SourceInfo:
     documents: int
 
 
+@dataclass(frozen=True)
+class ProfileInfo:
+    name: str
+    created_at: str
+    sources: tuple[SourceInfo, ...]
+
+    @property
+    def source_ids(self) -> tuple[int, ...]:
+        return tuple(s.id for s in self.sources)
+
+
 # the columns of a pair besides its run and time (pairs.stage fills them)
 PAIR_FIELDS = ("example_id", "sample", "source", "heldout", "request", "context", "negative_context", "prompt",
                "prompt_text", "chosen", "rejected", "reference", "status", "reason", "chosen_tokens", "rejected_tokens")
@@ -197,10 +221,16 @@ def fts_query(words: Sequence[str]) -> str:
 
 
 class ContextStore:
-    """One connection to the store. Use as a context manager, or call `close()`."""
+    """One connection to the store. Use as a context manager, or call `close()`.
 
-    def __init__(self, path: Optional[Path] = None, *, timeout: Optional[float] = None) -> None:
+    `sources` (source ids, a profile's) makes it a view of those sources' writing: search, the
+    documents and reply pairs examples are built from, counts and the fingerprint see only them,
+    and its pair runs are its own. None: everything (the default profile)."""
+
+    def __init__(self, path: Optional[Path] = None, *, timeout: Optional[float] = None,
+                 sources: Optional[Iterable[int]] = None) -> None:
         self.path = Path(path) if path else store_path()
+        self.scope: Optional[tuple[int, ...]] = None if sources is None else tuple(sorted({int(s) for s in sources}))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         workspace.create_private_file(self.path)   # SQLite gives its -wal and -shm files the same mode
         try:
@@ -248,6 +278,13 @@ class ContextStore:
     def _close_quietly(self) -> None:
         with contextlib.suppress(Exception):
             self.db.close()
+
+    def _in_scope(self, file_column: str) -> tuple[str, list]:
+        """(" AND <file_column> IN (the files of the view's sources)", its parameters); ("", []) unscoped."""
+        if self.scope is None:
+            return "", []
+        marks = ",".join("?" * len(self.scope)) or "NULL"
+        return f" AND {file_column} IN (SELECT id FROM files WHERE source_id IN ({marks}))", list(self.scope)
 
     # ------------------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -337,6 +374,40 @@ class ContextStore:
             self.db.execute("DELETE FROM sources WHERE id = ?", (source.id,))
             self._relink_replies()
         return source
+
+    # ------------------------------------------------------------------------------- profiles
+    def create_profile(self, name: str, source_ids: Sequence[int]) -> "ProfileInfo":
+        """A new profile over these sources (ids of imported sources)."""
+        with self.transaction():
+            if self.db.execute("SELECT 1 FROM profiles WHERE name = ?", (name,)).fetchone():
+                raise MipoError(f"there is a profile {name!r} already; remove it first (`mipo-local profile --remove {name}`)")
+            profile_id = self.db.execute("INSERT INTO profiles(name, created_at) VALUES (?, ?)", (name, _now())).lastrowid
+            for source_id in dict.fromkeys(source_ids):
+                self.db.execute("INSERT INTO profile_sources(profile_id, source_id) VALUES (?, ?)", (profile_id, source_id))
+        return self.profile(name)
+
+    def profiles(self) -> list["ProfileInfo"]:
+        """Every profile with its sources (a source removed since is no longer among them)."""
+        sources = {s.id: s for s in self.sources()}
+        members: dict[int, list[SourceInfo]] = {}
+        for profile_id, source_id in self.db.execute("SELECT profile_id, source_id FROM profile_sources ORDER BY source_id"):
+            if source_id in sources:
+                members.setdefault(profile_id, []).append(sources[source_id])
+        return [ProfileInfo(r["name"], r["created_at"], tuple(members.get(r["id"], ())))
+                for r in self.db.execute("SELECT * FROM profiles ORDER BY name")]
+
+    def profile(self, name: str) -> "ProfileInfo":
+        for profile in self.profiles():
+            if profile.name == name:
+                return profile
+        raise MipoError(f"no profile {name!r}; `mipo-local profile --list` shows them")
+
+    def remove_profile(self, name: str) -> "ProfileInfo":
+        """Forget a profile (its sources, runs and models stay)."""
+        profile = self.profile(name)
+        with self.transaction():
+            self.db.execute("DELETE FROM profiles WHERE name = ?", (name,))
+        return profile
 
     def _keep_duplicates(self, doomed_files: str, args: Sequence, doc_ids: Optional[Sequence[int]] = None) -> None:
         """Emails of files about to go (`doomed_files`: a condition on files `f`) that another file
@@ -513,8 +584,10 @@ class ContextStore:
                 self.db.execute("INSERT OR IGNORE INTO replies(incoming_id, reply_id) VALUES (?, ?)", (original, row["id"]))
 
     def reply_pairs(self) -> list[tuple[sqlite3.Row, sqlite3.Row]]:
-        """(incoming email, the user's reply) for every reply link."""
-        rows = self.db.execute("SELECT incoming_id, reply_id FROM replies ORDER BY reply_id").fetchall()
+        """(incoming email, the user's reply) for every reply link (in a view: every reply of its sources)."""
+        scope, args = self._in_scope("d.file_id")
+        rows = self.db.execute("SELECT r.incoming_id, r.reply_id FROM replies r JOIN documents d ON d.id = r.reply_id "
+                               f"WHERE 1=1{scope} ORDER BY r.reply_id", args).fetchall()
         return [(self.document(r[0]), self.document(r[1])) for r in rows]
 
     # ------------------------------------------------------------------------------- reading
@@ -522,7 +595,8 @@ class ContextStore:
         return self.db.execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone()
 
     def documents(self, *, kind: Optional[str] = None, user_only: bool = False) -> list[sqlite3.Row]:
-        sql, args = "SELECT * FROM documents WHERE 1=1", []
+        sql, args = self._in_scope("file_id")
+        sql, args = "SELECT * FROM documents WHERE 1=1" + sql, args
         if kind:
             sql += " AND kind = ?"
             args.append(kind)
@@ -531,6 +605,8 @@ class ContextStore:
         return self.db.execute(sql + " ORDER BY id", args).fetchall()
 
     def counts(self) -> dict[str, int]:
+        if self.scope is not None:
+            return self._scoped_counts()
         one = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
         return {
             "sources": one("SELECT COUNT(*) FROM sources"),
@@ -548,15 +624,41 @@ class ContextStore:
         rows = self.db.execute("SELECT id, file_id, locator, content_hash FROM documents")
         return {r[0]: f"{r[1]}:{r[2]}:{r[3][:16]}" for r in rows}
 
+    def _scoped_counts(self) -> dict[str, int]:
+        """`counts` of a view: only its sources' files, documents, chunks and replies."""
+        scope, args = self._in_scope("d.file_id")
+        one = lambda sql: self.db.execute(sql, args).fetchone()[0]  # noqa: E731
+        docs = f"SELECT COUNT(*) FROM documents d WHERE 1=1{scope}"
+        return {
+            "sources": self.db.execute(f"SELECT COUNT(*) FROM sources WHERE id IN ({','.join('?' * len(self.scope)) or 'NULL'})",
+                                       list(self.scope)).fetchone()[0],
+            "files": one(f"SELECT COUNT(*) FROM files f WHERE 1=1{self._in_scope('f.id')[0]}"),
+            "notes": one(docs + " AND d.kind = 'note'"),
+            "emails": one(docs + " AND d.kind = 'email'"),
+            "own_emails": one(docs + " AND d.kind = 'email' AND d.author_is_user = 1"),
+            "chunks": one(f"SELECT COUNT(*) FROM chunks c JOIN documents d ON d.id = c.document_id WHERE 1=1{scope}"),
+            "reply_links": one(f"SELECT COUNT(*) FROM replies r JOIN documents d ON d.id = r.reply_id WHERE 1=1{scope}"),
+        }
+
     def fingerprint(self) -> list:
-        """Changes whenever the user's imported writing (or which of it is theirs) changes."""
+        """Changes whenever the user's imported writing (or which of it is theirs) changes; in a view,
+        its sources' writing."""
+        if self.scope is not None:
+            scope, args = self._in_scope("d.file_id")
+            row = self.db.execute("SELECT count(*), coalesce(max(c.id), 0), coalesce(sum(length(c.text)), 0) FROM chunks c "
+                                  f"JOIN documents d ON d.id = c.document_id WHERE 1=1{scope}", args).fetchone()
+            own = self.db.execute(f"SELECT count(*) FROM documents d WHERE author_is_user = 1{scope}", args).fetchone()[0]
+            return [list(row), own, list(self.scope)]
         row = self.db.execute("SELECT count(*), coalesce(max(id), 0), coalesce(sum(length(text)), 0) FROM chunks").fetchone()
         own = self.db.execute("SELECT count(*) FROM documents WHERE author_is_user = 1").fetchone()[0]
         return [list(row), own]
 
     # --------------------------------------------------------------------------------- pairs
     def pair_run(self, key: str, settings: dict, model: dict) -> int:
-        """The id of the pair run with this key (settings + sampling model), created when new."""
+        """The id of the pair run with this key (settings + sampling model), created when new. A view's
+        pair runs are its own (the key names its sources): its examples are made from them alone."""
+        if self.scope is not None:
+            key = f"{key}:sources={','.join(map(str, self.scope))}"
         row = self.db.execute("SELECT id FROM pair_runs WHERE key = ?", (key,)).fetchone()
         if row:
             return row["id"]
@@ -655,13 +757,14 @@ class ContextStore:
                                      "WHERE chunks_fts MATCH ? AND rowid >= ? ORDER BY score LIMIT ?",
                                      (query, since or 0, n)).fetchall()
             ids = [r[0] for r in ranked]
+            scope, scope_args = self._in_scope("d.file_id")     # a view: its sources' chunks only
             rows = {r[0]: r for r in self.db.execute(
                 f"""SELECT c.id, c.document_id, d.title, c.text, d.kind, d.date, d.author_is_user
-                    FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({','.join('?' * len(ids))})""",
-                ids)}
+                    FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({','.join('?' * len(ids))}){scope}""",
+                ids + scope_args)}
             hits = []
             for chunk_id, score in ranked:
-                r = rows.get(chunk_id)        # None: removed since (another process's import)
+                r = rows.get(chunk_id)        # None: removed since (another process's import), or outside the view
                 if r is None or (user_only and not r[6]) or r[1] in skip_documents or chunk_id in skip_chunks:
                     continue
                 hits.append(SearchHit(r[0], r[1], r[2], r[3], r[4], r[5], -float(score)))
@@ -678,6 +781,9 @@ class ContextStore:
                  FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.document_id
                  WHERE chunks_fts MATCH ? AND chunks_fts.rowid >= ?"""
         args: list = [query, since or 0]
+        scope, scope_args = self._in_scope("d.file_id")
+        sql += scope
+        args.extend(scope_args)
         if user_only:
             sql += " AND d.author_is_user = 1"
         if exclude_documents:
@@ -723,7 +829,7 @@ class ContextStore:
         scored (words that common rank chunks by little but their length: BM25 over all of them cost
         ~0.7 µs per chunk, 80 ms for two common words over 200,000 chunks)."""
         scored = sum(df[w] for w in words)
-        if scored <= MAX_SCORED_CHUNKS:
+        if scored <= MAX_SCORED_CHUNKS or self.scope is not None:   # a view's chunks may be among the oldest
             return None
         first, last = stats["ids"]
         return int(last - (last - first + 1) * MAX_SCORED_CHUNKS / scored) + 1

@@ -1,4 +1,5 @@
-"""Chat: streamed Markdown replies, personal or base model, the snippets given to the model, past conversations."""
+"""Chat: streamed Markdown replies, personal or base model, the snippets given to the model, past conversations.
+With profiles (`mipo_local.profiles`), a picker switches the personal model's profile mid-conversation."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class ChatPane(Horizontal):
         with Vertical(id="chat-side"):
             yield Select([("personal model", "personal"), ("base model", "base")], value="personal",
                          allow_blank=False, id="chat-model")
+            yield Select([("all sources", "default")], value="default", allow_blank=False, id="chat-profile")
             yield Button("New conversation", id="new-chat")
             yield Label("your snippets in this turn", classes="side-title")
             yield Static("—", id="snippets")
@@ -54,8 +56,25 @@ class ChatPane(Horizontal):
     def on_mount(self) -> None:
         self.refresh_conversations()
 
+    def refresh_profiles(self) -> None:
+        """The profile picker: shown only when there are profiles besides the default."""
+        from mipo_local.profiles import DEFAULT, list_profiles
+
+        picker = self.query_one("#chat-profile", Select)
+        try:
+            names = [p.name for p in list_profiles()]
+        except Exception:  # noqa: BLE001 - a store another process is writing: keep the picker as it is
+            return
+        current = picker.value if picker.value in names else DEFAULT
+        with picker.prevent(Select.Changed):
+            picker.set_options([("all sources", DEFAULT)] + [(f"profile: {n}", n) for n in names])
+            picker.value = current
+        picker.display = bool(names)
+
     def refresh_conversations(self) -> None:
         from mipo_local.chat import list_conversations
+
+        self.refresh_profiles()
 
         options = self.query_one("#conversations", OptionList)
         options.clear_options()
@@ -79,6 +98,27 @@ class ChatPane(Horizontal):
         self.conversation = None
         self.query_one("#messages", VerticalScroll).remove_children()
         self.query_one("#snippets", Static).update("—")
+
+    @on(Select.Changed, "#chat-profile")
+    def _profile_changed(self, event: Select.Changed) -> None:
+        self.switch_profile(str(event.value))
+
+    @work(thread=True, exit_on_error=False, group="chat")
+    def switch_profile(self, name: str) -> None:
+        """The personal session goes on with the profile's adapter (no reload) and sources."""
+        from mipo_local.profiles import DEFAULT, profile_model
+
+        try:
+            with self.lock:
+                session = self.sessions.get("personal")
+                current = session.profile.label if session is not None and session.profile else DEFAULT
+                if session is None or name == current:     # none open: the next message opens it with this profile
+                    return
+                target = profile_model(name)
+                seconds = session.use_profile(target)
+            self.app.notify(f"profile {target.label}: switched in {seconds * 1000:.0f} ms", title="Chat")
+        except Exception as exc:  # noqa: BLE001 - e.g. the profile has no model yet
+            notify_error(self.app, exc, "Chat")
 
     @on(OptionList.OptionSelected, "#conversations")
     def open_conversation(self, event: OptionList.OptionSelected) -> None:
@@ -112,20 +152,23 @@ class ChatPane(Horizontal):
         answer = self._bubble("assistant", "")
         box.mount(answer)
         box.scroll_end(animate=False)
-        self.send(text, self.kind, answer)
+        self.send(text, self.kind, answer, str(self.query_one("#chat-profile", Select).value))
 
-    def _session(self, kind: str):
+    def _session(self, kind: str, profile: str):
         from mipo_local.chat import ChatSession, chat_model
+        from mipo_local.profiles import DEFAULT, profile_model
 
         with self.lock:
             if kind not in self.sessions:
-                self.sessions[kind] = ChatSession(chat_model(base=kind == "base"), conversation=self.conversation)
+                target = profile_model(profile) if kind == "personal" and profile != DEFAULT else \
+                    chat_model(base=kind == "base")
+                self.sessions[kind] = ChatSession(target, conversation=self.conversation)
             return self.sessions[kind]
 
     @work(thread=True, exit_on_error=False, group="chat")
-    def send(self, text: str, kind: str, answer: Markdown) -> None:
+    def send(self, text: str, kind: str, answer: Markdown, profile: str = "default") -> None:
         try:
-            session = self._session(kind)
+            session = self._session(kind, profile)
             shown, last = "", 0.0
             for piece in session.send(text):
                 shown += piece
