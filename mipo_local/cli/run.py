@@ -45,6 +45,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sources, addresses = demo_sources(), list(DEMO_ADDRESSES)
     start = time.perf_counter()
     result = run_pipeline(sources, settings, addresses=addresses, new=args.new, from_scratch=args.from_scratch,
+                          profile=args.profile,
                           until="pairs" if args.pairs_only else None, progress=TerminalProgress())
     total = time.perf_counter() - start
     if result.nothing_new:
@@ -65,7 +66,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     echo(result.report["headline"])
     echo(f"report: {result.run_dir / 'report.md'}")
-    echo(f"active model: {result.model}  (chat: mipo-local chat{' --demo' if args.demo else ''})")
+    chat = f"mipo-local chat{' --demo' if args.demo else ''}{f' --profile {args.profile}' if args.profile else ''}"
+    echo(f"active model{f' of profile {args.profile}' if args.profile else ''}: {result.model}  (chat: {chat})")
     echo(f"total {total:.0f} s")
     return 0
 
@@ -96,6 +98,8 @@ def register(sub) -> None:
     add_settings_flags(p, PairSettings, PAIR_FLAGS, prefix="pairs")
     add_settings_flags(p, TrainSettings, TRAIN_FLAGS, prefix="train")
     add_settings_flags(p, EvalSettings, ("examples",), prefix="evaluation")
+    p.add_argument("--profile", metavar="NAME", help="personalize a profile's model from its sources only "
+                                                     "(`mipo-local profile --create`); default: all sources")
     p.add_argument("--new", action="store_true", help="start a new run even if one with these settings can continue")
     p.add_argument("--from-scratch", action="store_true",
                    help="a full run from the base model, not continuing the active model on what is new")

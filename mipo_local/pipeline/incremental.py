@@ -73,12 +73,12 @@ def _compatible(settings, state: dict, base_path: str) -> Optional[str]:
     return None
 
 
-def find_basis(settings, base_path: str) -> tuple[Optional[Basis], str]:
+def find_basis(settings, base_path: str, profile: Optional[str] = None) -> tuple[Optional[Basis], str]:
     """(the active model's run to continue, or None; why). The active model must come from a
     finished run with its adapter, merged model and document snapshot, made with compatible settings."""
     from ..active_model import active_model
 
-    model = active_model()
+    model = active_model(profile)     # a profile's run continues that profile's model
     if model is None:
         return None, "there is no active personal model yet"
     run_dir = model.parent

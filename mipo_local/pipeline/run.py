@@ -58,6 +58,7 @@ def run_pipeline(
     continue_only: bool = False,
     accelerate_config: Optional[Path] = None,
     from_scratch: bool = False,
+    profile: Optional[str] = None,
 ) -> RunResult:
     """Run (or continue) the whole pipeline. See the module docstring.
 
@@ -67,7 +68,9 @@ def run_pipeline(
     `should_stop` (a `stop.StopFlag` or any callable) is polled at safe points; Ctrl-C sets it too.
     `continue_only` refuses to start a new run when no unfinished one with these settings exists.
     A new run is incremental (`pipeline.incremental`) when the active model comes from a run with
-    compatible settings and the data changed since; `from_scratch` makes it a full one."""
+    compatible settings and the data changed since; `from_scratch` makes it a full one.
+    `profile` (`mipo_local.profiles`): examples only from its sources, its own runs, and the model
+    becomes its active model; None is the default profile (every source)."""
     stage_names = STAGES[1:]
     if until is not None and until not in stage_names:
         raise MipoError(f"a run can end after one of {', '.join(stage_names)}, not {until!r}")
@@ -80,7 +83,11 @@ def run_pipeline(
                         "pair for each new one")
     from ..catalog import resolve_base
     from ..context import ContextStore, import_paths
+    from ..profiles import normalize, profile_sources
     from ..settings import load_settings, save_settings
+
+    profile = normalize(profile)
+    scope = profile_sources(profile)          # a clear error for an unknown profile before any work
 
     user = load_settings()
     if addresses:
@@ -96,22 +103,27 @@ def run_pipeline(
         with ContextStore() as store:
             store.set_user_addresses(user.addresses)
     timings["import"] = time.perf_counter() - t0
-    with ContextStore() as store:
+    with ContextStore(sources=scope) as store:
         data_fp = data_fingerprint(store)
         if not store.counts()["chunks"]:
+            if profile:
+                raise MipoError(f"profile {profile!r}'s sources hold none of your writing; import them again "
+                                "(`mipo-local import PATH`)")
             raise MipoError("the context store holds none of your writing yet; give folders or mail files to import "
                             "(`mipo-local run ~/notes`) or try `mipo-local run --demo`")
     key = settings.key() if pairs_run is None and until in (None, "pairs") else \
         digest([settings.key(), "pairs", pairs_run, "until", until])
+    if profile:
+        key = digest([key, "profile", profile])
     plain = pairs_run is None and until in (None, "pairs")      # not the `train` command's runs
     found, up_to_date = find_run(key, data_fp, new, continue_only=continue_only)
     if from_scratch and found is not None and (up_to_date or load_state(found).get("mode") == "incremental"):
         found, up_to_date = None, False          # a full run asked for: neither this model nor this run will do
     basis, mode_reason = None, "--from-scratch asked for a full run" if from_scratch else ""
     if found is None and plain and not from_scratch:
-        basis, mode_reason = find_basis(settings, str(base.path))
+        basis, mode_reason = find_basis(settings, str(base.path), profile=profile)
         if basis is not None:
-            with ContextStore() as store:
+            with ContextStore(sources=scope) as store:
                 fresh = new_documents(store, basis.run_dir)
             if not fresh and not new:
                 return _nothing_new(basis, f"nothing new or changed since {basis.run_dir.name}; its model stays active")
@@ -140,6 +152,8 @@ def run_pipeline(
         for text in import_summary.lines():
             log.line(f"[import] {text}")
     state["base"] = str(base.path)
+    if profile:
+        state["profile"], state["sources"] = profile, list(scope)    # the stages read them (pipeline.stages)
     ctx = RunContext(settings, base, run_dir, state, log, as_stop_flag(should_stop), data_fp, adopt_pairs=pairs_run,
                      accelerate_config=accelerate_config,
                      basis=basis, before={k: dict(v) for k, v in (state.get("stages") or {}).items()})

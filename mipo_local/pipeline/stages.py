@@ -95,7 +95,7 @@ def pairs_step(ctx: RunContext) -> Step:
     def execute() -> StageOutcome:
         from ..pairs import generate_pairs
 
-        with ContextStore() as store:
+        with ContextStore(sources=ctx.state.get("sources")) as store:     # a profile's sources only
             write_snapshot(store, ctx.run_dir)      # what this run learns from; the next one's "new" is after it
             select, info = None, {}
             if basis is not None:
@@ -210,15 +210,17 @@ def activate_step(ctx: RunContext) -> Step:
     from ..active_model import activate, active_model
 
     model = Path(ctx.outputs["model"])
+    profile = ctx.state.get("profile")       # a profile's run: its active model (None: the default's)
 
     def execute() -> StageOutcome:
         report(ctx.log, "activate", "checking that the new model loads and answers")
-        if active_model() != model.resolve():
-            activate(model)
-        report(ctx.log, "activate", f"{model.name} is now your active model", finished=True)
+        if active_model(profile) != model.resolve():
+            activate(model, profile=profile)
+        mine = f"profile {profile}'s" if profile else "your"
+        report(ctx.log, "activate", f"{model.name} is now {mine} active model", finished=True)
         return StageOutcome()
 
-    return Step(digest([ctx.fingerprint_of("export"), str(model)]), active_model() is not None, execute)
+    return Step(digest([ctx.fingerprint_of("export"), str(model)]), active_model(profile) is not None, execute)
 
 
 def evaluate_step(ctx: RunContext) -> Step:
@@ -262,7 +264,7 @@ def evaluate_personal(run_dir: Path, state: dict, settings, *, progress: Optiona
     run_settings = RunSettings.from_dict(state["settings"])
     base = resolve_base(state.get("base") or run_settings.base or None)   # the base the run trained from
     sampler = sampling_gguf(base, progress=progress)
-    with ContextStore() as store:
+    with ContextStore(sources=state.get("sources")) as store:     # a profile's run: its sources' examples
         examples = heldout_examples(store, run_settings.pairs, settings.examples, settings.contexts)
     result = evaluate_models(Path(outputs["model"]), Path(outputs["merged"]), sampler,
                              base_checkpoint(base, progress=progress), examples, settings, run_settings.pairs,
