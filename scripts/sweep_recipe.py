@@ -37,6 +37,7 @@ def variants(demo):
         ("shuffle negatives", as_plain(strategy="shuffle")),
         ("mirrored pairs (the defaults)", demo),
         ("mirrored pairs, shuffle negatives", with_pairs(strategy="shuffle")),
+        ("mirrored pairs, mixed negatives", with_pairs(strategy="mix")),
         ("mirrored pairs, 2 epochs", with_train(epochs=2.0)),
         ("mirrored pairs, twice the pairs", with_pairs(examples=2 * pairs.examples)),
         ("mirrored pairs, beta 0.3", with_train(beta=0.3)),

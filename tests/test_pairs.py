@@ -228,3 +228,18 @@ def test_pairs_cli_show_and_export(demo_store, sampling_model, mipo_home, tmp_pa
     out = tmp_path / "all.jsonl"
     proc = run_cli(["pairs", "--export", str(out), "--split", "all"], mipo_home)
     assert proc.returncode == 0 and out.is_file()
+
+
+def test_mix_negatives_are_half_dropped_half_shuffled_and_stable():
+    from mipo_local.pairs.examples import Example
+    from mipo_local.pairs.negatives import negative_contexts
+
+    examples = [Example(id=f"note:{i}", source="note", request=f"q{i}", context=(f"excerpt {i}",),
+                        context_docs=(i,), heldout=False) for i in range(40)]
+    mixed = negative_contexts(examples, "mix")
+    dropped = [k for k, c in mixed.items() if c is None]
+    assert 10 <= len(dropped) <= 30                       # about half each
+    shuffled = {e.id: negative_contexts(examples, "shuffle")[e.id] for e in examples}
+    for e in examples:
+        assert mixed[e.id] is None or (mixed[e.id] == shuffled[e.id] and mixed[e.id] != e.context)
+    assert negative_contexts(list(reversed(examples)), "mix") == mixed      # a stable choice per example

@@ -1,5 +1,6 @@
 """The negative's context c' for each example: `drop` (none), `shuffle` (another example's context
-sharing no source document) or `persona` (an unrelated fictional person shipped with the app)."""
+sharing no source document), `mix` (half of the examples each, chosen by a stable hash of the
+example) or `persona` (an unrelated fictional person shipped with the app)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Optional, Sequence
 from ..errors import MipoError
 from .examples import Example, personas, stable_fraction
 
-STRATEGIES = ("drop", "shuffle", "persona")
+STRATEGIES = ("drop", "shuffle", "mix", "persona")
 
 
 def negative_contexts(examples: Sequence[Example], strategy: str) -> dict[str, Optional[tuple[str, ...]]]:
@@ -22,6 +23,9 @@ def negative_contexts(examples: Sequence[Example], strategy: str) -> dict[str, O
         return {e.id: (people[int(stable_fraction("persona:" + e.id) * len(people))],) for e in examples}
     out: dict[str, Optional[tuple[str, ...]]] = {}
     for e in examples:
+        if strategy == "mix" and stable_fraction("mix:" + e.id) < 0.5:
+            out[e.id] = None
+            continue
         mine = set(e.context_docs)
         others = [o for o in examples if o.id != e.id and o.context and not mine & set(o.context_docs)]
         if not others:

@@ -31,9 +31,10 @@ from .negatives import STRATEGIES, negative_contexts
 class PairSettings:
     examples: int = option(200, "at most this many training examples to make pairs from")
     heldout_pairs: int = option(16, "and pairs for at most this many held-out examples (held-out DPO metrics)")
-    strategy: str = option("drop", "the negative's context: none, another example's, or an unrelated persona",
-                           choices=STRATEGIES, labels={"drop": "no context (drop)", "shuffle": "another's context",
-                                                       "persona": "a persona"})
+    strategy: str = option("drop", "the negative's context: none, another example's, half each, or an unrelated "
+                           "persona", choices=STRATEGIES,
+                           labels={"drop": "no context (drop)", "shuffle": "another's context",
+                                   "mix": "half each (mix)", "persona": "a persona"})
     samples: int = option(1, "pairs per example (one sample per side each, as in MIPO)")
     temperature: float = option(0.8, "sampling temperature (pairs and evaluation)")
     top_p: float = option(0.95, "nucleus sampling: the smallest set of tokens with this much probability")
