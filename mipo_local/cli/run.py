@@ -44,7 +44,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         echo(f"demo workspace: {workspace.home()} (the fictional Ada Lindqvist; your own data is not touched)")
         sources, addresses = demo_sources(), list(DEMO_ADDRESSES)
     start = time.perf_counter()
-    result = run_pipeline(sources, settings, addresses=addresses, new=args.new, from_scratch=args.from_scratch,
+    result = run_pipeline(sources, settings, addresses=addresses, accelerate_config=args.accelerate_config,
+                          new=args.new, from_scratch=args.from_scratch,
                           profile=args.profile,
                           until="pairs" if args.pairs_only else None, progress=TerminalProgress())
     total = time.perf_counter() - start
@@ -98,6 +99,8 @@ def register(sub) -> None:
     add_settings_flags(p, PairSettings, PAIR_FLAGS, prefix="pairs")
     add_settings_flags(p, TrainSettings, TRAIN_FLAGS, prefix="train")
     add_settings_flags(p, EvalSettings, ("examples",), prefix="evaluation")
+    p.add_argument("--accelerate-config", metavar="FILE", type=Path,
+                   help="train under `accelerate launch` with this Accelerate config (as `train --accelerate-config`)")
     p.add_argument("--profile", metavar="NAME", help="personalize a profile's model from its sources only "
                                                      "(`mipo-local profile --create`); default: all sources")
     p.add_argument("--new", action="store_true", help="start a new run even if one with these settings can continue")
