@@ -5,17 +5,19 @@ with four notes held back, the real stack, tiny settings."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from mipo_local.active_model import active_model, history
 from mipo_local.context import ContextStore, import_paths
 from mipo_local.demo import DEMO_ADDRESSES, demo_dir
 from mipo_local.eval_report import EvalSettings
 from mipo_local.pairs import PairSettings
 from mipo_local.pairs.examples import build_examples
-from mipo_local.pipeline import RunSettings
+from mipo_local.pipeline import RunSettings, list_runs, load_state, run_pipeline
 from mipo_local.pipeline.incremental import new_documents, replay_split, write_snapshot
 from mipo_local.settings import load_settings
 from mipo_local.train import TrainSettings
@@ -109,3 +111,55 @@ def test_training_continues_from_a_saved_adapter_with_the_base_as_reference(tmp_
     before, after = second.metrics["heldout_before"], first.metrics["heldout_after"]
     assert before["reward_margin"] == pytest.approx(after["reward_margin"], abs=1e-4)   # where the first stopped
     assert adapter_digest(saved_adapter(second.adapter_dir)) != start
+
+
+def test_incremental_run_continues_the_active_adapter_on_the_new_notes_only(tmp_path, mipo_home, sampling_model,
+                                                                            smol_checkpoint):
+    from mipo_local.train.continued import adapter_digest, saved_adapter
+
+    notes, back, aside = _corpus(tmp_path)
+    first = run_pipeline([notes, demo_dir() / "mail"], TINY, addresses=DEMO_ADDRESSES)
+    assert first.finished and first.mode == "full"
+    state_a = load_state(first.run_dir)
+    pair_run = state_a["stages"]["pairs"]["pair_run"]
+    with ContextStore() as store:
+        pairs_before = {r["id"] for r in store.pairs(pair_run)}
+
+    _add_back(notes, aside, back)
+    second = run_pipeline([notes], TINY)
+    assert second.finished and second.mode == "incremental" and second.run_dir != first.run_dir
+    assert first.run_dir.name in second.mode_reason
+    state = load_state(second.run_dir)
+    pairs = state["stages"]["pairs"]
+    assert pairs["pair_run"] == pair_run and pairs["new_documents"] == len(back)
+    new_examples = set(json.loads((second.run_dir / "new_examples.json").read_text()))
+    with ContextStore() as store:
+        made = [r for r in store.pairs(pair_run) if r["id"] not in pairs_before]
+        new_files = {str(store.document(i)["file_id"]) for i in new_documents(store, first.run_dir)}
+    assert made and {r["example_id"] for r in made} == new_examples          # pairs only for the new examples
+    assert all(e.split(":")[0] == "note" and e.split(":")[1] in new_files for e in new_examples)
+    train = state["stages"]["train"]
+    assert train["new_pairs"] >= 1 and train["replayed_pairs"] == train["new_pairs"]   # replay_fraction 0.5
+
+    # training started from the previous adapter (its exact weights), with the base as reference
+    metrics = json.loads((second.run_dir / "train" / "train_metrics.json").read_text())
+    previous_adapter = Path(state_a["outputs"]["adapter"])
+    assert metrics["initial_adapter"]["digest"] == adapter_digest(saved_adapter(previous_adapter))
+    assert adapter_digest(saved_adapter(second.run_dir / "train" / "adapter")) != metrics["initial_adapter"]["digest"]
+    assert metrics["heldout_before"]["reward_margin"] != 0        # the policy already differs from the base
+
+    # a new version, active after its smoke test; the previous stays in the history; the report compares all three
+    assert active_model() == second.model.resolve() and first.model.resolve() in history()
+    report = second.report
+    assert report["previous"]["identification"]["n"] == report["identification"]["personal"]["n"]
+    assert "New vs previous vs base" in (second.run_dir / "report.md").read_text()
+
+    # nothing new since: no run, exit 0
+    runs = list_runs()
+    third = run_pipeline((), TINY)
+    assert third.up_to_date and third.run_dir == second.run_dir and list_runs() == runs
+    (notes / back[0].relative_to(aside)).unlink()          # the data changed, but nothing is new
+    fourth = run_pipeline([notes], TINY)
+    assert fourth.nothing_new and "nothing new" in fourth.mode_reason
+    assert fourth.model.resolve() == second.model.resolve()
+    assert list_runs() == runs and active_model() == second.model.resolve()
