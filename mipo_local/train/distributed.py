@@ -55,6 +55,16 @@ class World:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def pin_gpu(self) -> None:
+        """Several processes on GPUs: this one uses its own (LOCAL_RANK) from the start, so that no CUDA
+        context of every process lands on GPU 0."""
+        if self.size == 1:
+            return
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+
     def start(self, *, cpu: bool) -> None:
         """Join the process group now (gloo on CPUs, NCCL on GPUs), each process on its own GPU."""
         from accelerate import PartialState

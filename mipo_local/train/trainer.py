@@ -178,10 +178,11 @@ def train_lora(
     if resume and last is None and (run_dir / "adapter").is_dir():
         raise MipoError(f"the run in {run_dir} already finished; start a new run to train again")
 
-    plan = plan_device(settings.device)
     from .distributed import World
 
     world = World.current()
+    world.pin_gpu()                      # before plan_device touches CUDA: every process on its own GPU
+    plan = plan_device(settings.device)
     if world.size > 1:
         world.start(cpu=plan.device == "cpu")
         progress = progress if world.is_main else None
