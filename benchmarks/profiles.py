@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 QUESTION = "What is on my packing list for the Svalbard trip?"
-REPS = 8
+REPS = 4
 OPTIONS = dict(temperature=0.0, max_tokens=32, save=False)
 
 
