@@ -51,6 +51,24 @@ def tiny_demo_run_args(max_steps: int) -> list[str]:
             "--max-steps", str(max_steps), "--eval-examples", "2", "--quant", "Q8_0"]
 
 
+def tiny_run_settings(max_steps: int):
+    """The settings `tiny_demo_run_args` gives the command line, as the library's RunSettings."""
+    from mipo_local.cli import build_parser
+    from mipo_local.cli.run import run_settings
+
+    return run_settings(build_parser().parse_args(["run", *tiny_demo_run_args(max_steps)]))
+
+
+def app_runs_start_tiny(monkeypatch, max_steps: int = 4) -> None:
+    """The app's run form starts from `tiny_run_settings` instead of the library's defaults: the app
+    tests check what a run does from the app (progress, Cancel, Start continuing, errors), not how
+    long the defaults take (held-out pairs, candidates, evaluation size)."""
+    import tui.panes.personalize as personalize
+
+    tiny = tiny_run_settings(max_steps)
+    monkeypatch.setattr(personalize, "RunSettings", lambda: tiny)
+
+
 def latest_run_log(home: Path) -> str:
     """The log of the workspace's latest run ("" before there is one)."""
     logs = sorted((home / "runs").glob("run-*/log.txt"))

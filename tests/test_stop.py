@@ -93,7 +93,8 @@ def test_first_ctrl_c_asks_to_stop_and_the_second_interrupts():
     assert signal.getsignal(signal.SIGINT) is before         # put back as it was
 
 
-def test_cancel_in_the_app_during_pairs_and_training_then_start_continues(mipo_home, sampling_model, smol_checkpoint):
+def test_cancel_in_the_app_during_pairs_and_training_then_start_continues(mipo_home, sampling_model, smol_checkpoint,
+                                                                         monkeypatch):
     """The app's Cancel stops the run's worker at a safe point (the pane reports it, nothing raises
     past the worker), and Start continues the same run."""
     import asyncio
@@ -101,7 +102,7 @@ def test_cancel_in_the_app_during_pairs_and_training_then_start_continues(mipo_h
     from mipo_local.context import import_paths
     from mipo_local.settings import load_settings, save_settings
 
-    from .helpers import click, noted_app, set_value, settle
+    from .helpers import app_runs_start_tiny, click, noted_app, set_value, settle
 
     save_settings(load_settings().with_addresses(list(DEMO_ADDRESSES)))
     import_paths(demo_sources())
@@ -109,6 +110,7 @@ def test_cancel_in_the_app_during_pairs_and_training_then_start_continues(mipo_h
     import dataclasses
 
     save_settings(dataclasses.replace(settings, onboarded=True))
+    app_runs_start_tiny(monkeypatch)
 
     async def until(pilot, check, seconds: float = 400) -> None:
         deadline = time.time() + seconds

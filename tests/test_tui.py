@@ -13,12 +13,14 @@ from textual.widgets import DataTable
 from mipo_local.demo import DEMO_ADDRESSES, demo_dir, demo_sources
 from mipo_local.settings import load_settings
 
-from .helpers import click, noted_app, save_onboarded, set_value, settle
+from .helpers import app_runs_start_tiny, click, noted_app, save_onboarded, set_value, settle
 
 
-def test_onboarding_import_personalize_and_chat(mipo_home, sampling_model, smol_checkpoint):
+def test_onboarding_import_personalize_and_chat(mipo_home, sampling_model, smol_checkpoint, monkeypatch):
     from tui.screens.main import MainScreen
     from tui.screens.onboarding import OnboardingScreen
+
+    app_runs_start_tiny(monkeypatch)
 
     async def run() -> None:
         app = noted_app()
@@ -142,7 +144,7 @@ def test_no_model_available_is_a_notification(mipo_home):
     asyncio.run(run())
 
 
-def test_training_failure_is_a_notification(mipo_home, sampling_model, smol_checkpoint):
+def test_training_failure_is_a_notification(mipo_home, sampling_model, smol_checkpoint, monkeypatch):
     import torch
 
     if torch.cuda.is_available():
@@ -151,6 +153,7 @@ def test_training_failure_is_a_notification(mipo_home, sampling_model, smol_chec
 
     save_onboarded(DEMO_ADDRESSES)
     import_paths(demo_sources())
+    app_runs_start_tiny(monkeypatch)
 
     async def run() -> None:
         app = noted_app()
