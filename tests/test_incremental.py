@@ -23,7 +23,7 @@ from mipo_local.settings import load_settings
 from mipo_local.train import TrainSettings
 
 TINY = RunSettings(
-    pairs=PairSettings(examples=10, heldout_pairs=2, max_new_tokens=64, heldout_fraction=0.3, n_parallel=8, candidates=1),
+    pairs=PairSettings(examples=10, heldout_pairs=2, max_new_tokens=24, heldout_fraction=0.3, n_parallel=8, candidates=1),
     train=TrainSettings(batch_size=2, max_length=512, checkpoint_every=50),
     quant="Q8_0", max_steps=2,
     evaluation=EvalSettings(examples=2, answers=1),

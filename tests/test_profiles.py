@@ -89,6 +89,7 @@ def test_a_profile_view_of_the_store_sees_only_its_sources(two_sources):
         everywhere = {h.title for h in store.search(QUESTION, 8)}
         all_fp = store.fingerprint()
         all_run = store.pair_run("k", {}, {})
+        assert len(store.document_versions()) == 4
     assert {"Urchin survey", "Sourdough"} <= everywhere
     with ContextStore(sources=[ids[str(work)]]) as store:
         found = {h.title for h in store.search(QUESTION, 8)}
@@ -98,6 +99,7 @@ def test_a_profile_view_of_the_store_sees_only_its_sources(two_sources):
         assert {d["title"] for d in store.documents(kind="note")} == {"Urchin survey", "Grant report"}
         assert store.fingerprint() != all_fp
         assert store.pair_run("k", {}, {}) != all_run          # a profile's pairs are its own
+        assert len(store.document_versions()) == 2             # what is new for its incremental runs
         examples = build_examples(store, max_examples=50)
     contexts = [" ".join(e.context) for e in examples]
     assert any("urchin" in c for c in contexts)

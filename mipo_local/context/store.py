@@ -621,7 +621,8 @@ class ContextStore:
     def document_versions(self) -> dict[int, str]:
         """{document id: "file id:locator:content hash"}: a document's version. A changed document
         (new content) or a new one has a version no earlier snapshot holds (incremental runs)."""
-        rows = self.db.execute("SELECT id, file_id, locator, content_hash FROM documents")
+        scope, args = self._in_scope("file_id")        # a profile's view: only its sources' documents
+        rows = self.db.execute(f"SELECT id, file_id, locator, content_hash FROM documents WHERE 1=1{scope}", args)
         return {r[0]: f"{r[1]}:{r[2]}:{r[3][:16]}" for r in rows}
 
     def _scoped_counts(self) -> dict[str, int]:
