@@ -20,9 +20,9 @@ class TrainSettings:
     epochs: float = option(1.0, "passes over the pairs")
     batch_size: int = option(4, "pairs per optimizer step (split into micro-batches when memory requires)")
     grad_accum: int = option(1, "micro-batches accumulated per step")
-    lora_rank: int = option(32, "LoRA rank (alpha follows as 2 × rank on the command line; 32 from the sweep in "
-                            "BENCHMARKS.md)", flag="--rank")
-    lora_alpha: int = option(64, "LoRA alpha")
+    lora_rank: int = option(16, "LoRA rank (alpha follows as 2 × rank on the command line; 32 was swept and not "
+                            "kept: BENCHMARKS.md)", flag="--rank")
+    lora_alpha: int = option(32, "LoRA alpha")
     lora_dropout: float = option(0.0, "LoRA dropout")
     max_length: int = option(1024, "prompt + answer tokens; longer pairs are left out and counted, never truncated")
     warmup_steps: int = option(2, "learning-rate warm-up steps")
