@@ -47,7 +47,7 @@ def tiny_demo_run_args(max_steps: int) -> list[str]:
     from mipo_local.demo import DEMO_ADDRESSES, demo_sources
 
     return [*map(str, demo_sources()), *[a for address in DEMO_ADDRESSES for a in ("--me", address)],
-            "--examples", "10", "--heldout-pairs", "2", "--candidates", "1", "--max-new-tokens", "32",
+            "--examples", "10", "--heldout-pairs", "2", "--candidates", "1", "--max-new-tokens", "32", "--context-tokens", "128",
             "--max-steps", str(max_steps), "--eval-examples", "2", "--quant", "Q8_0"]
 
 
@@ -67,6 +67,15 @@ def app_runs_start_tiny(monkeypatch, max_steps: int = 4) -> None:
 
     tiny = tiny_run_settings(max_steps)
     monkeypatch.setattr(personalize, "RunSettings", lambda: tiny)
+
+
+def only_run_state(home: Path) -> dict:
+    """The state of the workspace's one run (a rerun must continue it, never start another)."""
+    import json
+
+    runs = sorted((home / "runs").glob("run-*"))
+    assert len(runs) == 1, runs
+    return json.loads((runs[0] / "state.json").read_text())
 
 
 def latest_run_log(home: Path) -> str:

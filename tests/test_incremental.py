@@ -1,7 +1,7 @@
 """Incremental personalization: new notes since the active model's run → pairs only for the examples
 made from them, training continued from the active adapter (with replayed earlier pairs), a new
 version reported against the previous one and the base; nothing new → no run. On the demo corpus
-with four notes held back, the real stack, tiny settings."""
+with six notes held back, the real stack, tiny settings."""
 
 from __future__ import annotations
 
@@ -23,20 +23,21 @@ from mipo_local.settings import load_settings
 from mipo_local.train import TrainSettings
 
 TINY = RunSettings(
-    pairs=PairSettings(examples=10, heldout_pairs=2, max_new_tokens=24, heldout_fraction=0.3, n_parallel=8, candidates=1),
+    pairs=PairSettings(examples=10, heldout_pairs=2, max_new_tokens=32, heldout_fraction=0.3, n_parallel=8, candidates=1,
+                       context_tokens=128),
     train=TrainSettings(batch_size=2, max_length=512, checkpoint_every=50),
     quant="Q8_0", max_steps=2,
     evaluation=EvalSettings(examples=2, answers=1),
 )
 
 
-def _held_back(notes: Path, n: int = 4) -> list[Path]:
+def _held_back(notes: Path, n: int = 6) -> list[Path]:
     """`n` note files of the demo, the same ones every time."""
     return sorted(notes.rglob("*.md"), key=lambda p: p.name)[-n:]
 
 
 def _corpus(tmp_path: Path) -> tuple[Path, list[Path], Path]:
-    """A copy of the demo notes with four held back (moved aside), and the folder they wait in."""
+    """A copy of the demo notes with six held back (moved aside), and the folder they wait in."""
     notes = tmp_path / "notes"
     shutil.copytree(demo_dir() / "notes", notes)
     aside = tmp_path / "later"

@@ -143,7 +143,7 @@ def test_shuffle_contexts_share_no_document(demo_store, sampling_model):
 def test_killed_run_resumes_without_duplicates_or_losses(demo_store, sampling_model, smol_checkpoint, mipo_home):
     # the bundled base: its checkpoint and sampling copy are in the session's cache already
     args = ["pairs", "--examples", "12", "--heldout-pairs", "4", "--candidates", "1", "--max-new-tokens", "48",
-            "--parallel", "4"]
+            "--context-tokens", "128", "--parallel", "4"]
     env = {**os.environ}
     proc = subprocess.Popen([sys.executable, "-m", "mipo_local", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300

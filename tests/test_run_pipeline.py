@@ -20,7 +20,8 @@ from mipo_local.train import TrainSettings
 from .helpers import assert_one_line_error, run_cli
 
 TINY = RunSettings(
-    pairs=PairSettings(examples=10, heldout_pairs=3, max_new_tokens=24, heldout_fraction=0.3, n_parallel=8, candidates=1),
+    pairs=PairSettings(examples=10, heldout_pairs=3, max_new_tokens=24, heldout_fraction=0.3, n_parallel=8, candidates=1,
+                       context_tokens=128),
     train=TrainSettings(batch_size=2, max_length=512, checkpoint_every=1),
     quant="Q8_0", max_steps=3,
     evaluation=EvalSettings(examples=3, answers=1),

@@ -3,68 +3,25 @@ says "stopped" instead of raising, and running again continues where it stopped 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from mipo_local.demo import DEMO_ADDRESSES, demo_sources
 from mipo_local.stop import StopFlag
 
-from .helpers import latest_run_log, tiny_demo_run_args
+from .helpers import latest_run_log, only_run_state
 
-ARGS = tiny_demo_run_args(max_steps=4)
 _log = latest_run_log
 
 
-def _state(home: Path) -> dict:
-    runs = sorted((home / "runs").glob("run-*"))
-    assert len(runs) == 1, runs                 # every rerun continues the same run
-    return json.loads((runs[0] / "state.json").read_text())
+_state = only_run_state
 
 
-def _ctrl_c_after(home: Path, marker: str) -> subprocess.CompletedProcess:
-    """Start `run`, press Ctrl-C (SIGINT) once `marker` shows in the run's log; its exit and output."""
-    env = {**os.environ, "MIPO_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "mipo_local", "run", *ARGS], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 400
-    while time.time() < deadline and proc.poll() is None and marker not in _log(home):
-        time.sleep(0.2)
-    assert proc.poll() is None, f"the run ended before {marker!r}: {proc.communicate()[1][-2000:]}"
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=300)    # a safe point comes within seconds, not at the stage's end
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def test_ctrl_c_in_pairs_and_in_training_stops_and_the_next_run_continues(mipo_home, sampling_model, smol_checkpoint):
-    stopped = _ctrl_c_after(mipo_home, "tok/s")
-    assert stopped.returncode == 130, stopped.stderr[-2000:]
-    assert "Traceback" not in stopped.stderr
-    assert "stopped; run the same command again to continue" in stopped.stdout
-    state = _state(mipo_home)
-    assert state["stages"]["pairs"]["status"] == "stopped" and not state["finished"]
-
-    stopped = _ctrl_c_after(mipo_home, "[train] loss")
-    assert stopped.returncode == 130, stopped.stderr[-2000:]
-    assert "Traceback" not in stopped.stderr
-    state = _state(mipo_home)
-    assert state["stages"]["pairs"]["status"] == "done"
-    assert state["stages"]["train"]["status"] == "stopped"
-    assert "[pairs] stopped" in _log(mipo_home) and "[train] stopped" in _log(mipo_home)
-
-    env = {**os.environ, "MIPO_HOME": str(mipo_home), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "mipo_local", "run", *ARGS], env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    state = _state(mipo_home)
-    assert state["finished"] and state["stages"]["train"]["steps"] == 4
-    assert "[train] continuing from the last checkpoint" in _log(mipo_home)
+# Ctrl-C in a `run` on the command line, in the pairs and in training: tests/test_run_killed.py (one
+# scenario with the SIGKILLs, so that the tiny pipeline runs once for both).
 
 
 def test_stop_flag_asks_once_and_answers_for_its_extra_check():

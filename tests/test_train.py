@@ -205,7 +205,8 @@ def test_train_command_trains_on_the_pairs_made_before_and_activates(mipo_home, 
 
     me = [a for address in DEMO_ADDRESSES for a in ("--me", address)]
     assert run_cli(["import", *map(str, demo_sources()), *me], mipo_home).returncode == 0
-    made = run_cli(["pairs", "--examples", "8", "--heldout-pairs", "0", "--candidates", "1", "--max-new-tokens", "24"],
+    made = run_cli(["pairs", "--examples", "8", "--heldout-pairs", "0", "--candidates", "1", "--max-new-tokens", "24",
+                    "--context-tokens", "128"],
                    mipo_home)
     assert made.returncode == 0, made.stderr[-2000:]
     trained = run_cli(["train", "--max-steps", "2", "--quant", "Q8_0", "--rank", "4"], mipo_home)
