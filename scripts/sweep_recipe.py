@@ -1,12 +1,13 @@
 """The recipe sweep: which pairs and training settings make the personal model use the user's context?
 
-    .venv/bin/python scripts/sweep_recipe.py [--seeds 2] [--only NAME ...] [--out sweep.json]
+    .venv/bin/python scripts/sweep_recipe.py [--seeds 2] [--pair-seed N] [--only NAME ...] [--out sweep.json]
 
 Each variant changes one thing against the demo settings (`pipeline.demo_settings()`) and is judged
 by held-out context identification (personal − base, points) over the training seeds — never by
 DPO reward margin, which grows with the learning rate by construction. Variants with the same pairs
 settings share one workspace, so their pairs are made once. Prints a Markdown table for
-BENCHMARKS.md; every report goes to --out.
+BENCHMARKS.md; every report goes to --out. --pair-seed samples another draw of the pairs (the same
+examples, other answers), to see whether a gain holds across draws.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def variants(demo):
         ("mirrored pairs, mixed negatives", with_pairs(strategy="mix")),
         ("mirrored pairs, 2 epochs", with_train(epochs=2.0)),
         ("mirrored pairs, twice the pairs", with_pairs(examples=2 * pairs.examples)),
+        ("mirrored pairs, two pairs per example, half the epochs",      # the same steps, twice the answers
+         dataclasses.replace(with_pairs(samples=2), train=dataclasses.replace(train, epochs=train.epochs / 2))),
         ("mirrored pairs, beta 0.3", with_train(beta=0.3)),
         ("mirrored pairs, learning rate 4e-4", with_train(learning_rate=4e-4)),
         ("mirrored pairs, learning rate 1e-4", with_train(learning_rate=1e-4)),
@@ -62,6 +65,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--only", nargs="*", help="names (prefixes) of the variants to run")
     ap.add_argument("--out", type=Path, default=Path("sweep_recipe.json"))
+    ap.add_argument("--pair-seed", type=int, default=None,
+                    help="the pairs' sampling seed (another draw of the pairs; default: the demo's)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from mipo_local.demo import DEMO_ADDRESSES, demo_sources
@@ -70,7 +75,10 @@ def main(argv=None) -> int:
 
     homes: dict[str, Path] = {}
     rows, dump = [], []
-    for name, settings in variants(demo_settings()):
+    demo = demo_settings()
+    if args.pair_seed is not None:
+        demo = dataclasses.replace(demo, pairs=dataclasses.replace(demo.pairs, seed=args.pair_seed))
+    for name, settings in variants(demo):
         if args.only and not any(name.startswith(o) for o in args.only):
             continue
         key = json.dumps(dataclasses.asdict(settings.pairs), sort_keys=True)
