@@ -323,3 +323,52 @@ def test_the_app_chat_tab_picks_a_profile(profiles_with_models):
             assert {s.title for s in session.model.retrieve(QUESTION)[1]} == {"Sourdough"}
 
     asyncio.run(run())
+
+
+def test_the_app_personalize_tab_runs_for_a_chosen_profile(two_sources, sampling_model, smol_checkpoint, monkeypatch):
+    """The Personalize tab's picker shows the profiles (hidden while there are none); Make pairs with
+    one chosen makes the profile's run: its state names the profile and its pairs come from its
+    sources only (tiny settings)."""
+    import asyncio
+
+    import tui.panes.personalize as personalize
+    from mipo_local.context import ContextStore
+    from mipo_local.pairs.stage import PairSettings
+    from mipo_local.pipeline import RunSettings, list_runs, load_state
+    from mipo_local.profiles import create_profile
+
+    from .helpers import click, noted_app, save_onboarded, set_value, settle
+
+    work, _ = two_sources
+    save_onboarded()
+    tiny = RunSettings(pairs=PairSettings(examples=3, heldout_pairs=0, candidates=1, min_context_mi=None,
+                                          max_new_tokens=12, n_parallel=4))
+    monkeypatch.setattr(personalize, "RunSettings", lambda: tiny)
+
+    async def run() -> None:
+        app = noted_app()
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            await pilot.press("f2")
+            pane = app.screen.query_one("PersonalizePane")
+            assert not pane.query_one("#run-profile").display          # no profiles yet
+            create_profile("work", [str(work)])
+            pane.refresh_profiles()
+            await pilot.pause()
+            picker = pane.query_one("#run-profile")
+            assert picker.display and [str(o[0]) for o in picker._options] == ["all sources", "profile: work"]
+            await set_value(pilot, "#run-profile", "work")
+            for selector, value in (("#examples", 3), ("#max-new-tokens", 12)):
+                await set_value(pilot, selector, value)
+            await click(pilot, "#pairs-only")
+            await settle(pilot)
+            await settle(pilot)
+            assert "pairs are ready" in str(pane.query_one("#stage-detail").render()), app.notes
+
+    asyncio.run(run())
+    (run_dir,) = list_runs()
+    state = load_state(run_dir)
+    assert state["profile"] == "work" and state["stages"]["pairs"]["status"] == "done"
+    with ContextStore() as store:
+        contexts = " ".join(r["context"] for r in store.pairs(state["stages"]["pairs"]["pair_run"]))
+    assert contexts and "Bjørn" not in contexts and "Grønnsak" not in contexts

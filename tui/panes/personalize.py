@@ -1,4 +1,6 @@
-"""Personalize: the run's settings (the library's defaults), Start / Make pairs / Cancel, live progress."""
+"""Personalize: the run's settings (the library's defaults), Start / Make pairs / Cancel, live progress.
+With profiles (`mipo_local.profiles`), a picker chooses whose run it is: the profile's sources, runs and
+active model."""
 
 from __future__ import annotations
 
@@ -67,6 +69,10 @@ class PersonalizePane(VerticalScroll):
                     widget = Input(str(value), id=widget_id, type="integer" if kind_of(field) is int else "number")
                 widget.tooltip = field.metadata["help"]
                 yield widget
+            yield Label("profile", id="run-profile-label")
+            picker = Select([("all sources", "default")], value="default", allow_blank=False, id="run-profile")
+            picker.tooltip = "whose run: a profile's own sources, runs and active model (mipo-local profile)"
+            yield picker
         with Horizontal(classes="buttons"):
             yield Button("Start", id="start", variant="primary")
             yield Button("Make pairs", id="pairs-only")
@@ -82,6 +88,27 @@ class PersonalizePane(VerticalScroll):
 
     def on_mount(self) -> None:
         self.query_one("#stage-progress", ProgressBar).display = False   # shown while a run goes
+        self.refresh_profiles()
+
+    def refresh_profiles(self) -> None:
+        """The profile picker: shown only when there are profiles besides the default."""
+        from mipo_local.profiles import DEFAULT, list_profiles
+
+        picker = self.query_one("#run-profile", Select)
+        try:
+            names = [p.name for p in list_profiles()]
+        except Exception:  # noqa: BLE001 - a store another process is writing: keep the picker as it is
+            return
+        current = picker.value if picker.value in names else DEFAULT
+        picker.set_options([("all sources", DEFAULT)] + [(f"profile: {n}", n) for n in names])
+        picker.value = current
+        picker.display = self.query_one("#run-profile-label", Label).display = bool(names)
+
+    def profile(self) -> str | None:
+        """The chosen profile, None for the default (every source)."""
+        from mipo_local.profiles import normalize
+
+        return normalize(str(self.query_one("#run-profile", Select).value))
 
     def _stage_line(self) -> str:
         return "  ".join(f"{self.status[s]} {s}" for s in STAGES)
@@ -141,7 +168,7 @@ class PersonalizePane(VerticalScroll):
         self._set_running(True)
         self.query_one("#stage-progress", ProgressBar).display = True
         self.query_one("#stages", Static).update(self._stage_line())
-        self.run_worker_thread(settings, until)
+        self.run_worker_thread(settings, until, self.profile())
 
     def action_cancel(self) -> None:
         if self.running:
@@ -199,13 +226,13 @@ class PersonalizePane(VerticalScroll):
                 self.query_one("#margin-plot", Sparkline).data = list(self.margins)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="personalize")
-    def run_worker_thread(self, settings: RunSettings, until) -> None:
+    def run_worker_thread(self, settings: RunSettings, until, profile: str | None = None) -> None:
         from mipo_local.pipeline import run_pipeline
 
         result, error = None, None
         try:
             result = run_pipeline((), settings, until=until, progress=post_progress(self),
-                                  should_stop=self.cancel)
+                                  should_stop=self.cancel, profile=profile)
         except Exception as exc:  # noqa: BLE001 - shown, the app keeps running
             error = exc
             notify_error(self.app, exc, "Personalize failed")

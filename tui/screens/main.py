@@ -42,3 +42,4 @@ class MainScreen(Screen):
         self.query_one(ResultsPane).reload()
         self.query_one(SettingsPane).reload()
         self.query_one(ChatPane).refresh_conversations()
+        self.query_one(PersonalizePane).refresh_profiles()
