@@ -15,6 +15,7 @@ from textual.widgets import Button, Input, Label, Markdown, OptionList, Select, 
 from textual.widgets.option_list import Option
 
 from ..bridge import notify_error
+from ..widgets.profile_choice import refresh_profile_choice
 
 
 class ChatPane(Horizontal):
@@ -57,19 +58,7 @@ class ChatPane(Horizontal):
         self.refresh_conversations()
 
     def refresh_profiles(self) -> None:
-        """The profile picker: shown only when there are profiles besides the default."""
-        from mipo_local.profiles import DEFAULT, list_profiles
-
-        picker = self.query_one("#chat-profile", Select)
-        try:
-            names = [p.name for p in list_profiles()]
-        except Exception:  # noqa: BLE001 - a store another process is writing: keep the picker as it is
-            return
-        current = picker.value if picker.value in names else DEFAULT
-        with picker.prevent(Select.Changed):
-            picker.set_options([("all sources", DEFAULT)] + [(f"profile: {n}", n) for n in names])
-            picker.value = current
-        picker.display = bool(names)
+        refresh_profile_choice(self.query_one("#chat-profile", Select))
 
     def refresh_conversations(self) -> None:
         from mipo_local.chat import list_conversations

@@ -20,6 +20,7 @@ from mipo_local.stop import StopFlag
 
 from ..bridge import Progress, notify_error, post_progress
 from ..messages import WorkspaceChanged
+from ..widgets.profile_choice import refresh_profile_choice
 
 # the run form: (label, part of RunSettings or None for its own fields, field, widget id); each field's
 # default, choices and help (the widget's tooltip) come from its settings dataclass
@@ -91,18 +92,7 @@ class PersonalizePane(VerticalScroll):
         self.refresh_profiles()
 
     def refresh_profiles(self) -> None:
-        """The profile picker: shown only when there are profiles besides the default."""
-        from mipo_local.profiles import DEFAULT, list_profiles
-
-        picker = self.query_one("#run-profile", Select)
-        try:
-            names = [p.name for p in list_profiles()]
-        except Exception:  # noqa: BLE001 - a store another process is writing: keep the picker as it is
-            return
-        current = picker.value if picker.value in names else DEFAULT
-        picker.set_options([("all sources", DEFAULT)] + [(f"profile: {n}", n) for n in names])
-        picker.value = current
-        picker.display = self.query_one("#run-profile-label", Label).display = bool(names)
+        refresh_profile_choice(self.query_one("#run-profile", Select), self.query_one("#run-profile-label", Label))
 
     def profile(self) -> str | None:
         """The chosen profile, None for the default (every source)."""
