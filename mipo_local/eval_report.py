@@ -20,7 +20,6 @@ Means come with bootstrap 95% CIs over examples; gains are paired (same example,
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -76,8 +75,8 @@ def load_torch_model(folder: Path):
     return model, AutoTokenizer.from_pretrained(folder)
 
 
-def perplexity(model, tokenizer, text: str, window: int = 512) -> float:
-    """exp(mean negative log-likelihood per token) of `text`, in windows of `window` tokens."""
+def text_logp(model, tokenizer, text: str, window: int = 512) -> tuple[float, int]:
+    """(log-likelihood of `text`'s tokens after its first, in windows of `window` tokens; their number)."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     total, count = 0.0, 0
     for start in range(0, len(ids) - 1, window):
@@ -86,7 +85,7 @@ def perplexity(model, tokenizer, text: str, window: int = 512) -> float:
             break
         total += continuation_logp(model, piece[:1], piece[1:])
         count += len(piece) - 1
-    return math.exp(-total / max(1, count))
+    return total, count
 
 
 def heldout_examples(store, pairs_settings, limit: int, contexts: int = EvalSettings.contexts) -> list[dict]:
@@ -123,38 +122,45 @@ def heldout_examples(store, pairs_settings, limit: int, contexts: int = EvalSett
 
 
 def _sample(gguf: Path, examples: Sequence[dict], pair_settings, answers: int, seed: int,
-            should_stop: Optional[Callable[[], bool]] = None) -> list[list[dict]]:
-    """K answers per example, sampled and trimmed as the pairs are; each {text, tokens, cut, loop}."""
-    from .generation import BatchedGenerator, context_per_sequence
+            should_stop: Optional[Callable[[], bool]] = None, cache=None) -> list[list[dict]]:
+    """K answers per example, sampled and trimmed as the pairs are; each {text, cut, loop, truncated,
+    cached}. An answer's seed comes from the example's id (`eval_cache.answer_seed`); with `cache` (an
+    `EvalCache`) an answer sampled before from the same model file, prompt, settings and seed is
+    reused, and llama.cpp is not loaded when all are. A stop leaves the unsampled answers out."""
+    from .eval_cache import answer_seed, sample_completions
     from .pairs.filters import is_degenerate, trim_cut
 
     template = ChatTemplate.from_gguf(gguf)
     prompts, seeds = [], []
-    for n, e in enumerate(examples):
+    for e in examples:
         prompt = template.render(chat_messages(e["context"], e["request"], context_in=pair_settings.context_in))
         for k in range(answers):            # copies side by side: the prompt is decoded once
             prompts.append(prompt)
-            seeds.append(seed + 1000 * n + k)
-    sampling = pair_settings.sampling()
-    n_ctx = context_per_sequence(gguf, prompts, sampling.max_new_tokens)
-    with BatchedGenerator(gguf, n_parallel=min(pair_settings.n_parallel, len(prompts)), n_ctx_per_seq=n_ctx) as gen:
-        completions = gen.generate(prompts, sampling, seeds=seeds, should_stop=should_stop)
+            seeds.append(answer_seed(seed, e["id"], k))
+    completions = sample_completions(gguf, prompts, seeds, pair_settings.sampling(), pair_settings.n_parallel, cache,
+                                     should_stop)
     out = []
     for n in range(len(examples)):
         group = []
         for c in completions[n * answers:(n + 1) * answers]:
-            trimmed = trim_cut(c.text, c.finish)
-            text = (trimmed if trimmed is not None else c.text).strip()
+            if c is None:
+                continue
+            raw, finish, cached = c
+            trimmed = trim_cut(raw, finish)
+            text = (trimmed if trimmed is not None else raw).strip()
             group.append({"text": text, "cut": trimmed is None, "loop": is_degenerate(text),
-                          "truncated": c.finish == "length"})
+                          "truncated": finish == "length", "cached": cached})
         out.append(group)
     return out
 
 
-def _score_base(scorer, examples: Sequence[dict], answers: list[list[str]], context_in: str) -> list[dict]:
+def _score_base(scorer, examples: Sequence[dict], answers: list[list[str]], context_in: str,
+                per: Optional[int] = None) -> list[dict]:
     """Per example: each answer's score under its true context, each distractor and no context, and
     the user's real reply (if the example has one) under the true context, scored with the answers:
-    its prompt is run once."""
+    its prompt is run once. `per`: score each model's answers (`per` of them, side by side in
+    answers[i]) and the real reply by calls of their own, so that a model's answers are scored
+    together alike in every evaluation (what `eval_cache.CachedScorer` needs to give back exact scores)."""
     jobs = []                                  # (context key, example index, which)
     for i, e in enumerate(examples):
         jobs.append((tuple(e["context"]), i, "true"))
@@ -166,7 +172,12 @@ def _score_base(scorer, examples: Sequence[dict], answers: list[list[str]], cont
         texts = list(answers[i])
         if which == "true" and examples[i].get("reference"):
             texts.append(examples[i]["reference"])
-        got = scorer.score(chat_messages(list(context) or None, examples[i]["request"], context_in=context_in), texts)
+        messages = chat_messages(list(context) or None, examples[i]["request"], context_in=context_in)
+        if per:
+            calls = [texts[n:n + per] for n in range(0, len(answers[i]), per)] + [texts[len(answers[i]):]]
+            got = [s for call in calls for s in scorer.score(messages, call)]
+        else:
+            got = scorer.score(messages, texts)
         if which == "true":
             scores[i]["true"], scores[i]["reference"] = got[:len(answers[i])], (got[len(answers[i]):] or [None])[0]
         elif which == "none":
@@ -180,14 +191,15 @@ def _score_personal(scorer, examples: Sequence[dict], answers: list[list[str]], 
                     context_in: str) -> tuple[list[float], list[float], list[float], list[tuple[float, int]]]:
     """Under the personal model: the fixed-text MI per token of the base's own answers (answers[i][K:])
     per example, for the personal model, the base (from `scores`, `_score_base`'s) and the gain, and the
-    user's real replies (examples that have one, in order), scored with the answers under the true context."""
+    user's real replies (examples that have one, in order), scored by a call of their own after the
+    answers under the true context (its prompt is run once)."""
     fixed_personal, fixed_base, fixed_gain, reply_personal = [], [], [], []
     for i, e in enumerate(examples):   # the base's own answers with context: the same texts for both models
         base_texts = answers[i][K:2 * K]
-        reference = [e["reference"]] if e.get("reference") else []     # the real reply, under the same prompt
-        with_c = scorer.score(chat_messages(e["context"], e["request"], context_in=context_in), base_texts + reference)
-        if reference:
-            reply_personal.append(with_c.pop())
+        with_context = chat_messages(e["context"], e["request"], context_in=context_in)
+        with_c = scorer.score(with_context, base_texts)
+        if e.get("reference"):                                        # the real reply, under the same prompt
+            reply_personal += scorer.score(with_context, [e["reference"]])
         without = scorer.score(chat_messages(None, e["request"], context_in=context_in), base_texts)
         theta = [(a[0] - b[0]) / max(1, a[1]) for a, b in zip(with_c, without)]
         zero = [(scores[i]["true"][K + k][0] - scores[i]["none"][K + k][0]) / max(1, scores[i]["true"][K + k][1])
@@ -220,14 +232,30 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
                     examples: Sequence[dict], settings: EvalSettings = EvalSettings(), pair_settings=None, *,
                     progress: Optional[ProgressCallback] = None,
                     should_stop: Optional[Callable[[], bool]] = None,
-                    previous: Optional[tuple[Path, Path]] = None) -> Optional[dict]:
+                    previous: Optional[tuple[Path, Path]] = None, cache: bool = True) -> Optional[dict]:
     """The report as a dict (see the module's docstring); None when `should_stop()` turned true
     (checked between the parts: sampling stops at once, scoring at the end of its part).
     `previous` (GGUF, checkpoint): the model an incremental run continued, measured alike on the same
-    examples and answers scored under the same base; the report then holds `previous`."""
-    stop = should_stop or (lambda: False)
+    examples and answers scored under the same base; the report then holds `previous`.
+    `cache`: reuse, and keep, answers and scores in the workspace's evaluation cache (`eval_cache`):
+    what an earlier evaluation computed for the same model files, prompts and settings is not computed
+    again; the report is the one it would be without the cache (what is reused, exactly; what is computed
+    anew after other work in the process, up to fp32 rounding). Its `reuse` tells what was reused."""
+    import contextlib
+
+    from .eval_cache import EvalCache
+
+    with EvalCache.opened() if cache else contextlib.nullcontext() as kept:
+        return _evaluate(personal_gguf, personal_checkpoint, base_gguf, base_checkpoint, examples, settings,
+                         pair_settings, progress, should_stop or (lambda: False), previous, kept)
+
+
+def _evaluate(personal_gguf: Path, personal_checkpoint: Path, base_gguf: Path, base_checkpoint: Path,
+              examples: Sequence[dict], settings: EvalSettings, pair_settings, progress: Optional[ProgressCallback],
+              stop: Callable[[], bool], previous: Optional[tuple[Path, Path]], cache) -> Optional[dict]:
+    """`evaluate_models` with the cache open (an `EvalCache`, or None)."""
+    from .eval_cache import CachedScorer
     from .pairs.stage import PairSettings
-    from .scoring import ResponseScorer
 
     pair_settings = pair_settings or PairSettings()
     context_in, K = pair_settings.context_in, settings.answers
@@ -237,16 +265,16 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
     personal, base, earlier = [], [], []
     if examples:   # a tiny run may hold out none: then only the perplexity guard is measured
         report(progress, "evaluate", "sampling answers from the personal model", done=0, total=steps, unit="parts")
-        personal = _sample(personal_gguf, examples, pair_settings, K, settings.seed, stop)
+        personal = _sample(personal_gguf, examples, pair_settings, K, settings.seed, stop, cache)
         if stop():
             return None
         report(progress, "evaluate", "sampling answers from the base model", done=1, total=steps, unit="parts")
-        base = _sample(base_gguf, examples, pair_settings, K, settings.seed, stop)
+        base = _sample(base_gguf, examples, pair_settings, K, settings.seed, stop, cache)
         if stop():
             return None
         if previous is not None:
             report(progress, "evaluate", "sampling answers from the previous model", done=2, total=steps, unit="parts")
-            earlier = _sample(previous[0], examples, pair_settings, K, settings.seed, stop)
+            earlier = _sample(previous[0], examples, pair_settings, K, settings.seed, stop, cache)
             if stop():
                 return None
     # personal answers first, then the base's, then the previous model's
@@ -254,36 +282,34 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
     texts = [[a["text"] for a in g] for g in groups]
     neutral = NEUTRAL_TEXT.read_text(encoding="utf-8")
     replies = [i for i, e in enumerate(examples) if e.get("reference")]
+    # each model is loaded only if something it scores is not cached, and let go after its part
+    scorers = {"base": CachedScorer(base_checkpoint, settings.scoring, cache, load_torch_model),
+               "personal": CachedScorer(personal_checkpoint, settings.scoring, cache, load_torch_model)}
 
     report(progress, "evaluate", "scoring every answer under the base model", done=2 + extra, total=steps, unit="parts")
-    model, tok = load_torch_model(base_checkpoint)
-    scorer = ResponseScorer(model, tok)
     with matmul_precision(settings.scoring):
-        scores = _score_base(scorer, examples, texts, context_in)
+        scores = _score_base(scorers["base"], examples, texts, context_in, per=K)
     reply_base = [scores[i]["reference"] for i in replies]
-    ppl_base = perplexity(model, tok, neutral)
-    del model, scorer
+    ppl_base = scorers["base"].perplexity(neutral)
+    scorers["base"].release()
     if stop():
         return None
 
     report(progress, "evaluate", "scoring under the personal model", done=3 + extra, total=steps, unit="parts")
-    model, tok = load_torch_model(personal_checkpoint)
-    scorer = ResponseScorer(model, tok)
     with matmul_precision(settings.scoring):
-        fixed_personal, fixed_base, fixed_gain, reply_personal = _score_personal(scorer, examples, texts, scores, K,
-                                                                                 context_in)
-    ppl_personal = perplexity(model, tok, neutral)
-    del model, scorer
+        fixed_personal, fixed_base, fixed_gain, reply_personal = _score_personal(scorers["personal"], examples, texts,
+                                                                                 scores, K, context_in)
+    ppl_personal = scorers["personal"].perplexity(neutral)
+    scorers["personal"].release()
     if previous is not None and stop():
         return None
     if previous is not None:
         report(progress, "evaluate", "scoring under the previous model", done=steps - 2, total=steps, unit="parts")
-        model, tok = load_torch_model(previous[1])
-        scorer = ResponseScorer(model, tok)
+        scorers["previous"] = CachedScorer(previous[1], settings.scoring, cache, load_torch_model)
         with matmul_precision(settings.scoring):
-            fixed_previous, _, _, _ = _score_personal(scorer, examples, texts, scores, K, context_in)
-        ppl_previous = perplexity(model, tok, neutral)
-        del model, scorer
+            fixed_previous, _, _, _ = _score_personal(scorers["previous"], examples, texts, scores, K, context_in)
+        ppl_previous = scorers["previous"].perplexity(neutral)
+        scorers["previous"].release()
 
     report(progress, "evaluate", "summing up", done=steps - 1, total=steps, unit="parts")
     mp = _per_model(examples, personal, scores, 0, K)
@@ -333,9 +359,21 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
             "gain": {"identification": _ci([p - q for p, q in zip(mp["identification"], mq["identification"])]),
                      "fixed_text_mi_per_token": _ci([p - q for p, q in zip(fixed_personal, fixed_previous)])},
         }
+    result["reuse"] = _reuse(cache is not None, {"personal": personal, "base": base, "previous": earlier}, scorers)
     result["headline"] = headline(result)
     report(progress, "evaluate", "done", done=steps, total=steps, unit="parts", finished=True)
     return result
+
+
+def _reuse(cached: bool, answers: dict[str, list[list[dict]]], scorers: dict) -> dict:
+    """What the evaluation took from its cache and what it computed: answers per model sampled or
+    reused, scores per scoring model computed or reused, and whether that model was loaded at all."""
+    return {"cache": cached,
+            "answers": {name: {"sampled": sum(not a["cached"] for g in groups for a in g),
+                               "reused": sum(a["cached"] for g in groups for a in g)}
+                        for name, groups in answers.items() if name in scorers},
+            "scores": {name: {"computed": s.computed, "reused": s.reused, "model_loaded": s.loaded}
+                       for name, s in scorers.items()}}
 
 
 CEILING = 0.95      # identification of the base's answers at or above this leaves a gain no room to show

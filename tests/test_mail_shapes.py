@@ -294,7 +294,7 @@ def test_store_from_before_issue_13_is_migrated(tmp_path):
     db.close()
     _outlook_thread(tmp_path / "mail")
     with ContextStore(path) as store:
-        assert store.schema_version == len(MIGRATIONS) == 6
+        assert store.schema_version == len(MIGRATIONS) == 7
         import_paths([tmp_path / "mail"], store=store, settings=SETTINGS)
         assert store.counts()["reply_links"] == 5
 

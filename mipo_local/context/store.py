@@ -145,6 +145,28 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY(profile_id, source_id)
     );
     """,
+    # 7: the evaluation's cache: answers sampled from a model (by its GGUF's content hash, the prompt's
+    #    hash, the sampling settings and the seed) and the scores of answers scored together under a
+    #    model (by its identity, the prompt token ids' hash and the answers' hash), reused by the next
+    #    evaluation
+    """
+    CREATE TABLE eval_answers(
+        model TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        sampling TEXT NOT NULL,
+        seed INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        finish TEXT NOT NULL,
+        PRIMARY KEY(model, prompt, sampling, seed)
+    ) WITHOUT ROWID;
+    CREATE TABLE eval_scores(
+        model TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        responses TEXT NOT NULL,
+        scores TEXT NOT NULL,
+        PRIMARY KEY(model, prompt, responses)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 # How long a writer waits for another process (an import, a run) to finish its transaction before
@@ -373,6 +395,7 @@ class ContextStore:
             self._keep_duplicates("f.source_id = ?", (source.id,))
             self.db.execute("DELETE FROM sources WHERE id = ?", (source.id,))
             self._relink_replies()
+            self._forget_eval_cache()
         return source
 
     # ------------------------------------------------------------------------------- profiles
@@ -716,6 +739,49 @@ class ContextStore:
         """The ids of the run's kept pairs: what a training run trains on (a review changes it)."""
         return [r[0] for r in self.db.execute("SELECT id FROM pairs WHERE run_id = ? AND status = 'ok' ORDER BY id",
                                               (run_id,))]
+
+    # ----------------------------------------------------------------------- evaluation cache
+    def cached_answers(self, model: str, sampling: str, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], tuple[str, str]]:
+        """(text, finish) of the answers sampled before from `model` with `sampling`, by (prompt, seed)
+        among `keys`; the keys not there are left out."""
+        out = {}
+        for prompt, seed in keys:
+            row = self.db.execute("SELECT text, finish FROM eval_answers WHERE model = ? AND prompt = ? AND sampling = ? "
+                                  "AND seed = ?", (model, prompt, sampling, seed)).fetchone()
+            if row:
+                out[(prompt, seed)] = (row[0], row[1])
+        return out
+
+    def save_answers(self, model: str, sampling: str, answers: Iterable[tuple[str, int, str, str]]) -> None:
+        """Keep sampled answers, (prompt, seed, text, finish) each, in one transaction; one already
+        there stays as it is."""
+        with self.transaction():
+            self.db.executemany("INSERT OR IGNORE INTO eval_answers(model, prompt, sampling, seed, text, finish) "
+                                "VALUES (?, ?, ?, ?, ?, ?)", [(model, p, sampling, s, t, f) for p, s, t, f in answers])
+
+    def cached_scores(self, model: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[tuple[float, int]]]:
+        """[(log-prob sum, token count) per response] of responses scored together before under `model`,
+        by (prompt, responses) among `keys`; the keys not there are left out."""
+        out = {}
+        for prompt, responses in keys:
+            row = self.db.execute("SELECT scores FROM eval_scores WHERE model = ? AND prompt = ? AND responses = ?",
+                                  (model, prompt, responses)).fetchone()
+            if row:
+                out[(prompt, responses)] = [(float(lp), int(n)) for lp, n in json.loads(row[0])]
+        return out
+
+    def save_scores(self, model: str, scores: Iterable[tuple[str, str, Sequence[tuple[float, int]]]]) -> None:
+        """Keep scores, (prompt, responses, [(log-prob sum, token count) per response]) each, in one
+        transaction (floats as JSON keep every bit); one already there stays as it is."""
+        with self.transaction():
+            self.db.executemany("INSERT OR IGNORE INTO eval_scores(model, prompt, responses, scores) VALUES (?, ?, ?, ?)",
+                                [(model, p, r, json.dumps([[lp, n] for lp, n in got])) for p, r, got in scores])
+
+    def _forget_eval_cache(self) -> None:
+        """Forget every cached answer and score, inside the caller's transaction: they were made from
+        the user's writing, and some of it is going."""
+        self.db.execute("DELETE FROM eval_answers")
+        self.db.execute("DELETE FROM eval_scores")
 
     def search(self, query: str, k: int = 8, *, user_only: bool = True, exclude_documents: Sequence[int] = ()) -> list[SearchHit]:
         """The best `k` chunks for `query` (BM25), from the user's own writing by default.
