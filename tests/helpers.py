@@ -63,10 +63,14 @@ def app_runs_start_tiny(monkeypatch, max_steps: int = 4) -> None:
     """The app's run form starts from `tiny_run_settings` instead of the library's defaults: the app
     tests check what a run does from the app (progress, Cancel, Start continuing, errors), not how
     long the defaults take (held-out pairs, candidates, evaluation size)."""
+    app_runs_start_from(monkeypatch, tiny_run_settings(max_steps))
+
+
+def app_runs_start_from(monkeypatch, settings) -> None:
+    """The app's run form starts from `settings` (RunSettings) instead of the library's defaults."""
     import tui.panes.personalize as personalize
 
-    tiny = tiny_run_settings(max_steps)
-    monkeypatch.setattr(personalize, "RunSettings", lambda: tiny)
+    monkeypatch.setattr(personalize, "RunSettings", lambda: settings)
 
 
 def only_run_state(home: Path) -> dict:

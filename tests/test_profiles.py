@@ -331,19 +331,17 @@ def test_the_app_personalize_tab_runs_for_a_chosen_profile(two_sources, sampling
     sources only (tiny settings)."""
     import asyncio
 
-    import tui.panes.personalize as personalize
     from mipo_local.context import ContextStore
     from mipo_local.pairs.stage import PairSettings
     from mipo_local.pipeline import RunSettings, list_runs, load_state
     from mipo_local.profiles import create_profile
 
-    from .helpers import click, noted_app, save_onboarded, set_value, settle
+    from .helpers import app_runs_start_from, click, noted_app, save_onboarded, set_value, settle
 
     work, _ = two_sources
     save_onboarded()
-    tiny = RunSettings(pairs=PairSettings(examples=3, heldout_pairs=0, candidates=1, min_context_mi=None,
-                                          max_new_tokens=12, n_parallel=4))
-    monkeypatch.setattr(personalize, "RunSettings", lambda: tiny)
+    app_runs_start_from(monkeypatch, RunSettings(pairs=PairSettings(
+        examples=3, heldout_pairs=0, candidates=1, min_context_mi=None, max_new_tokens=12, n_parallel=4)))
 
     async def run() -> None:
         app = noted_app()
