@@ -44,6 +44,7 @@ def variants(demo):
         ("mirrored pairs, two pairs per example, half the epochs",      # the same steps, twice the answers
          dataclasses.replace(with_pairs(samples=2), train=dataclasses.replace(train, epochs=train.epochs / 2))),
         ("mirrored pairs, beta 0.3", with_train(beta=0.3)),
+        ("mirrored pairs, SFT term 1.0 (RPO)", with_train(sft_weight=1.0)),
         ("mirrored pairs, learning rate 4e-4", with_train(learning_rate=4e-4)),
         ("mirrored pairs, learning rate 1e-4", with_train(learning_rate=1e-4)),
         ("mirrored pairs, rank 32 (alpha 64)", with_train(lora_rank=32, lora_alpha=64)),

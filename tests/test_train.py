@@ -107,6 +107,32 @@ def test_precomputed_reference_equals_base_logps(trained, smol_checkpoint):
             assert abs(mine - theirs) < tolerance, (mine, theirs, trained.metrics["dtype"])
 
 
+def test_sft_weight_adds_the_chosen_answers_likelihood_to_the_loss(tmp_path, smol_checkpoint, fast):
+    """RPO's term: the first step (policy = reference, so the DPO part is exactly ln 2) logs
+    ln 2 + w × the base's mean negative log-likelihood per token of the chosen answers."""
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    weight = 0.5
+    settings = dataclasses.replace(fast, sft_weight=weight, batch_size=len(RECORDS))
+    result = train_lora(smol_checkpoint, RECORDS, tmp_path / "run", settings, max_steps=1)
+    first = next(e for e in result.metrics["log_history"] if "loss" in e)
+    tokenizer = AutoTokenizer.from_pretrained(smol_checkpoint)
+    base = AutoModelForCausalLM.from_pretrained(smol_checkpoint, dtype=torch.float32)
+    chosen_logp = sum(c for c, _ in completion_logps(base, tokenizer, RECORDS))
+    tokens = 0
+    for r in RECORDS:
+        prompt = tokenizer.apply_chat_template(r["prompt"], tokenize=True, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(r["prompt"] + r["chosen"], tokenize=True)
+        prompt, full = (list(x["input_ids"] if hasattr(x, "input_ids") else x) for x in (prompt, full))
+        tokens += len(full) - len(prompt)
+    expected = math.log(2) + weight * (-chosen_logp / tokens)
+    assert first["loss"] == pytest.approx(expected, abs=2e-3), (first, expected)
+    assert json.loads((result.adapter_dir / "train_settings.json").read_text())["sft_weight"] == weight
+
+
 def test_stop_and_resume_ends_with_the_same_steps(tmp_path, smol_checkpoint, fast):
     calls = {"n": 0}
 

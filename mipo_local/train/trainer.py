@@ -231,6 +231,8 @@ def train_lora(
         lr_scheduler_type="cosine",
         warmup_steps=settings.warmup_steps,
         beta=settings.beta,
+        loss_type=["sigmoid", "sft"] if settings.sft_weight else ["sigmoid"],
+        loss_weights=[1.0, settings.sft_weight] if settings.sft_weight else None,
         max_length=settings.max_length,
         truncation_mode="keep_start",
         precompute_ref_log_probs=True,
