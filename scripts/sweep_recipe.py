@@ -1,6 +1,6 @@
 """The recipe sweep: which pairs and training settings make the personal model use the user's context?
 
-    .venv/bin/python scripts/sweep_recipe.py [--seeds 2] [--pair-seed N] [--only NAME ...] [--out sweep.json]
+    .venv/bin/python scripts/sweep_recipe.py [--seeds 2] [--pair-seed N] [--home DIR] [--only NAME ...] [--out sweep.json]
 
 Each variant changes one thing against the demo settings (`pipeline.demo_settings()`) and is judged
 by held-out context identification (personal − base, points) over the training seeds — never by
@@ -45,6 +45,7 @@ def variants(demo):
          dataclasses.replace(with_pairs(samples=2), train=dataclasses.replace(train, epochs=train.epochs / 2))),
         ("mirrored pairs, beta 0.3", with_train(beta=0.3)),
         ("mirrored pairs, SFT term 1.0 (RPO)", with_train(sft_weight=1.0)),
+        ("mirrored pairs, SFT term 0.3", with_train(sft_weight=0.3)),
         ("mirrored pairs, learning rate 4e-4", with_train(learning_rate=4e-4)),
         ("mirrored pairs, learning rate 1e-4", with_train(learning_rate=1e-4)),
         ("mirrored pairs, rank 32 (alpha 64)", with_train(lora_rank=32, lora_alpha=64)),
@@ -68,6 +69,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("sweep_recipe.json"))
     ap.add_argument("--pair-seed", type=int, default=None,
                     help="the pairs' sampling seed (another draw of the pairs; default: the demo's)")
+    ap.add_argument("--home", type=Path, help="a workspace an earlier sweep of the same pairs settings left (its "
+                    "pairs and evaluation cache are reused; the demo is not imported again)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from mipo_local.demo import DEMO_ADDRESSES, demo_sources
@@ -83,9 +86,9 @@ def main(argv=None) -> int:
         if args.only and not any(name.startswith(o) for o in args.only):
             continue
         key = json.dumps(dataclasses.asdict(settings.pairs), sort_keys=True)
-        fresh = key not in homes
-        if fresh:
-            homes[key] = Path(tempfile.mkdtemp(prefix="mipo-sweep-"))
+        fresh = key not in homes and args.home is None
+        if key not in homes:
+            homes[key] = args.home or Path(tempfile.mkdtemp(prefix="mipo-sweep-"))
         os.environ["MIPO_HOME"] = str(homes[key])
         t = time.perf_counter()
         results = run_seeds(settings, demo_sources() if fresh else (), list(DEMO_ADDRESSES), range(args.seeds),
