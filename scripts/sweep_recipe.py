@@ -102,7 +102,7 @@ def main(argv=None) -> int:
                         f"{rep['answer_tokens']['ratio']:.2f} | {_cell(rep['copy_share']['gain'])} | "
                         f"{_cell(rep['coherence']['gain'], 1.0, 3)} | {100 * rep['neutral_perplexity']['change']:+.1f}% | "
                         f"{r['train'].get('pairs')} / {r['train'].get('steps')} |")
-            print(rows[-1], flush=True)
+            print("done:", rows[-1], file=sys.stderr, flush=True)   # the table itself is printed once, at the end
         dump.append({"variant": name, "settings": settings.to_dict(), "seconds": seconds, "runs": results})
         args.out.write_text(json.dumps(dump, indent=2, default=str))
     print("\n| variant | seed | identification base, % | personal, % | gain, points | fixed-text MI/token gain | "
