@@ -1,6 +1,7 @@
 """The recipe sweep: which pairs and training settings make the personal model use the user's context?
 
-    .venv/bin/python scripts/sweep_recipe.py [--seeds 2] [--pair-seed N] [--home DIR] [--only NAME ...] [--out sweep.json]
+    .venv/bin/python scripts/sweep_recipe.py [--seeds 2] [--pair-seed N] [--home DIR] [--only NAME ...]
+        [--out sweep.json]
 
 Each variant changes one thing against the demo settings (`pipeline.demo_settings()`) and is judged
 by held-out context identification (personal − base, points) over the training seeds — never by
