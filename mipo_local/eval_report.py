@@ -75,7 +75,7 @@ def load_torch_model(folder: Path):
     return model, AutoTokenizer.from_pretrained(folder)
 
 
-def text_logp(model, tokenizer, text: str, window: int = 512) -> tuple[float, int]:
+def text_logp(model, tokenizer, text: str, window: int) -> tuple[float, int]:
     """(log-likelihood of `text`'s tokens after its first, in windows of `window` tokens; their number)."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     total, count = 0.0, 0

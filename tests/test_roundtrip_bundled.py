@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from mipo_local.modelio import gguf_to_checkpoint, inspect_gguf
 from mipo_local.modelio.gguf_file import read_metadata, scan_gguf
 from mipo_local.modelio.hf_vocab import TOKENIZER_SAMPLE

@@ -14,7 +14,7 @@ from mipo_local.errors import MipoError
 from mipo_local.prompt_format import chat_messages
 from mipo_local.train import TrainSettings, train_lora
 from mipo_local.train.data import load_pairs_jsonl
-from mipo_local.train.heldout import completion_logps
+from mipo_local.train.heldout import _ids, completion_logps
 
 from .helpers import assert_one_line_error, run_cli
 
@@ -124,10 +124,8 @@ def test_sft_weight_adds_the_chosen_answers_likelihood_to_the_loss(tmp_path, smo
     chosen_logp = sum(c for c, _ in completion_logps(base, tokenizer, RECORDS))
     tokens = 0
     for r in RECORDS:
-        prompt = tokenizer.apply_chat_template(r["prompt"], tokenize=True, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template(r["prompt"] + r["chosen"], tokenize=True)
-        prompt, full = (list(x["input_ids"] if hasattr(x, "input_ids") else x) for x in (prompt, full))
-        tokens += len(full) - len(prompt)
+        prompt = _ids(tokenizer.apply_chat_template(r["prompt"], tokenize=True, add_generation_prompt=True))
+        tokens += len(_ids(tokenizer.apply_chat_template(r["prompt"] + r["chosen"], tokenize=True))) - len(prompt)
     expected = math.log(2) + weight * (-chosen_logp / tokens)
     assert first["loss"] == pytest.approx(expected, abs=2e-3), (first, expected)
     assert json.loads((result.adapter_dir / "train_settings.json").read_text())["sft_weight"] == weight
