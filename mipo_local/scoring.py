@@ -27,6 +27,31 @@ from typing import Iterator, Sequence
 
 PRECISIONS = ("fp32", "bf16-matmul")
 _MATMUL_PRECISION = {"fp32": "highest", "bf16-matmul": "medium"}
+WEIGHT_PRECISIONS = ("auto", "fp32", "bf16")   # a scoring model's weights; auto: bf16 where native_bf16()
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 matrix products in hardware (AMX or AVX-512 BF16), as PyTorch
+    reports it. Elsewhere PyTorch emulates bfloat16 on the CPU, slower than fp32."""
+    import torch
+
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):   # private, so looked up with care
+        check = getattr(getattr(torch, "cpu", None), probe, None)
+        try:
+            if check is not None and check():
+                return True
+        except Exception:      # noqa: BLE001 — a probe that fails means: not known to be native
+            continue
+    return False
+
+
+def weight_precision(precision: str) -> str:
+    """"fp32" or "bf16" for one of WEIGHT_PRECISIONS ("auto": bf16 where this CPU computes it natively)."""
+    if precision not in WEIGHT_PRECISIONS:
+        raise ValueError(f"unknown scoring precision {precision!r}; choose one of {', '.join(WEIGHT_PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    return precision
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
 from mipo_local.eval_report import EvalSettings, _per_model, _score_base, headline, summary_markdown
 from mipo_local.evaluate import bootstrap_ci, copy_share, identification, rouge_l
@@ -84,6 +85,12 @@ def test_pair_selection_keeps_the_candidate_that_uses_the_context(smol_checkpoin
     assert mi[1] > mi[0]
     reason, p, n = select_pair([12, 12], [12, 12], mi, mi, PairSettings())
     assert reason is None and p == 1 and n == 0        # y+ the higher-MI candidate, y− the lower
+    # the base in bfloat16 (the default where the CPU computes it natively) keeps the same candidates
+    fast = CandidateScorer(smol_checkpoint, PairSettings().context_in, "bf16")
+    assert next(fast.scorer.model.parameters()).dtype == torch.bfloat16
+    mi_fast = fast.mi(e, [generic, specific])
+    assert select_pair([12, 12], [12, 12], mi_fast, mi_fast, PairSettings()) == (None, 1, 0)
+    assert mi_fast == pytest.approx(mi, abs=0.5)       # nats over ~12 tokens
 
 
 def test_pair_selection_drops_what_teaches_nothing():

@@ -9,8 +9,8 @@ from ..pairs.stage import PairSettings
 from ..pipeline.settings import BASE_HELP
 from .common import add_settings_flags, apply_flags, echo
 
-PAIR_FLAGS = ("examples", "heldout_pairs", "strategy", "samples", "candidates", "context_in", "context_tokens", "temperature", "top_p",
-              "max_new_tokens", "seed", "n_parallel")
+PAIR_FLAGS = ("examples", "heldout_pairs", "strategy", "samples", "candidates", "context_in", "context_tokens",
+              "temperature", "top_p", "max_new_tokens", "seed", "n_parallel", "scoring")
 
 
 def _cmd_pairs(args: argparse.Namespace) -> int:

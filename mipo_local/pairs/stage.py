@@ -22,6 +22,7 @@ from ..errors import MipoError
 from ..options import option
 from ..progress import ProgressCallback, report
 from ..prompt_format import CONTEXT_IN, PLACEMENTS, ChatTemplate, chat_messages
+from ..scoring import WEIGHT_PRECISIONS
 from .examples import Example, build_examples
 from .filters import judge_pair, usable_answer
 from .negatives import STRATEGIES, negative_contexts
@@ -48,6 +49,9 @@ class PairSettings:
     min_context_mi: Optional[float] = option(0.0, "drop a pair whose positive's MI (nats) under the base is not above "
                                              "this", kind=float)
     max_length_ratio: float = option(2.0, "drop a pair whose longer answer has more than this × the shorter's tokens")
+    scoring: str = option("auto", "the base's weights when scoring candidates: bf16 where this CPU computes it natively "
+                          "(auto; the same pairs chosen, BENCHMARKS.md), or fp32", choices=WEIGHT_PRECISIONS,
+                          flag="--candidate-scoring")
 
     def sampling(self):
         """How answers are sampled — for pairs, and for the evaluation, which samples exactly alike."""
@@ -57,7 +61,8 @@ class PairSettings:
 
     def run_key(self, model_sha: str) -> str:
         """Runs with the same key continue each other; `examples` may grow without a new run."""
-        keyed = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("examples", "heldout_pairs", "n_parallel")}
+        how = ("examples", "heldout_pairs", "n_parallel", "scoring")     # how many, or how computed: not what
+        keyed = {k: v for k, v in dataclasses.asdict(self).items() if k not in how}
         return hashlib.sha256(json.dumps([keyed, model_sha], sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -72,6 +77,7 @@ class PairsSummary:
     seconds: float = 0.0
     truncated: int = 0             # answers that hit the token limit (trimmed to their last sentence)
     scoring_seconds: float = 0.0   # scoring candidates under the base (part of `seconds`)
+    scoring: str = ""              # the base's weights when scoring them: fp32 or bf16 (none: not scored)
     kept_mi: list = dataclasses.field(default_factory=list)   # (MI of y+, MI of y−) of the kept pairs
     stopped: bool = False          # asked to stop before the last pair; running again continues
     example_ids: list = dataclasses.field(default_factory=list)   # the examples this run made pairs for
@@ -97,13 +103,23 @@ def _seed(settings: PairSettings, example_id: str, sample: int, side: str, candi
 
 
 class CandidateScorer:
-    """MI(y) = log π₀(y|c,q) − log π₀(y|q) of answers under the base model (PyTorch)."""
+    """MI(y) = log π₀(y|c,q) − log π₀(y|q) of answers under the base model (PyTorch).
 
-    def __init__(self, checkpoint: Path, context_in: str) -> None:
+    `precision` (one of scoring.WEIGHT_PRECISIONS): the model's weights in fp32, or in bfloat16 — about
+    twice as fast where the CPU computes bfloat16 natively, and it picks the same candidates as fp32 in
+    the measurement behind the default (BENCHMARKS.md, "Pair generation"); only the choice among
+    candidates depends on these scores, nothing trained on does."""
+
+    def __init__(self, checkpoint: Path, context_in: str, precision: str = "fp32") -> None:
+        import torch
+
         from ..eval_report import load_torch_model
-        from ..scoring import ResponseScorer
+        from ..scoring import ResponseScorer, weight_precision
 
         model, tokenizer = load_torch_model(checkpoint)
+        self.precision = weight_precision(precision)
+        if self.precision == "bf16":
+            model.to(torch.bfloat16)
         self.scorer = ResponseScorer(model, tokenizer)
         self.context_in = context_in
 
@@ -194,7 +210,8 @@ def generate_pairs(
     scorer = None
     if scoring:
         report(progress, "pairs", "loading the base model to score candidates")
-        scorer = CandidateScorer(base_checkpoint, settings.context_in)
+        scorer = CandidateScorer(base_checkpoint, settings.context_in, settings.scoring)
+        summary.scoring = scorer.precision
     sampling = settings.sampling()
     answers: dict[tuple[str, int], dict] = {}
     start = time.perf_counter()

@@ -1,0 +1,101 @@
+"""Scoring the pairs stage's candidates: the base in bfloat16 (the default where the CPU computes it
+natively) against fp32, on the same sampled candidates — time, and whether the same pair is chosen.
+
+The candidates are sampled once as the stage samples them (demo settings: 2 per side, ≤ 64 tokens),
+then each example's candidates are scored under both, MI(y) = log π₀(y|c,q) − log π₀(y|q), and
+`select_pair` picks (drop reason, positive, negative) from each. Printed: seconds per scorer, how many
+examples get the same choice, the MI difference per candidate, and as the last line `ratio: X`
+(fp32 seconds over bf16 seconds, higher is better).
+
+Run: .venv/bin/python benchmarks/candidate_scoring.py [N]   (N examples, default 24)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main(n: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MIPO_HOME"] = tmp
+        from mipo_local.catalog import resolve_base
+        from mipo_local.context import ContextStore, import_paths
+        from mipo_local.demo import demo_dir
+        from mipo_local.generation import BatchedGenerator, context_per_sequence
+        from mipo_local.modelio import base_checkpoint
+        from mipo_local.modelio.bases import sampling_gguf
+        from mipo_local.pairs import build_examples
+        from mipo_local.pairs.filters import usable_answer
+        from mipo_local.pairs.negatives import negative_contexts
+        from mipo_local.pairs.stage import CandidateScorer, _seed, select_pair
+        from mipo_local.pipeline import demo_settings
+        from mipo_local.prompt_format import ChatTemplate, chat_messages
+        from mipo_local.scoring import native_bf16
+
+        settings = dataclasses.replace(demo_settings().pairs, examples=n, heldout_pairs=0)
+        base = resolve_base(None)
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores; bfloat16 native here: {native_bf16()}")
+        checkpoint, gguf = base_checkpoint(base), sampling_gguf(base)
+        import_paths([demo_dir() / "notes", demo_dir() / "mail"])
+        with ContextStore() as store:
+            every = build_examples(store, max_examples=10 ** 9, heldout_fraction=settings.heldout_fraction,
+                                   context_tokens=settings.context_tokens)
+        examples = [e for e in every if not e.heldout][:n]
+        negatives = negative_contexts(examples, settings.strategy)
+        template = ChatTemplate.from_gguf(gguf)
+        prompts, seeds, owners = [], [], []
+        for e in examples:
+            for side, ctx in (("chosen", e.context), ("rejected", negatives[e.id])):
+                prompt = template.render(chat_messages(ctx, e.request, context_in=settings.context_in))
+                for c in range(settings.candidates):
+                    prompts.append(prompt)
+                    seeds.append(_seed(settings, e.id, 0, side, c))
+                    owners.append((e.id, side))
+        n_ctx = context_per_sequence(gguf, prompts, settings.max_new_tokens)
+        with BatchedGenerator(gguf, n_parallel=settings.n_parallel, n_ctx_per_seq=n_ctx) as generator:
+            completions = generator.generate(prompts, settings.sampling(), seeds=seeds)
+        candidates: dict[str, dict[str, list[str]]] = {}
+        for (example_id, side), c in zip(owners, completions):
+            text = usable_answer(c.text, c.finish)
+            if text:
+                candidates.setdefault(example_id, {"chosen": [], "rejected": []})[side].append(text)
+        scored = [e for e in examples if e.id in candidates and all(candidates[e.id].values())]
+        answers = sum(len(v) for e in scored for v in candidates[e.id].values())
+        print(f"{len(scored)} examples with usable candidates on both sides, {answers} candidates "
+              f"(demo settings: {settings.candidates} per side, at most {settings.max_new_tokens} tokens)")
+
+        def choices(precision: str) -> tuple[float, dict]:
+            scorer = CandidateScorer(checkpoint, settings.context_in, precision)
+            first = scored[0]
+            scorer.mi(first, candidates[first.id]["chosen"])          # warm-up, not timed
+            t = time.perf_counter()
+            out = {}
+            for e in scored:
+                mi_pos = scorer.mi(e, candidates[e.id]["chosen"])
+                mi_neg = scorer.mi(e, candidates[e.id]["rejected"])
+                lengths = lambda side: [1] * len(candidates[e.id][side])  # noqa: E731 — lengths do not differ
+                out[e.id] = (mi_pos + mi_neg, select_pair(lengths("chosen"), lengths("rejected"), mi_pos, mi_neg,
+                                                          settings))
+            return time.perf_counter() - t, out
+
+        fp32_s, exact = choices("fp32")
+        bf16_s, fast = choices("bf16")
+        same = sum(exact[k][1] == fast[k][1] for k in exact)
+        diff = [abs(a - b) for k in exact for a, b in zip(exact[k][0], fast[k][0])]
+        print(f"fp32 (the baseline): {fp32_s:.1f} s")
+        print(f"bf16 weights (ours where bfloat16 is native): {bf16_s:.1f} s")
+        print(f"the same choice (drop reason, positive, negative) for {same} of {len(exact)} examples; "
+              f"MI per candidate |bf16 - fp32| mean {sum(diff) / len(diff):.3f}, max {max(diff):.3f} nats")
+        print(f"ratio: {fp32_s / bf16_s:.2f}")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 24)
