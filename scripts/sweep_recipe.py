@@ -51,6 +51,7 @@ def variants(demo):
         ("mirrored pairs, learning rate 1e-4", with_train(learning_rate=1e-4)),
         ("mirrored pairs, rank 32 (alpha 64)", with_train(lora_rank=32, lora_alpha=64)),
         ("mirrored pairs, rank 8 (alpha 16)", with_train(lora_rank=8, lora_alpha=16)),
+        ("mirrored pairs, bf16 compute", with_train(precision="bf16")),     # a CPU with bfloat16 in hardware
         ("no MI selection (1 candidate, no filter)", dataclasses.replace(
             plain, pairs=dataclasses.replace(pairs, candidates=1, min_context_mi=None))),
         ("learning rate 5e-5", dataclasses.replace(plain, train=dataclasses.replace(plain.train, learning_rate=5e-5))),

@@ -131,6 +131,23 @@ def test_sft_weight_adds_the_chosen_answers_likelihood_to_the_loss(tmp_path, smo
     assert json.loads((result.adapter_dir / "train_settings.json").read_text())["sft_weight"] == weight
 
 
+@pytest.mark.skipif(not __import__("mipo_local.scoring", fromlist=["x"]).native_bf16(),
+                    reason="bfloat16 compute needs a CPU with it in hardware")
+def test_bf16_precision_trains_in_bfloat16_from_a_reference_computed_alike(tmp_path, smol_checkpoint, fast):
+    """--precision bf16 on a CPU: fp32 weights, bfloat16 autocast; the reference log-probs are computed
+    under the same autocast, so the first step sees policy = reference: margins ~0, loss ~ln 2 (within
+    bfloat16's rounding, which differs between the reference's batches and the training's: 0.003 here)."""
+    import math
+
+    settings = dataclasses.replace(fast, precision="bf16", batch_size=len(RECORDS))
+    result = train_lora(smol_checkpoint, RECORDS, tmp_path / "run", settings, max_steps=2)
+    assert (result.metrics["dtype"], result.metrics["mixed_precision"]) == ("float32", "bf16")
+    first = next(e for e in result.metrics["log_history"] if "loss" in e)
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-2), first
+    assert abs(first["rewards/margins"]) < 0.05, first
+    assert result.steps == 2 and result.adapter_dir is not None
+
+
 def test_stop_and_resume_ends_with_the_same_steps(tmp_path, smol_checkpoint, fast):
     calls = {"n": 0}
 

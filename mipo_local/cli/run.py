@@ -15,7 +15,8 @@ from .common import add_settings_flags, apply_flags, apply_train_flags, echo
 
 PAIR_FLAGS = ("examples", "heldout_pairs", "strategy", "candidates", "context_in", "context_tokens", "max_new_tokens",
               "scoring")
-TRAIN_FLAGS = ("epochs", "device", "learning_rate", "beta", "sft_weight", "lora_rank", "mirror", "replay_fraction")
+TRAIN_FLAGS = ("epochs", "device", "precision", "learning_rate", "beta", "sft_weight", "lora_rank", "mirror",
+               "replay_fraction")
 
 
 def run_settings(args: argparse.Namespace) -> RunSettings:

@@ -11,7 +11,8 @@ from ..pipeline.settings import RunSettings
 from ..train.settings import TrainSettings
 from .common import add_settings_flags, apply_flags, apply_train_flags, echo
 
-TRAIN_FLAGS = ("epochs", "device", "learning_rate", "beta", "sft_weight", "lora_rank", "batch_size", "mirror")
+TRAIN_FLAGS = ("epochs", "device", "precision", "learning_rate", "beta", "sft_weight", "lora_rank", "batch_size",
+               "mirror")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class TrainSettings:
     checkpoint_every: int = option(20, "save a resumable checkpoint every this many steps")
     seed: int = option(0, "training seed")
     device: str = option("auto", "where to train: auto (cuda > mps > cpu), cuda, mps or cpu", choices=DEVICES)
+    precision: str = option("auto", "auto: bf16 on a GPU that has it, fp32 elsewhere; fp32; or bf16 (on a CPU: fp32 "
+                            "weights with bfloat16 compute, only where the CPU has it in hardware)", choices=PRECISIONS)
     mirror: bool = option(True, "also train each pair from the negative's prompt, y- over y+ (the sweep in "
                           "BENCHMARKS.md)")
     gradient_checkpointing: str = option("auto", "auto (when memory requires), on or off", choices=("auto", "on", "off"))

@@ -182,7 +182,7 @@ def train_lora(
 
     world = World.current()
     world.pin_gpu()                      # before plan_device touches CUDA: every process on its own GPU
-    plan = plan_device(settings.device)
+    plan = plan_device(settings.device, settings.precision)
     if world.size > 1:
         world.start(cpu=plan.device == "cpu")
         progress = progress if world.is_main else None
@@ -238,7 +238,7 @@ def train_lora(
         precompute_ref_log_probs=True,
         precompute_ref_batch_size=4,
         activation_checkpointing=checkpointing,
-        bf16=plan.dtype_name == "bfloat16",
+        bf16=plan.mixed_precision == "bf16",
         fp16=False,
         use_cpu=plan.device == "cpu",
         train_sampling_strategy="group_by_length",
@@ -285,7 +285,8 @@ def train_lora(
                          "reward_accuracy": logs.get("rewards/accuracies"), "pairs_per_second": pairs_s, "eta_seconds": eta,
                          "learning_rate": logs.get("learning_rate")})
 
-    metrics: dict = {"device": plan.device, "dtype": plan.dtype_name, "gradient_checkpointing": checkpointing,
+    metrics: dict = {"device": plan.device, "dtype": plan.dtype_name, "mixed_precision": plan.mixed_precision,
+                     "gradient_checkpointing": checkpointing,
                      "micro_batch": micro_batch, "grad_accum": accum, "processes": world.size,
                      "pairs": len(dataset), "pairs_too_long": too_long, "heldout_pairs": len(heldout)}
     from .shared_prompt import shared_prompt_forward
@@ -293,7 +294,7 @@ def train_lora(
     with compact_lm_head(), shared_prompt_forward(model):
         report(progress, "train", "computing reference log-probs (once)")
         t = time.perf_counter()
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():   # (the reference log-probs: under accelerate's autocast, as the policy's)
             warnings.simplefilter("ignore")
             trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                                  peft_config=lora, callbacks=[Events()])
