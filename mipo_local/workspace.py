@@ -6,7 +6,9 @@ current directory.
 
 The workspace holds a copy of the user's mail and notes, so it is private whatever the umask:
 folders 0700, files 0600, set explicitly when they are made, and set again over a whole
-workspace made by an older version the first time a process uses it. Every output is written to a
+workspace made by an older version the first time a process uses it. That first use also takes
+group and others out of the process's umask (only ever tightening it), so what other libraries
+write for us (the trainer's checkpoints, the datasets cache) is private as it is made too. Every output is written to a
 temporary name, flushed to disk (fsync) and renamed, so a crash or a full disk leaves the
 previous file as it was.
 """
@@ -47,6 +49,7 @@ def home() -> Path:
     make_private_dir(root)
     if str(root) not in _secured:
         make_private_tree(root)
+        os.umask(os.umask(0o077) | 0o077)       # read and set back: umask has no getter
         _secured.add(str(root))
     return root
 

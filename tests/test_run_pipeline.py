@@ -69,6 +69,9 @@ def test_run_resumes_after_an_interruption_and_leaves_a_model_that_answers(mipo_
 
     third = run_pipeline((), TINY)
     assert third.up_to_date and third.run_dir == first.run_dir
+    from .test_workspace_private import assert_private
+
+    assert_private(mipo_home)     # the run's folder, log, training data and checkpoints too, whatever wrote them
 
     # a failed export leaves the previous active model in place
     state = load_state(first.run_dir)

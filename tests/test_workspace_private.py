@@ -41,6 +41,7 @@ def test_everything_written_is_private_whatever_the_umask(tmp_path, mipo_home, u
     old = os.umask(umask)
     try:
         with ContextStore() as store:                       # store, and its -wal and -shm while open
+            os.umask(umask)              # as loose again as asked (the workspace's first use tightened it)
             import_paths([notes, box], store=store, settings=UserSettings(addresses=(ME,)))
             save_settings(UserSettings(addresses=(ME,)))
             workspace.write_text_atomic(workspace.subdir("conversations") / "c1.json", "{}")

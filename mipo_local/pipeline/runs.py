@@ -84,7 +84,7 @@ def new_run(key: str, settings: dict, data_fp: str) -> Path:
     while run_dir.exists():
         n += 1
         run_dir = runs_dir() / f"run-{stamp}-{n}"
-    run_dir.mkdir(parents=True)
+    workspace.make_private_dir(run_dir)
     save_state(run_dir, {"key": key, "settings": settings, "data": data_fp,
                          "created": dt.datetime.now().isoformat(timespec="seconds"), "stages": {},
                          "outputs": {}, "finished": False})
@@ -97,6 +97,7 @@ class RunLog:
 
     def __init__(self, run_dir: Path, progress: Optional[ProgressCallback]) -> None:
         self.path = Path(run_dir) / "log.txt"
+        workspace.create_private_file(self.path)
         self.progress = progress
         self._last: dict[str, float] = {}
 
