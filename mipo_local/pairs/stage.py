@@ -50,8 +50,8 @@ class PairSettings:
                                              "this", kind=float)
     max_length_ratio: float = option(2.0, "drop a pair whose longer answer has more than this × the shorter's tokens")
     scoring: str = option("auto", "the base's weights when scoring candidates: bf16 where this CPU computes it natively "
-                          "(auto; the same pairs chosen, BENCHMARKS.md), or fp32", choices=WEIGHT_PRECISIONS,
-                          flag="--candidate-scoring")
+                          "(auto; the same pair as fp32 for 71 of 72 examples measured), or fp32",
+                          choices=WEIGHT_PRECISIONS, flag="--candidate-scoring")
 
     def sampling(self):
         """How answers are sampled — for pairs, and for the evaluation, which samples exactly alike."""
@@ -105,10 +105,10 @@ def _seed(settings: PairSettings, example_id: str, sample: int, side: str, candi
 class CandidateScorer:
     """MI(y) = log π₀(y|c,q) − log π₀(y|q) of answers under the base model (PyTorch).
 
-    `precision` (one of scoring.WEIGHT_PRECISIONS): the model's weights in fp32, or in bfloat16 — about
-    twice as fast where the CPU computes bfloat16 natively, and it picks the same candidates as fp32 in
-    the measurement behind the default (BENCHMARKS.md, "Pair generation"); only the choice among
-    candidates depends on these scores, nothing trained on does."""
+    `precision` (one of scoring.WEIGHT_PRECISIONS): the model's weights in fp32, or in bfloat16 — 1.4–1.9×
+    faster where the CPU computes bfloat16 natively, and the same pair as fp32 for 71 of 72 examples
+    measured (BENCHMARKS.md, "Pair generation"); only the choice among candidates depends on these
+    scores, nothing trained on does."""
 
     def __init__(self, checkpoint: Path, context_in: str, precision: str = "fp32") -> None:
         import torch

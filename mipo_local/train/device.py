@@ -34,9 +34,9 @@ def plan_device(requested: str = "auto", precision: str = "auto") -> DevicePlan:
     hardware (emulated, it is slower than fp32). CPU threads = physical cores."""
     import torch
 
-    from ..scoring import native_bf16
-
     from ..llama_runtime import physical_cores
+    from ..scoring import native_bf16
+    from .settings import PRECISIONS
 
     requested = (requested or "auto").lower()
     if requested not in ("auto", "cuda", "mps", "cpu"):
@@ -48,8 +48,8 @@ def plan_device(requested: str = "auto", precision: str = "auto") -> DevicePlan:
         raise MipoError("--device mps was asked for, but Apple MPS is not available here; use --device auto")
     device = requested if requested != "auto" else ("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
     precision = (precision or "auto").lower()
-    if precision not in ("auto", "fp32", "bf16"):
-        raise MipoError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
+    if precision not in PRECISIONS:
+        raise MipoError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "fp32":
         return DevicePlan(device, "float32", physical_cores())
     if device == "cuda":
