@@ -8,9 +8,9 @@ The workspace holds a copy of the user's mail and notes, so it is private whatev
 folders 0700, files 0600, set explicitly when they are made, and set again over a whole
 workspace made by an older version the first time a process uses it. That first use also takes
 group and others out of the process's umask (only ever tightening it), so what other libraries
-write for us (the trainer's checkpoints, the datasets cache) is private as it is made too. Every output is written to a
-temporary name, flushed to disk (fsync) and renamed, so a crash or a full disk leaves the
-previous file as it was.
+write for us (the trainer's checkpoints, the datasets cache) is private as it is made too. Every
+output is written to a temporary name, flushed to disk (fsync) and renamed, so a crash or a full
+disk leaves the previous file as it was.
 """
 
 from __future__ import annotations

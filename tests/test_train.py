@@ -12,6 +12,7 @@ import pytest
 
 from mipo_local.errors import MipoError
 from mipo_local.prompt_format import chat_messages
+from mipo_local.scoring import native_bf16
 from mipo_local.train import TrainSettings, train_lora
 from mipo_local.train.data import load_pairs_jsonl
 from mipo_local.train.heldout import _ids, completion_logps
@@ -131,8 +132,7 @@ def test_sft_weight_adds_the_chosen_answers_likelihood_to_the_loss(tmp_path, smo
     assert json.loads((result.adapter_dir / "train_settings.json").read_text())["sft_weight"] == weight
 
 
-@pytest.mark.skipif(not __import__("mipo_local.scoring", fromlist=["x"]).native_bf16(),
-                    reason="bfloat16 compute needs a CPU with it in hardware")
+@pytest.mark.skipif(not native_bf16(), reason="bfloat16 compute needs a CPU with it in hardware")
 def test_bf16_precision_trains_in_bfloat16_from_a_reference_computed_alike(tmp_path, smol_checkpoint, fast):
     """--precision bf16 on a CPU: fp32 weights, bfloat16 autocast; the reference log-probs are computed
     under the same autocast, so the first step sees policy = reference: margins ~0, loss ~ln 2 (within

@@ -294,7 +294,7 @@ def train_lora(
     with compact_lm_head(), shared_prompt_forward(model):
         report(progress, "train", "computing reference log-probs (once)")
         t = time.perf_counter()
-        with warnings.catch_warnings():   # (the reference log-probs: under accelerate's autocast, as the policy's)
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                                  peft_config=lora, callbacks=[Events()])
