@@ -143,9 +143,9 @@ def compare_stage(base) -> tuple[float, float]:
     n = len(examples)
     print(f"the pairs stage, {n} examples x 2 sides x {settings.candidates} candidates, at most "
           f"{settings.max_new_tokens} new tokens (demo settings):")
-    print(f"  ours (the stage: sampling on the Q8_0 copy + scoring the candidates under the base): {ours_s:.1f} s, "
+    print(f"  ours (the stage: sampling on the Q8_0 copy + scoring the candidates): {ours_s:.1f} s, "
           f"{n / ours_s:.3f} pairs/s ({summary.tokens} tokens; scoring {summary.scoring_seconds:.1f} s of it, "
-          f"{summary.scoring} weights; "
+          f"by {summary.scoring}; "
           f"{summary.made} kept, dropped {dict(summary.dropped)})")
     print(f"  plain loop on the bundled file, sampling only: {loop_s:.1f} s, {n / loop_s:.3f} pairs/s ({tokens} tokens)")
     return n / ours_s, n / loop_s

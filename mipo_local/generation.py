@@ -5,12 +5,17 @@ token prefix (the system prompt, usually) is decoded once and its KV cache copie
 sequence; a prompt given several times (several samples of one prompt) is decoded once and copied
 to each of its sequences. Then every step decodes one new token of every unfinished sequence in
 one batch.
+
+A completion can also be scored as it is made: the log-probability of each of its tokens under its
+own prompt (from the logits it was sampled from, at no cost) and under other prompts (`score_under`),
+each computed from that prompt's kept KV cache in one call of its own once the completion is done.
 """
 
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -35,6 +40,18 @@ class Completion:
     tokens: list[int]
     finish: str                  # "stop" (end of turn) | "length" (max_new_tokens reached)
     prompt_tokens: int
+    # the byte offset in `text` (UTF-8) where each token's piece ends
+    piece_ends: list[int] = field(default_factory=list)
+    # with `score_under`: for each prompt listed, log π(token | that prompt, earlier tokens) of every token
+    # (temperature 1, nothing truncated)
+    scores: list[list[float]] = field(default_factory=list)
+
+    def tokens_for(self, text: str) -> int:
+        """How many of the tokens make up `text`, a prefix of this completion's text (an answer
+        trimmed to its last sentence): the fewest whose pieces cover it."""
+        import bisect
+
+        return min(len(self.tokens), bisect.bisect_left(self.piece_ends, len(text.encode("utf-8"))) + 1) if text else 0
 
 
 def context_per_sequence(gguf_path: Path, prompts: Sequence[str], max_new_tokens: int) -> int:
@@ -47,13 +64,23 @@ def context_per_sequence(gguf_path: Path, prompts: Sequence[str], max_new_tokens
     return ((longest + max_new_tokens + 16) // 256 + 1) * 256
 
 
+def _log_softmax_at(logits: np.ndarray, targets: Sequence[int]) -> list[float]:
+    """log softmax(logits[j])[targets[j]] for each row j (float64 sums)."""
+    rows = np.asarray(logits, dtype=np.float32)
+    top = rows.max(axis=1, keepdims=True)
+    lse = top[:, 0].astype(np.float64) + np.log(np.exp(rows - top).sum(axis=1, dtype=np.float64))
+    picked = rows[np.arange(len(targets)), np.asarray(targets, dtype=np.int64)].astype(np.float64)
+    return (picked - lse).tolist()
+
+
 class BatchedGenerator:
     """Generate completions for many prompts, `n_parallel` sequences at a time. Close when done."""
 
-    PROMPT_CACHE = 2     # sequences that keep a repeated prompt's KV for the next copies
+    PROMPT_CACHE = 2     # sequences that keep a repeated prompt's KV for the next copies (and for scoring)
 
     def __init__(self, gguf_path: Path, *, n_parallel: int = 8, n_ctx_per_seq: int = 2048,
-                 n_batch: int = 512, threads: Optional[int] = None, share_prefix: bool = True) -> None:
+                 n_batch: int = 512, threads: Optional[int] = None, share_prefix: bool = True,
+                 prompt_cache: int = PROMPT_CACHE) -> None:
         import llama_cpp as L
 
         from .llama_runtime import physical_cores, quiet_llama_logs
@@ -66,6 +93,10 @@ class BatchedGenerator:
         self.n_ctx_per_seq = int(n_ctx_per_seq)
         self.n_batch = int(n_batch)
         self.share_prefix = share_prefix
+        self.prompt_cache = max(1, int(prompt_cache))
+        self.prompts_decoded = 0     # prompts decoded into a cache sequence (again, when one was given up)
+        self.scored_tokens = 0       # tokens scored under a prompt other than their own
+        self.scoring_seconds = 0.0   # spent scoring them (with decoding their prompts again, if given up)
         L.llama_backend_init()
         mparams = L.llama_model_default_params()
         self.model = L.llama_model_load_from_file(str(gguf_path).encode(), mparams)
@@ -74,7 +105,7 @@ class BatchedGenerator:
         self.vocab = L.llama_model_get_vocab(self.model)
         self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
         cparams = L.llama_context_default_params()
-        n_seq = self.n_parallel + 1 + self.PROMPT_CACHE  # + shared prefix + repeated prompts
+        n_seq = self.n_parallel + 1 + self.prompt_cache  # + shared prefix + kept prompts
         cparams.n_ctx = self.n_ctx_per_seq * n_seq
         cparams.n_batch = self.n_batch
         cparams.n_ubatch = self.n_batch
@@ -120,8 +151,13 @@ class BatchedGenerator:
         return list(buf[:n])
 
     def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._pieces(tokens)[0]
+
+    def _pieces(self, tokens: Sequence[int]) -> tuple[str, list[int]]:
+        """(text of `tokens`, the byte offset where each token's piece ends)."""
         L = self.L
         out = bytearray()
+        ends = []
         buf = ctypes.create_string_buffer(256)
         for tok in tokens:
             n = L.llama_token_to_piece(self.vocab, tok, buf, len(buf), 0, False)
@@ -131,7 +167,8 @@ class BatchedGenerator:
                 out += big.raw[:n]
             else:
                 out += buf.raw[:n]
-        return out.decode("utf-8", errors="replace")
+            ends.append(len(out))
+        return out.decode("utf-8", errors="replace"), ends
 
     def _sampler(self, sampling: Sampling, seed: int):
         """Greedy: llama.cpp's own sampler. Sampling: `nucleus.NucleusSampler` (the same top-k → top-p →
@@ -143,12 +180,17 @@ class BatchedGenerator:
             return chain
         return NucleusSampler(sampling.temperature, sampling.top_p, sampling.top_k, seed)
 
-    def _sample(self, sampler, index: int) -> int:
-        """The next token of the sequence whose logits sit at `index` of the last decoded batch."""
-        if isinstance(sampler, NucleusSampler):
+    def _sample(self, sampler, index: int, with_logp: bool = False) -> tuple[int, Optional[float]]:
+        """(the next token of the sequence whose logits sit at `index` of the last decoded batch, its
+        log-probability at temperature 1 untruncated when `with_logp`, else None)."""
+        logits = None
+        if isinstance(sampler, NucleusSampler) or with_logp:
             logits = np.ctypeslib.as_array(self.L.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
-            return sampler.sample(logits)
-        return self.L.llama_sampler_sample(sampler, self.ctx, index)
+        if isinstance(sampler, NucleusSampler):
+            tok = sampler.sample(logits)
+        else:
+            tok = self.L.llama_sampler_sample(sampler, self.ctx, index)
+        return tok, (_log_softmax_at(logits[None], [tok])[0] if with_logp else None)
 
     def _free_sampler(self, sampler) -> None:
         if not isinstance(sampler, NucleusSampler):
@@ -171,7 +213,8 @@ class BatchedGenerator:
     # --------------------------------------------------------------------------- generate
     def generate(self, prompts: Sequence[str], sampling: Sampling, *, seeds: Optional[Sequence[int]] = None,
                  should_stop: Optional[Callable[[], bool]] = None,
-                 on_complete: Optional[Callable[[int, Completion], None]] = None) -> list[Completion]:
+                 on_complete: Optional[Callable[[int, Completion], None]] = None,
+                 score_under: Optional[Sequence[Sequence[str]]] = None) -> list[Completion]:
         """Completions for `prompts` (rendered chat text), in order. `seeds[i]` seeds prompt i.
 
         Continuous batching: up to `n_parallel` sequences decode together, and a finished
@@ -179,11 +222,24 @@ class BatchedGenerator:
         `on_complete(i, completion)` is called as soon as prompt i is done. When `should_stop()`
         turns true, generation ends after the current step and only the finished prompts are
         returned (in order); the caller checks `should_stop()` to tell.
+
+        `score_under[i]` (rendered prompts): completion i's `scores` then hold, for each of them, the
+        log-probability of every one of its tokens under that prompt. The prompt it was sampled from
+        costs nothing (its logits were computed to sample); another is scored from its KV cache, kept
+        while completions still need it (`prompt_cache` sequences) and decoded again if it was not.
         """
         L = self.L
         seeds = list(seeds) if seeds is not None else list(range(len(prompts)))
-        toks = [self.tokenize(p) for p in prompts]
-        for t in toks:
+        tokenized: dict[str, list[int]] = {}
+
+        def tokens_of(text: str) -> list[int]:
+            if text not in tokenized:
+                tokenized[text] = self.tokenize(text)
+            return tokenized[text]
+
+        toks = [tokens_of(p) for p in prompts]
+        under = [[tokens_of(a) for a in score_under[i]] for i in range(len(prompts))] if score_under is not None else None
+        for t in toks + [a for alts in (under or []) for a in alts]:
             if not t:
                 raise MipoError("an empty prompt cannot be generated from")
             if len(t) + sampling.max_new_tokens > self.n_ctx_per_seq:
@@ -195,22 +251,30 @@ class BatchedGenerator:
         slots = self.n_parallel
         prefix_seq = slots                       # an extra sequence holds the shared prefix
         prefix = 0
-        if self.share_prefix and len(toks) > 1:
-            shortest = min(len(t) for t in toks)
-            while prefix < shortest - 1 and all(t[prefix] == toks[0][prefix] for t in toks):
+        distinct = list({tuple(t): t for t in toks + [a for alts in (under or []) for a in alts]}.values())
+        if self.share_prefix and len(distinct) > 1:
+            shortest = min(len(t) for t in distinct)
+            while prefix < shortest - 1 and all(t[prefix] == distinct[0][prefix] for t in distinct):
                 prefix += 1
         L.llama_memory_clear(self.mem, True)
         for a in range(0, prefix, self.n_batch):
-            self._decode([(prefix_seq, p, toks[0][p], False) for p in range(a, min(prefix, a + self.n_batch))])
+            self._decode([(prefix_seq, p, distinct[0][p], False) for p in range(a, min(prefix, a + self.n_batch))])
 
         queue = list(range(len(prompts)))[::-1]
         active: dict[int, dict] = {}            # slot → state of the prompt it decodes
 
-        repeated = {}
-        for t in toks:
-            repeated[tuple(t)] = repeated.get(tuple(t), 0) + 1
-        cache_seqs = list(range(prefix_seq + 1, prefix_seq + 1 + self.PROMPT_CACHE))
+        # uses of each prompt's KV cache (all but its last token): its samples to start, the
+        # completions to score under it; a prompt used more than once is kept in a cache sequence
+        pending: dict[tuple, int] = {}
+        for i, t in enumerate(toks):
+            pending[tuple(t[:-1])] = pending.get(tuple(t[:-1]), 0) + 1
+            for a in (under[i] if under is not None else []):
+                if a != t:
+                    pending[tuple(a[:-1])] = pending.get(tuple(a[:-1]), 0) + 1
+        cache_seqs = list(range(prefix_seq + 1, prefix_seq + 1 + self.prompt_cache))
         cached: dict[tuple, int] = {}           # prompt (all but its last token) → cache sequence
+        used_at: dict[int, int] = {}            # cache sequence → when it was last used
+        clock = [0]
 
         def decode_own(seq: int, tokens: list[int], start_at: int, last_logits: bool) -> int:
             """Decode tokens[start_at:] into `seq`, a batch at a time; the index of the last one in its batch."""
@@ -222,18 +286,44 @@ class BatchedGenerator:
             return len(part) - 1
 
         def cached_prompt(t: list[int]) -> int:
-            """A cache sequence holding t[:-1] (decoded now if no cache sequence holds it)."""
+            """A cache sequence holding t[:-1] (decoded now if no cache sequence holds it). The one
+            given up for it: a free one, else one no longer needed, else the least recently used."""
             key = tuple(t[:-1])
+            clock[0] += 1
             if key not in cached:
-                seq = cache_seqs[len(cached) % len(cache_seqs)]
-                for old in [k for k, v in cached.items() if v == seq]:
-                    del cached[old]
+                holder = {v: k for k, v in cached.items()}
+                seq = min(cache_seqs, key=lambda s: (s in holder, s in holder and pending.get(holder[s], 0) > 0,
+                                                     used_at.get(s, 0)))
+                if seq in holder:
+                    del cached[holder[seq]]
                 L.llama_memory_seq_rm(self.mem, seq, -1, -1)
                 if prefix:
                     L.llama_memory_seq_cp(self.mem, prefix_seq, seq, -1, -1)
                 decode_own(seq, t[:-1], prefix, False)
+                self.prompts_decoded += 1
                 cached[key] = seq
+            used_at[cached[key]] = clock[0]
             return cached[key]
+
+        def score_under_prompt(a: list[int], generated: list[int]) -> list[float]:
+            """log π(generated[j] | a, generated[:j]) for every j, from a's kept KV cache."""
+            if not generated:
+                return []
+            t0 = time.perf_counter()
+            seq = cached_prompt(a)
+            P = len(a) - 1                           # where a's last token goes
+            feed = [a[-1]] + generated[:-1]
+            out: list[float] = []
+            for c in range(0, len(feed), self.n_batch):
+                part = range(c, min(len(feed), c + self.n_batch))
+                self._decode([(seq, P + j, feed[j], True) for j in part])
+                rows = np.ctypeslib.as_array(L.llama_get_logits(self.ctx), shape=(len(part), self.n_vocab))
+                out += _log_softmax_at(rows, [generated[j] for j in part])
+            L.llama_memory_seq_rm(self.mem, seq, P, -1)   # the cache holds a[:-1] again
+            pending[tuple(a[:-1])] -= 1
+            self.scored_tokens += len(generated)
+            self.scoring_seconds += time.perf_counter() - t0
+            return out
 
         def start(slot: int, i: int) -> None:
             # One prompt per decode call: a call holding several sequences' prompts is split by
@@ -241,7 +331,8 @@ class BatchedGenerator:
             # the prompt decoded alone (measured: up to 0.5).
             L.llama_memory_seq_rm(self.mem, slot, -1, -1)
             t = toks[i]
-            if repeated[tuple(t)] > 1 and len(t) - 1 > prefix:
+            key = tuple(t[:-1])
+            if (pending[key] > 1 or key in cached) and len(t) - 1 > prefix:
                 # a whole-sequence copy: with a KV stream per sequence only full copies are allowed
                 L.llama_memory_seq_cp(self.mem, cached_prompt(t), slot, -1, -1)
                 last = decode_own(slot, t, len(t) - 1, True)
@@ -249,15 +340,26 @@ class BatchedGenerator:
                 if prefix:
                     L.llama_memory_seq_cp(self.mem, prefix_seq, slot, -1, -1)
                 last = decode_own(slot, t, prefix, True)
+            pending[key] -= 1
             sampler = self._sampler(sampling, seeds[i])
-            active[slot] = {"i": i, "sampler": sampler, "generated": [], "n_past": len(t),
-                            "next": self._sample(sampler, last)}
+            active[slot] = {"i": i, "sampler": sampler, "generated": [], "logp": [], "n_past": len(t)}
+            take(slot, last)
+
+        def take(slot: int, index: int) -> None:
+            state = active[slot]
+            state["next"], logp = self._sample(state["sampler"], index, with_logp=under is not None)
+            state["next_logp"] = logp
 
         def finish(slot: int, reason: str) -> None:
             state = active.pop(slot)
             self._free_sampler(state["sampler"])
             i = state["i"]
-            results[i] = Completion(self.detokenize(state["generated"]), state["generated"], reason, len(toks[i]))
+            text, ends = self._pieces(state["generated"])
+            scores = []
+            if under is not None:
+                scores = [list(state["logp"]) if a == toks[i] else score_under_prompt(a, state["generated"])
+                          for a in under[i]]
+            results[i] = Completion(text, state["generated"], reason, len(toks[i]), ends, scores)
             if on_complete is not None:
                 on_complete(i, results[i])
 
@@ -274,6 +376,7 @@ class BatchedGenerator:
                             finish(slot, "stop")
                         else:
                             state["generated"].append(tok)
+                            state["logp"].append(state["next_logp"])
                             if len(state["generated"]) < sampling.max_new_tokens:
                                 entries.append((slot, state["n_past"], tok, True))
                                 state["n_past"] += 1
@@ -289,7 +392,7 @@ class BatchedGenerator:
                     break                    # the prompts finished so far are returned; the caller sees the stop
                 self._decode(entries)
                 for j, (slot, _, _, _) in enumerate(entries):
-                    active[slot]["next"] = self._sample(active[slot]["sampler"], j)
+                    take(slot, j)
         finally:
             for state in active.values():
                 self._free_sampler(state["sampler"])

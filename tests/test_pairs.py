@@ -15,7 +15,7 @@ import pytest
 from mipo_local.context import ContextStore, import_paths
 from mipo_local.demo import demo_sources
 from mipo_local.errors import MipoError
-from mipo_local.generation import BatchedGenerator, Sampling
+from mipo_local.generation import BatchedGenerator, Completion, Sampling
 from mipo_local.pairs import PairSettings, build_examples, export_jsonl, generate_pairs, pair_rows
 from mipo_local.pairs.filters import is_degenerate, judge_pair, trim_cut
 from mipo_local.prompt_format import ChatTemplate, chat_messages, system_message
@@ -200,6 +200,83 @@ def test_shared_prefix_batched_greedy_equals_single_sequence(bundled_gguf):
     with BatchedGenerator(bundled_gguf, n_parallel=1, n_ctx_per_seq=512) as gen:
         single = gen.generate(prompts, sampling)
     assert [c.tokens for c in batched] == [c.tokens for c in single]
+
+
+def _mi_prompts(gguf):
+    """(prompt with a context, the same request without it) for a few requests, rendered."""
+    template = ChatTemplate.from_gguf(gguf)
+    context = ["My cat Mirabel sleeps on the green piano every afternoon, and I bake rye bread on Sundays."]
+    requests = ["Tell me about my afternoons.", "What should I bake this weekend?", "Write a haiku about my cat."]
+    return [(template.render(chat_messages(context, r)), template.render(chat_messages(None, r))) for r in requests]
+
+
+def _reference_logps(gguf, prompt: str, tokens: list[int]) -> list[float]:
+    """log π(token | prompt, earlier tokens) by llama.cpp evaluating the whole text in one context."""
+    import numpy as np
+
+    from mipo_local.llama_runtime import open_llama
+
+    llm = open_llama(gguf, n_ctx=512, flash_attn=True, logits_all=True)
+    try:
+        ids = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+        llm.eval(ids + tokens)
+        rows = np.asarray(llm.scores[len(ids) - 1:len(ids) - 1 + len(tokens)], dtype=np.float64)
+    finally:
+        llm.close()
+    top = rows.max(axis=1, keepdims=True)
+    lse = top[:, 0] + np.log(np.exp(rows - top).sum(axis=1))
+    return (rows[np.arange(len(tokens)), tokens] - lse).tolist()
+
+
+def test_completions_are_scored_under_their_own_prompt_and_others_as_llama_cpp_scores_them(bundled_gguf):
+    """`score_under`: each token's log-probability under the prompt it was sampled from (free) and under
+    another prompt (from that prompt's kept KV cache) is what llama.cpp gives the whole text."""
+    pairs = _mi_prompts(bundled_gguf)
+    prompts = [p for pair in pairs for p in pair]
+    under = [list(pair) for pair in pairs for _ in pair]
+    sampling = Sampling(temperature=0.8, top_p=0.95, max_new_tokens=24)
+    with BatchedGenerator(bundled_gguf, n_parallel=4, n_ctx_per_seq=512, prompt_cache=4) as gen:
+        scored = gen.generate(prompts, sampling, seeds=list(range(6)), score_under=under)
+        assert gen.prompts_decoded == 6                       # each prompt decoded once, kept, reused
+    with BatchedGenerator(bundled_gguf, n_parallel=4, n_ctx_per_seq=512) as gen:
+        plain = gen.generate(prompts, sampling, seeds=list(range(6)))
+    assert [c.tokens for c in scored] == [c.tokens for c in plain]     # scoring changes no answer
+    for c, alts in zip(scored, under):
+        assert len(c.scores) == 2 and all(len(s) == len(c.tokens) for s in c.scores)
+        for prompt, got in zip(alts, c.scores):
+            want = _reference_logps(bundled_gguf, prompt, c.tokens)
+            # llama.cpp splits a text's decoding differently in the two (max |Δlogit| ~0.6 measured), and
+            # a sampled token was decoded in a step with other sequences' tokens
+            assert max(abs(a - b) for a, b in zip(got, want)) < 0.25, (prompt[-60:], got, want)
+            assert abs(sum(got) - sum(want)) < 0.05 * len(got)
+
+
+def test_a_prompt_given_up_for_another_is_decoded_again_to_the_same_scores(bundled_gguf):
+    pairs = _mi_prompts(bundled_gguf)
+    prompts = [p for pair in pairs for p in pair]
+    under = [list(pair) for pair in pairs for _ in pair]
+    sampling = Sampling(temperature=0.8, top_p=0.95, max_new_tokens=16)
+    runs = []
+    for keep in (1, 6):
+        with BatchedGenerator(bundled_gguf, n_parallel=2, n_ctx_per_seq=512, prompt_cache=keep) as gen:
+            runs.append((gen.generate(prompts, sampling, seeds=list(range(6)), score_under=under), gen.prompts_decoded))
+    (tight, decoded_tight), (roomy, decoded_roomy) = runs
+    assert decoded_tight > decoded_roomy == 6
+    assert [c.scores for c in tight] == [c.scores for c in roomy]
+
+
+def test_a_trimmed_answer_counts_the_tokens_that_make_it_up(bundled_gguf):
+    """The stage scores a candidate cut to its last sentence by the tokens that make that sentence up."""
+    with BatchedGenerator(bundled_gguf, n_parallel=1, n_ctx_per_seq=256) as gen:
+        tokens = gen.tokenize("Rain on the roof. It sings all night. The cat")
+        text, ends = gen._pieces(tokens)
+        c = Completion(text, tokens, "length", 10, ends)
+        trimmed = trim_cut(c.text, c.finish)
+        assert trimmed == "Rain on the roof. It sings all night."
+        n = c.tokens_for(trimmed)
+        assert gen.detokenize(tokens[:n]).rstrip() == trimmed
+        assert gen.detokenize(tokens[:n - 1]).rstrip() != trimmed
+    assert c.tokens_for(c.text) == len(tokens) and c.tokens_for("") == 0
 
 
 def test_trim_cut_ends_a_cut_answer_at_its_last_sentence():

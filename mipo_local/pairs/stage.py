@@ -3,7 +3,9 @@
 With `candidates` > 1 each side is sampled several times and the pair kept is the one MIPO would
 rank highest: every usable candidate y is scored under the base π₀ as
 MI(y) = log π₀(y|c,q) − log π₀(y|q), the positive is the candidate with the largest MI and the
-negative the one with the smallest. A pair whose positive does not depend on the context
+negative the one with the smallest. The scores come from the base's PyTorch checkpoint (fp32, or bf16
+weights), or from the sampling model itself as it samples (`scoring` "sampler": llama.cpp, the Q8_0
+copy of the base that the answers are drawn from; no second model in memory). A pair whose positive does not depend on the context
 (MI ≤ `min_context_mi`) or whose two answers differ wildly in length is dropped with its reason.
 """
 
@@ -23,6 +25,9 @@ from ..options import option
 from ..progress import ProgressCallback, report
 from ..prompt_format import CONTEXT_IN, PLACEMENTS, ChatTemplate, chat_messages
 from ..scoring import WEIGHT_PRECISIONS
+
+SAMPLER = "sampler"                      # candidates scored by the sampling model in llama.cpp as it samples
+CANDIDATE_SCORING = (SAMPLER,) + WEIGHT_PRECISIONS
 from .examples import Example, build_examples
 from .filters import judge_pair, usable_answer
 from .negatives import STRATEGIES, negative_contexts
@@ -49,9 +54,10 @@ class PairSettings:
     min_context_mi: Optional[float] = option(0.0, "drop a pair whose positive's MI (nats) under the base is not above "
                                              "this", kind=float)
     max_length_ratio: float = option(2.0, "drop a pair whose longer answer has more than this × the shorter's tokens")
-    scoring: str = option("auto", "the base's weights when scoring candidates: bf16 where this CPU computes it natively "
-                          "(auto; the same pair as fp32 for 71 of 72 examples measured), or fp32",
-                          choices=WEIGHT_PRECISIONS, flag="--candidate-scoring")
+    scoring: str = option("auto", "what scores the candidates: the base in PyTorch, with bf16 weights where this CPU "
+                          "computes them natively (auto), fp32 or bf16; or the sampling model in llama.cpp as it samples "
+                          "(sampler: no second model in memory, the same pair as fp32 for 42 of 48 examples measured)",
+                          choices=CANDIDATE_SCORING, flag="--candidate-scoring")
 
     def sampling(self):
         """How answers are sampled — for pairs, and for the evaluation, which samples exactly alike."""
@@ -77,7 +83,7 @@ class PairsSummary:
     seconds: float = 0.0
     truncated: int = 0             # answers that hit the token limit (trimmed to their last sentence)
     scoring_seconds: float = 0.0   # scoring candidates under the base (part of `seconds`)
-    scoring: str = ""              # the base's weights when scoring them: fp32 or bf16 (none: not scored)
+    scoring: str = ""              # what scored them: sampler, or the base with fp32 or bf16 weights (none: not scored)
     kept_mi: list = dataclasses.field(default_factory=list)   # (MI of y+, MI of y−) of the kept pairs
     stopped: bool = False          # asked to stop before the last pair; running again continues
     example_ids: list = dataclasses.field(default_factory=list)   # the examples this run made pairs for
@@ -123,10 +129,27 @@ class CandidateScorer:
         self.scorer = ResponseScorer(model, tokenizer)
         self.context_in = context_in
 
-    def mi(self, e: Example, answers: list[str]) -> list[float]:
+    def mi(self, e: Example, answers: list[str], completions: Optional[list] = None) -> list[float]:
         with_c = self.scorer.score(chat_messages(e.context, e.request, context_in=self.context_in), answers)
         without = self.scorer.score(chat_messages(None, e.request, context_in=self.context_in), answers)
         return [a[0] - b[0] for a, b in zip(with_c, without)]
+
+
+class SampledScores:
+    """MI(y) of answers from the log-probabilities the sampling model gave their tokens: each
+    completion is generated with `scores` under [the prompt with the context, the prompt without]
+    (`generation.BatchedGenerator.generate(score_under=...)`), and an answer trimmed to its last
+    sentence counts the tokens that make it up. No second model; the sampling copy is the base's
+    checkpoint in Q8_0 (its MI within ~1 nat of the fp32 checkpoint's, BENCHMARKS.md)."""
+
+    precision = SAMPLER
+
+    def mi(self, e: Example, answers: list[str], completions: list) -> list[float]:
+        out = []
+        for text, c in zip(answers, completions):
+            n = c.tokens_for(text)
+            out.append(float(sum(c.scores[0][:n]) - sum(c.scores[1][:n])))
+        return out
 
 
 def select_pair(positives: list, negatives: list, mi_positive: list[float], mi_negative: list[float],
@@ -170,8 +193,10 @@ def generate_pairs(
     if settings.samples < 1 or settings.max_new_tokens < 1 or settings.examples < 1 or settings.candidates < 1:
         raise MipoError("examples, samples, candidates and max new tokens must be at least 1")
     scoring = settings.candidates > 1 or settings.min_context_mi is not None
-    if scoring and base_checkpoint is None:
-        raise MipoError("choosing pairs by MI needs the base model's checkpoint (base_checkpoint)")
+    if settings.scoring not in CANDIDATE_SCORING:
+        raise MipoError(f"unknown candidate scoring {settings.scoring!r}; choose one of {', '.join(CANDIDATE_SCORING)}")
+    if scoring and settings.scoring != SAMPLER and base_checkpoint is None:
+        raise MipoError("choosing pairs by MI with the base in PyTorch needs its checkpoint (base_checkpoint)")
     from ..modelio.gguf_file import cached_sha256, inspect_gguf
 
     info = inspect_gguf(gguf_path)
@@ -196,21 +221,27 @@ def generate_pairs(
         report(progress, "pairs", "already done", done=summary.total, total=summary.total, finished=True)
         return summary
 
-    prompts, seeds, owners = [], [], []
+    prompts, seeds, owners, under = [], [], [], []
     for e, k in jobs:
+        # MI(y) = log π(y | c, q) − log π(y | q): the prompts a candidate is scored under
+        mi_prompts = [template.render(chat_messages(c, e.request, context_in=settings.context_in)) for c in (e.context, None)]
         for side, ctx in (("chosen", e.context), ("rejected", negatives[e.id])):
             prompt = template.render(chat_messages(ctx, e.request, context_in=settings.context_in))
             for c in range(settings.candidates):     # copies of one prompt side by side: decoded once
                 prompts.append(prompt)
                 seeds.append(_seed(settings, e.id, k, side, c))
                 owners.append((e, k, side))
+                under.append(mi_prompts)
 
     from ..generation import BatchedGenerator, context_per_sequence
 
     scorer = None
-    if scoring:
+    if scoring and settings.scoring == SAMPLER:
+        scorer = SampledScores()
+    elif scoring:
         report(progress, "pairs", "loading the base model to score candidates")
         scorer = CandidateScorer(base_checkpoint, settings.context_in, settings.scoring)
+    if scorer is not None:
         summary.scoring = scorer.precision
     sampling = settings.sampling()
     answers: dict[tuple[str, int], dict] = {}
@@ -241,8 +272,14 @@ def generate_pairs(
                                    "dropped": dict(summary.dropped)})
 
     n_ctx = context_per_sequence(gguf_path, prompts, settings.max_new_tokens)
-    with BatchedGenerator(gguf_path, n_parallel=settings.n_parallel, n_ctx_per_seq=n_ctx) as generator:
-        generator.generate(prompts, sampling, seeds=seeds, should_stop=should_stop, on_complete=on_complete)
+    sampled_scores = isinstance(scorer, SampledScores)
+    # scoring as it samples keeps both prompts of the examples in flight (~n_parallel / 2 of them)
+    keep = settings.n_parallel // 2 + 2 if sampled_scores else BatchedGenerator.PROMPT_CACHE
+    with BatchedGenerator(gguf_path, n_parallel=settings.n_parallel, n_ctx_per_seq=n_ctx,
+                          prompt_cache=keep) as generator:
+        generator.generate(prompts, sampling, seeds=seeds, should_stop=should_stop, on_complete=on_complete,
+                           score_under=under if sampled_scores else None)
+        summary.scoring_seconds += generator.scoring_seconds
     summary.seconds = time.perf_counter() - start
     if should_stop is not None and should_stop():
         summary.stopped = True
@@ -257,7 +294,7 @@ def generate_pairs(
 
 def _choose_and_commit(store: ContextStore, run_id: int, e: Example, sample: int, negative, chosen: list,
                        rejected: list, summary: PairsSummary, template: ChatTemplate,
-                       scorer: Optional[CandidateScorer], settings: PairSettings) -> None:
+                       scorer, settings: PairSettings) -> None:
     """Pick the pair among the candidates (see the module docstring) and commit it."""
     if scorer is None:
         _commit_pair(store, run_id, e, sample, negative, chosen[0], rejected[0], summary, template, settings)
@@ -269,8 +306,8 @@ def _choose_and_commit(store: ContextStore, run_id: int, e: Example, sample: int
                      settings)
         return
     trimmed = lambda c: usable_answer(c.text, c.finish)  # noqa: E731
-    mi_pos = scorer.mi(e, [trimmed(c) for c in pos])
-    mi_neg = scorer.mi(e, [trimmed(c) for c in neg])
+    mi_pos = scorer.mi(e, [trimmed(c) for c in pos], pos)
+    mi_neg = scorer.mi(e, [trimmed(c) for c in neg], neg)
     reason, p, n = select_pair([len(c.tokens) for c in pos], [len(c.tokens) for c in neg], mi_pos, mi_neg, settings)
     if reason is None:
         summary.kept_mi.append((mi_pos[p], mi_neg[n]))
