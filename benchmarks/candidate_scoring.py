@@ -7,7 +7,7 @@ twice in fact: without scoring, and with the sampler's scores under both prompts
 sampler's time is the difference. Then each example's candidates are scored under the base, MI(y) =
 log π₀(y|c,q) − log π₀(y|q), and `select_pair` picks (drop reason, positive, negative) from each.
 Printed: seconds per scorer, how many examples get the same choice as fp32, the MI difference per
-candidate, and as the last line `ratio: X` (fp32 seconds over the sampler's, higher is better).
+candidate, and as the last line `ratio: X` (fp32 seconds over the sampler's extra seconds, higher is better).
 
 Run: .venv/bin/python benchmarks/candidate_scoring.py [N]   (N examples, default 24)
 """
@@ -116,7 +116,7 @@ def main(n: int) -> None:
         print(f"sampling alone: {plain_s:.1f} s")
         print(f"fp32 (the baseline): {fp32_s:.1f} s")
         for label, seconds, got in (("bf16 weights", bf16_s, fast),
-                                    ("the sampler as it samples (the default; its extra time)", sampler_s, by_sampler)):
+                                    ("the sampler as it samples (its extra time over sampling alone)", sampler_s, by_sampler)):
             same = sum(exact[k][1] == got[k][1] for k in exact)
             diff = [abs(a - b) for k in exact for a, b in zip(exact[k][0], got[k][0])]
             print(f"{label}: {seconds:.1f} s ({fp32_s / seconds:.2f}x fp32); the same choice (drop reason, positive, "

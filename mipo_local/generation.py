@@ -9,6 +9,8 @@ one batch.
 A completion can also be scored as it is made: the log-probability of each of its tokens under its
 own prompt (from the logits it was sampled from, at no cost) and under other prompts (`score_under`),
 each computed from that prompt's kept KV cache in one call of its own once the completion is done.
+A completion sampled as another split of its text than the text's own tokenization is scored in that
+tokenization, under every prompt.
 """
 
 from __future__ import annotations
@@ -40,18 +42,19 @@ class Completion:
     tokens: list[int]
     finish: str                  # "stop" (end of turn) | "length" (max_new_tokens reached)
     prompt_tokens: int
-    # the byte offset in `text` (UTF-8) where each token's piece ends
+    # the byte offset in `text` (UTF-8) where each scored token's piece ends: the tokens sampled, or with
+    # `score_under`, the text's own tokenization where the sampler drew another split of the same text
     piece_ends: list[int] = field(default_factory=list)
-    # with `score_under`: for each prompt listed, log π(token | that prompt, earlier tokens) of every token
-    # (temperature 1, nothing truncated)
+    # with `score_under`: for each prompt listed, log π(token | that prompt, earlier tokens) of every
+    # scored token (temperature 1, nothing truncated)
     scores: list[list[float]] = field(default_factory=list)
 
     def tokens_for(self, text: str) -> int:
-        """How many of the tokens make up `text`, a prefix of this completion's text (an answer
+        """How many of the scored tokens make up `text`, a prefix of this completion's text (an answer
         trimmed to its last sentence): the fewest whose pieces cover it."""
         import bisect
 
-        return min(len(self.tokens), bisect.bisect_left(self.piece_ends, len(text.encode("utf-8"))) + 1) if text else 0
+        return min(len(self.piece_ends), bisect.bisect_left(self.piece_ends, len(text.encode("utf-8"))) + 1) if text else 0
 
 
 def context_per_sequence(gguf_path: Path, prompts: Sequence[str], max_new_tokens: int) -> int:
@@ -305,8 +308,9 @@ class BatchedGenerator:
             used_at[cached[key]] = clock[0]
             return cached[key]
 
-        def score_under_prompt(a: list[int], generated: list[int]) -> list[float]:
-            """log π(generated[j] | a, generated[:j]) for every j, from a's kept KV cache."""
+        def score_under_prompt(a: list[int], generated: list[int], release: bool = True) -> list[float]:
+            """log π(generated[j] | a, generated[:j]) for every j, from a's kept KV cache (`release`:
+            one of the uses counted for it)."""
             if not generated:
                 return []
             t0 = time.perf_counter()
@@ -320,7 +324,8 @@ class BatchedGenerator:
                 rows = np.ctypeslib.as_array(L.llama_get_logits(self.ctx), shape=(len(part), self.n_vocab))
                 out += _log_softmax_at(rows, [generated[j] for j in part])
             L.llama_memory_seq_rm(self.mem, seq, P, -1)   # the cache holds a[:-1] again
-            pending[tuple(a[:-1])] -= 1
+            if release:
+                pending[tuple(a[:-1])] -= 1
             self.scored_tokens += len(generated)
             self.scoring_seconds += time.perf_counter() - t0
             return out
@@ -357,8 +362,15 @@ class BatchedGenerator:
             text, ends = self._pieces(state["generated"])
             scores = []
             if under is not None:
-                scores = [list(state["logp"]) if a == toks[i] else score_under_prompt(a, state["generated"])
-                          for a in under[i]]
+                canonical = self.tokenize(text)
+                if canonical == state["generated"]:
+                    scores = [list(state["logp"]) if a == toks[i] else score_under_prompt(a, state["generated"])
+                              for a in under[i]]
+                else:
+                    # the sampler drew another split of this text than its own tokenization (what a
+                    # scorer or a trainer reads): score those tokens, under every prompt
+                    _, ends = self._pieces(canonical)
+                    scores = [score_under_prompt(a, canonical, release=a != toks[i]) for a in under[i]]
             results[i] = Completion(text, state["generated"], reason, len(toks[i]), ends, scores)
             if on_complete is not None:
                 on_complete(i, results[i])

@@ -241,10 +241,12 @@ def test_completions_are_scored_under_their_own_prompt_and_others_as_llama_cpp_s
     with BatchedGenerator(bundled_gguf, n_parallel=4, n_ctx_per_seq=512) as gen:
         plain = gen.generate(prompts, sampling, seeds=list(range(6)))
     assert [c.tokens for c in scored] == [c.tokens for c in plain]     # scoring changes no answer
-    for c, alts in zip(scored, under):
-        assert len(c.scores) == 2 and all(len(s) == len(c.tokens) for s in c.scores)
+    with BatchedGenerator(bundled_gguf, n_parallel=1, n_ctx_per_seq=256) as gen:
+        own_tokens = [gen.tokenize(c.text) for c in scored]       # what is scored: the text's own tokens
+    for c, alts, tokens in zip(scored, under, own_tokens):
+        assert len(c.scores) == 2 and all(len(s) == len(tokens) == len(c.piece_ends) for s in c.scores)
         for prompt, got in zip(alts, c.scores):
-            want = _reference_logps(bundled_gguf, prompt, c.tokens)
+            want = _reference_logps(bundled_gguf, prompt, tokens)
             # llama.cpp splits a text's decoding differently in the two (max |Δlogit| ~0.6 measured), and
             # a sampled token was decoded in a step with other sequences' tokens
             assert max(abs(a - b) for a, b in zip(got, want)) < 0.25, (prompt[-60:], got, want)
