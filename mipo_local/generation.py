@@ -98,7 +98,7 @@ class BatchedGenerator:
         self.share_prefix = share_prefix
         self.prompt_cache = max(1, int(prompt_cache))
         self.prompts_decoded = 0     # prompts decoded into a cache sequence (again, when one was given up)
-        self.scored_tokens = 0       # tokens scored under a prompt other than their own
+        self.scored_tokens = 0       # tokens scored from a kept prompt (not from the sampling's own logits)
         self.scoring_seconds = 0.0   # spent scoring them (with decoding their prompts again, if given up)
         L.llama_backend_init()
         mparams = L.llama_model_default_params()
@@ -311,6 +311,8 @@ class BatchedGenerator:
         def score_under_prompt(a: list[int], generated: list[int], release: bool = True) -> list[float]:
             """log π(generated[j] | a, generated[:j]) for every j, from a's kept KV cache (`release`:
             one of the uses counted for it)."""
+            if release:
+                pending[tuple(a[:-1])] -= 1
             if not generated:
                 return []
             t0 = time.perf_counter()
@@ -324,8 +326,6 @@ class BatchedGenerator:
                 rows = np.ctypeslib.as_array(L.llama_get_logits(self.ctx), shape=(len(part), self.n_vocab))
                 out += _log_softmax_at(rows, [generated[j] for j in part])
             L.llama_memory_seq_rm(self.mem, seq, P, -1)   # the cache holds a[:-1] again
-            if release:
-                pending[tuple(a[:-1])] -= 1
             self.scored_tokens += len(generated)
             self.scoring_seconds += time.perf_counter() - t0
             return out
@@ -363,7 +363,8 @@ class BatchedGenerator:
             scores = []
             if under is not None:
                 canonical = self.tokenize(text)
-                if canonical == state["generated"]:
+                fits = all(len(a) + len(canonical) <= self.n_ctx_per_seq for a in under[i])
+                if canonical == state["generated"] or not fits:
                     scores = [list(state["logp"]) if a == toks[i] else score_under_prompt(a, state["generated"])
                               for a in under[i]]
                 else:

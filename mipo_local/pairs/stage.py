@@ -271,8 +271,9 @@ def generate_pairs(
                unit="pairs", data={"tokens_per_second": summary.tokens / elapsed, "eta_seconds": eta,
                                    "dropped": dict(summary.dropped)})
 
-    n_ctx = context_per_sequence(gguf_path, prompts, settings.max_new_tokens)
     sampled_scores = isinstance(scorer, SampledScores)
+    n_ctx = context_per_sequence(gguf_path, prompts + ([p for two in under for p in two] if sampled_scores else []),
+                                 settings.max_new_tokens)
     # scoring as it samples keeps both prompts of the examples in flight (~n_parallel / 2 of them)
     keep = settings.n_parallel // 2 + 2 if sampled_scores else BatchedGenerator.PROMPT_CACHE
     with BatchedGenerator(gguf_path, n_parallel=settings.n_parallel, n_ctx_per_seq=n_ctx,
