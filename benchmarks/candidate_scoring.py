@@ -37,7 +37,7 @@ def main(n: int) -> None:
         from mipo_local.pairs import build_examples
         from mipo_local.pairs.filters import usable_answer
         from mipo_local.pairs.negatives import negative_contexts
-        from mipo_local.pairs.stage import CandidateScorer, SampledScores, _seed, select_pair
+        from mipo_local.pairs.stage import CandidateScorer, SampledScores, _seed, prompts_kept, select_pair
         from mipo_local.pipeline import demo_settings
         from mipo_local.prompt_format import ChatTemplate, chat_messages
         from mipo_local.scoring import native_bf16
@@ -70,7 +70,7 @@ def main(n: int) -> None:
             plain = generator.generate(prompts, settings.sampling(), seeds=seeds)
             plain_s = time.perf_counter() - t
         with BatchedGenerator(gguf, n_parallel=settings.n_parallel, n_ctx_per_seq=n_ctx,
-                              prompt_cache=settings.n_parallel // 2 + 2) as generator:   # as the stage runs it
+                              prompt_cache=prompts_kept(settings)) as generator:   # as the stage runs it
             t = time.perf_counter()
             completions = generator.generate(prompts, settings.sampling(), seeds=seeds, score_under=under)
             sampler_s = time.perf_counter() - t - plain_s

@@ -152,6 +152,12 @@ class SampledScores:
         return out
 
 
+def prompts_kept(settings: PairSettings) -> int:
+    """Prompt caches the generator keeps when the sampler scores the candidates: both prompts of every
+    example in flight (~n_parallel / 2 of them; fewer decoded some prompts twice, BENCHMARKS.md)."""
+    return settings.n_parallel // 2 + 2
+
+
 def select_pair(positives: list, negatives: list, mi_positive: list[float], mi_negative: list[float],
                 settings: PairSettings) -> tuple[Optional[str], int, int]:
     """(reason to drop or None, index of the positive, index of the negative) among usable
@@ -274,10 +280,9 @@ def generate_pairs(
     sampled_scores = isinstance(scorer, SampledScores)
     n_ctx = context_per_sequence(gguf_path, prompts + ([p for two in under for p in two] if sampled_scores else []),
                                  settings.max_new_tokens)
-    # scoring as it samples keeps both prompts of the examples in flight (~n_parallel / 2 of them)
-    keep = settings.n_parallel // 2 + 2 if sampled_scores else BatchedGenerator.PROMPT_CACHE
     with BatchedGenerator(gguf_path, n_parallel=settings.n_parallel, n_ctx_per_seq=n_ctx,
-                          prompt_cache=keep) as generator:
+                          prompt_cache=prompts_kept(settings) if sampled_scores else BatchedGenerator.PROMPT_CACHE
+                          ) as generator:
         generator.generate(prompts, sampling, seeds=seeds, should_stop=should_stop, on_complete=on_complete,
                            score_under=under if sampled_scores else None)
         summary.scoring_seconds += generator.scoring_seconds
