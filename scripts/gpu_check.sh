@@ -26,13 +26,14 @@ print(f"plan_device(auto): {plan.device} {plan.dtype_name}")
 assert plan.device == "cuda"
 EOF
 
-echo "== training tests on cuda"
+echo "== training tests on cuda, and the shipped DDP config on this machine's GPUs"
 skip=()
 if ! "$PY" -c "import llama_cpp" 2>/dev/null; then
-    echo "(llama_cpp is not importable here: the GGUF/llama.cpp test is skipped)"
-    skip=(-k "not gguf")
+    echo "(llama_cpp is not importable here: the tests that export GGUF or sample pairs are skipped)"
+    skip=(-k "not gguf and not train_command")
 fi
-"$PY" -m pytest -q -p no:cacheprovider tests/test_train.py --device cuda "${skip[@]}"
+"$PY" -m pytest -q -p no:cacheprovider -rs tests/test_train.py --device cuda "${skip[@]}"
+"$PY" -m pytest -q -p no:cacheprovider -rs tests/test_train_distributed.py --device cuda -k gpu
 
 echo "== benchmarks/train.py on cuda"
 "$PY" benchmarks/train.py --device cuda ${PAIRS:+--pairs "$PAIRS"}

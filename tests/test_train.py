@@ -128,7 +128,8 @@ def test_sft_weight_adds_the_chosen_answers_likelihood_to_the_loss(tmp_path, smo
         prompt = _ids(tokenizer.apply_chat_template(r["prompt"], tokenize=True, add_generation_prompt=True))
         tokens += len(_ids(tokenizer.apply_chat_template(r["prompt"] + r["chosen"], tokenize=True))) - len(prompt)
     expected = math.log(2) + weight * (-chosen_logp / tokens)
-    assert first["loss"] == pytest.approx(expected, abs=2e-3), (first, expected)
+    exact = result.metrics["dtype"] == "float32"        # bf16 weights (CUDA) carry ~3 significant digits
+    assert first["loss"] == pytest.approx(expected, abs=2e-3 if exact else 0.02 * expected), (first, expected)
     assert json.loads((result.adapter_dir / "train_settings.json").read_text())["sft_weight"] == weight
 
 
@@ -139,6 +140,10 @@ def test_bf16_precision_trains_in_bfloat16_from_a_reference_computed_alike(tmp_p
     bfloat16's rounding, which differs between the reference's batches and the training's: 0.003 here)."""
     import math
 
+    from mipo_local.train.device import plan_device
+
+    if plan_device(fast.device).device != "cpu":
+        pytest.skip("--precision bf16 on a CPU; on a GPU bf16 is the default (the other tests)")
     settings = dataclasses.replace(fast, precision="bf16", batch_size=len(RECORDS))
     result = train_lora(smol_checkpoint, RECORDS, tmp_path / "run", settings, max_steps=2)
     assert (result.metrics["dtype"], result.metrics["mixed_precision"]) == ("float32", "bf16")

@@ -96,3 +96,27 @@ def _has_deepspeed() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("deepspeed") is not None
+
+
+def test_the_shipped_gpu_config_trains_on_the_gpus(tmp_path, smol_checkpoint, train_device):
+    """`pytest --device cuda` (scripts/gpu_check.sh): the shipped DDP config, with as many processes as
+    this machine has GPUs, trains on them what one process on one GPU trains (bf16: to its rounding)."""
+    if train_device != "cuda":
+        pytest.skip("runs with --device cuda, on a machine with NVIDIA GPUs")
+    import torch
+    import yaml
+
+    gpus = torch.cuda.device_count()
+    settings = dataclasses.replace(SETTINGS, device="cuda", batch_size=4 * gpus)
+    config = yaml.safe_load((CONFIGS / "ddp.yaml").read_text())
+    config.update(num_processes=gpus, main_process_port=_free_port())
+    (tmp_path / "ddp-gpus.yaml").write_text(yaml.safe_dump(config))
+    tiny = build_tiny_model("llama", tmp_path / "tiny", smol_checkpoint, seed=5)
+    records = RECORDS * gpus
+    one = train_lora(tiny, records, tmp_path / "one", settings, max_steps=2)
+    launched = launch_training(tmp_path / "ddp-gpus.yaml", tiny, records, tmp_path / "launched", settings, max_steps=2)
+
+    assert launched.metrics["device"] == "cuda" and launched.metrics["processes"] == gpus
+    assert launched.steps == 2 and launched.adapter_dir is not None
+    losses = [[e["loss"] for e in r.metrics["log_history"] if "loss" in e] for r in (one, launched)]
+    assert losses[0] == pytest.approx(losses[1], rel=2e-2), losses
