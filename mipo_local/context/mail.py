@@ -184,20 +184,52 @@ def _first_id(value: str) -> Optional[str]:
 
 
 def _part_text(part) -> str:
+    """A text part's payload as text. The charset a message declares is often wrong or missing
+    (8-bit UTF-8 under "us-ascii", Latin-1 under "utf-8"), so the bytes are decoded as a note's are:
+    UTF-8 when they are valid UTF-8, then the declared charset, then a detected one
+    (`decode_text`); what no charset fits is decoded with replacement characters."""
     try:
-        content = part.get_content()
-    except (LookupError, UnicodeDecodeError, AssertionError, ValueError):
-        content = None
-    if isinstance(content, bytes):
-        content = None
-    if content is None:
-        payload = part.get_payload(decode=True) or b""
-        content = decode_text(payload, part.get_content_charset())
-    return content
+        payload = part.get_payload(decode=True)
+    except Exception:  # a broken transfer encoding the email package could not undo
+        payload = None
+    if not isinstance(payload, bytes):
+        payload = b""
+    try:
+        charset = part.get_content_charset()
+    except Exception:  # a malformed Content-Type
+        charset = None
+    if charset and payload.isascii():   # 7-bit charsets (ISO-2022-JP, UTF-7) are also valid ASCII
+        try:
+            return payload.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            pass
+    try:
+        return decode_text(payload, charset)
+    except Unreadable:
+        try:
+            return payload.decode(charset or "utf-8", "replace")
+        except LookupError:
+            return payload.decode("utf-8", "replace")
+
+
+def _inline_text_parts(msg) -> list:
+    """The text/plain parts of a multipart/mixed message shown inline, in order (Apple Mail writes
+    text, then a picture, then more text as three parts); [] when there are fewer than two."""
+    if msg.get_content_type() != "multipart/mixed":
+        return []
+    parts = []
+    for part in msg.iter_parts():
+        if part.get_content_type() == "text/plain" and part.get_content_disposition() != "attachment":
+            parts.append(part)
+    return parts if len(parts) > 1 else []
 
 
 def message_body(msg) -> str:
-    """The readable text of a message: its text/plain body, else its HTML body as text."""
+    """The readable text of a message: its text/plain body (every inline text/plain part of a
+    multipart/mixed message), else its HTML body as text."""
+    inline = _inline_text_parts(msg)
+    if inline:
+        return "\n\n".join(t for t in (_part_text(p).replace("\r\n", "\n").strip() for p in inline) if t)
     part = msg.get_body(preferencelist=("plain", "html"))
     if part is None:
         if msg.get_content_maintype() == "text":
@@ -227,8 +259,13 @@ def parse_message(raw: bytes, *, fallback_id: str) -> ParsedDocument:
         raise Unreadable(f"malformed email ({type(exc).__name__})") from None
 
 
+_LEADING_JUNK = re.compile(rb"\A(?:\xef\xbb\xbf)?(?:[ \t]*\r?\n)*")
+
+
 def _parse_message(raw: bytes, fallback_id: str) -> ParsedDocument:
-    msg = email.message_from_bytes(raw, policy=_POLICY)
+    # a byte-order mark or blank lines before the headers (some exporters write them) would end
+    # the header block before it starts
+    msg = email.message_from_bytes(_LEADING_JUNK.sub(b"", raw, count=1), policy=_POLICY)
     if msg.defects and not msg.keys():
         raise Unreadable("malformed email (no headers)")
     declared = _declared_charset(msg)

@@ -14,8 +14,25 @@ class Unreadable(Exception):
     """A file or message that cannot be imported; the message is the reason shown to the user."""
 
 
+_BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe", "utf-16"),
+         (b"\xfe\xff", "utf-16"))
+
+
 def decode_text(raw: bytes, declared: str | None = None) -> str:
-    """Bytes → text: UTF-8 (with or without BOM), a declared charset, or a detected one."""
+    """Bytes → text, in this order:
+    - UTF-16/32 with a byte-order mark (Windows Notepad's "Unicode");
+    - UTF-8 (with or without BOM), then the declared charset;
+    - UTF-8 with a few stray bytes of another charset (a pasted "’" in cp1252): each stray byte is
+      read as cp1252, the rest as UTF-8;
+    - Western 8-bit text (cp1252), when it reads like a Latin-script language;
+    - else the charset `charset_normalizer` detects (Cyrillic, Greek, Central European, …).
+    Raises Unreadable for binary data and for bytes no charset fits."""
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            try:
+                return _check_printable(raw.decode(encoding))
+            except UnicodeDecodeError:
+                raise Unreadable(f"undecodable text (a {encoding.upper()} byte-order mark, then invalid bytes)") from None
     if b"\x00" in raw[:NUL_WINDOW]:
         raise Unreadable("binary file with a text extension")
     for encoding in ("utf-8-sig", declared):
@@ -25,10 +42,11 @@ def decode_text(raw: bytes, declared: str | None = None) -> str:
             return _check_printable(raw.decode(encoding))
         except (UnicodeDecodeError, LookupError):
             pass
-    # Western 8-bit text first (the common case of old notes and mail), then detection
+    if (mostly := _mostly_utf8(raw)) is not None:
+        return _check_printable(mostly)
     try:
         text = raw.decode("cp1252")
-        if _plausible(text):
+        if _plausible(text) and _latin_script(text):
             return _check_printable(text)
     except UnicodeDecodeError:
         pass
@@ -40,15 +58,60 @@ def decode_text(raw: bytes, declared: str | None = None) -> str:
     return _check_printable(str(best))
 
 
+_STRAY_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def _mostly_utf8(raw: bytes) -> str | None:
+    """UTF-8 text with a few bytes that are not UTF-8 (at most one per valid non-ASCII character),
+    those bytes read as cp1252; None when the bytes are not mostly UTF-8. Text in an 8-bit charset
+    almost never holds valid multi-byte UTF-8 sequences, so it is not taken for this."""
+    text = raw.decode("utf-8", "surrogateescape")
+    stray = len(_STRAY_BYTE.findall(text))
+    valid = sum(1 for ch in text if ord(ch) > 127) - stray
+    if not stray or valid < stray:
+        return None
+
+    def as_cp1252(match: re.Match) -> str:
+        byte = bytes([ord(match.group(0)) - 0xDC00])
+        try:
+            return byte.decode("cp1252")
+        except UnicodeDecodeError:
+            return byte.decode("latin-1")
+
+    return _STRAY_BYTE.sub(as_cp1252, text)
+
+
+# a symbol or superscript between two letters: "Za¿ó³æ" is Polish (cp1250) read as cp1252
+_SYMBOL_IN_WORD = re.compile(r"(?<=[^\W\d_])[^\w\s'\u2018\u2019\u00b7\-.,;:!?\"()\[\]/&@#%*+=<>|~^`$]+(?=[^\W\d_])")
+
+
+def _latin_script(text: str) -> bool:
+    """cp1252 bytes read as cp1252 look like a Latin-script language: most letters are ASCII (in
+    French, German or Norwegian accents are a few in a hundred; Cyrillic or Greek read as cp1252 is
+    all accented letters), and no symbol sits inside a word. Central European and Turkish text whose
+    letters all map to cp1252 letters still passes: only a language model would tell those apart."""
+    sample = text[:20000]
+    letters = [ch for ch in sample if ch.isalpha()]
+    if letters and sum(1 for ch in letters if ord(ch) > 127) > 0.4 * len(letters):
+        return False
+    return not any(ord(ch) > 127 for m in _SYMBOL_IN_WORD.finditer(sample) for ch in m.group(0))
+
+
+# typographic characters of ordinary text: quotes, dashes, ellipsis, bullets, common signs
+_TYPOGRAPHIC = set("\u00a0\u2018\u2019\u201a\u201c\u201d\u201e\u2013\u2014\u2026\u2022\u00b7\u20ac\u00a3\u00a5"
+                   "\u00b0\u00bd\u00bc\u00be\u00d7\u00ab\u00bb\u00bf\u00a1\u00a7\u2122\u00a9\u00ae")
+
+
 def _plausible(text: str) -> bool:
-    """Most non-ASCII characters of real text are letters; mis-decoded bytes are symbols."""
+    """Most non-ASCII characters of real text are letters or typographic marks (quotes, dashes,
+    "€"); mis-decoded bytes are mostly other symbols."""
     import unicodedata
 
     sample = [ch for ch in text[:20000] if ord(ch) > 127]
     if not sample:
         return True
-    letters = sum(1 for ch in sample if unicodedata.category(ch).startswith(("L", "M")))
-    return letters / len(sample) >= 0.6
+    fine = sum(1 for ch in sample if ch in _TYPOGRAPHIC or unicodedata.category(ch).startswith(("L", "M")))
+    return fine / len(sample) >= 0.6
 
 
 def _check_printable(text: str) -> str:

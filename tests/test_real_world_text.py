@@ -1,0 +1,105 @@
+"""What real mailboxes and home folders hold, found by a review: notes in 8-bit charsets other than
+Western ones, UTF-8 with a stray byte, Notepad's UTF-16, mail whose declared charset lies, several
+inline text parts, and .eml files with a byte-order mark. Each is read as written, not as mojibake,
+replacement characters or a skip."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from mipo_local.context import ContextStore, import_paths
+from mipo_local.context.mail import parse_message
+from mipo_local.context.text import Unreadable, decode_text
+
+NOTES = {
+    "Привет, как дела? Сегодня хорошая погода.": "cp1251",
+    "Zażółć gęślą jaźń. Dzisiaj była piękna pogoda i poszliśmy na spacer.": "cp1250",
+    "Příliš žluťoučký kůň úpěl ďábelské ódy.": "cp1250",
+    "Καλημέρα, τι κάνεις; Σήμερα έχει ωραίο καιρό.": "cp1253",
+    "Le café était très bon, et la crème brûlée aussi. À bientôt!": "cp1252",
+    "Réunion à 10h": "cp1252",
+    "Sykkelen min heter Grønnsak. Blåbær!": "cp1252",
+    "¿Dónde está la estación? Mañana.": "cp1252",
+    "La col·lecció és molt interessant.": "cp1252",
+    "He said \u201chello\u201d \u2013 it\u2019s fine\u2026 £5 or 10€, 20°C, ½ cup": "cp1252",
+}
+
+
+@pytest.mark.parametrize("text,charset", NOTES.items())
+def test_8bit_notes_are_read_in_their_charset(text, charset):
+    assert decode_text(text.encode(charset)) == text
+
+
+def test_utf8_with_a_stray_byte_keeps_its_utf8_and_reads_the_byte_as_cp1252():
+    text = "Great day – “quotes” … it’s fine. " * 5
+    assert decode_text(text.encode() + b"caf\xe9 \x92ok\x92") == text + "café ’ok’"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le"])
+def test_unicode_notes_with_a_byte_order_mark(encoding):
+    assert decode_text("\ufeffNotepad note\r\nline two — ok\r\n".encode(encoding)) == "Notepad note\r\nline two — ok\r\n"
+
+
+def test_binary_is_still_refused():
+    with pytest.raises(Unreadable):
+        decode_text(bytes(range(1, 256)) * 20)
+
+
+def test_notes_folder_in_several_charsets_imports_readable_text(tmp_path):
+    src = tmp_path / "notes"
+    src.mkdir()
+    for i, (text, charset) in enumerate(NOTES.items()):
+        (src / f"note{i}.md").write_bytes((text + "\n").encode(charset))
+    (src / "notepad.txt").write_bytes("\ufeffA Notepad note in UTF-16.\r\n".encode("utf-16-le"))
+    summary = import_paths([src])
+    assert not summary.skipped and summary.added == len(NOTES) + 1
+    with ContextStore() as store:
+        assert store.search("погода")[0].text.startswith("Привет")
+        assert store.search("Notepad")[0].text.startswith("A Notepad note")
+
+
+H = b"From: a@b.com\r\nTo: c@d.com\r\nSubject: hi\r\nMessage-ID: <1@x>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n"
+
+
+def _body(headers: bytes, payload: bytes) -> str:
+    return parse_message(H + headers + b"\r\n" + payload, fallback_id="x").body
+
+
+@pytest.mark.parametrize("headers,payload", [
+    (b"Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 8bit\r\n", "Café crème".encode()),
+    (b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n", "Café crème".encode("latin-1")),
+    (b"Content-Type: text/plain\r\n", "Café crème".encode()),
+    (b"", "Café crème".encode()),
+    (b"Content-Type: text/plain; charset=iso-8859-1\r\n", "Café crème".encode()),
+    (b"Content-Type: text/plain; charset=x-unknown\r\n", "Café crème".encode()),
+])
+def test_a_mail_body_whose_charset_is_wrong_or_missing_is_read_as_written(headers, payload):
+    assert _body(headers, payload) == "Café crème"
+
+
+def test_7bit_charsets_are_decoded_as_declared():
+    assert _body(b"Content-Type: text/plain; charset=utf-7\r\n", b"Hi Mom -+Jjo--!") == "Hi Mom -\u263a-!"
+    assert _body(b"Content-Type: text/plain; charset=iso-2022-jp\r\n",
+                 "こんにちは、元気ですか".encode("iso-2022-jp")) == "こんにちは、元気ですか"
+    assert _body(b"Content-Type: text/plain; charset=utf-16\r\nContent-Transfer-Encoding: base64\r\n",
+                 base64.b64encode("Hello there".encode("utf-16"))) == "Hello there"
+
+
+def test_every_inline_text_part_of_a_mixed_message_is_kept():
+    mixed = (b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="B"\r\n\r\n--B\r\n'
+             b"Content-Type: text/plain; charset=utf-8\r\n\r\nFirst part of my message.\r\n--B\r\n"
+             b'Content-Type: image/png\r\nContent-Disposition: inline; filename="a.png"\r\n'
+             b"Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--B\r\n"
+             b"Content-Type: text/plain; charset=utf-8\r\n\r\nSecond part, after the picture.\r\n--B\r\n"
+             b'Content-Type: text/plain\r\nContent-Disposition: attachment; filename="log.txt"\r\n\r\n'
+             b"an attached log, not the message\r\n--B--\r\n")
+    body = parse_message(H + mixed, fallback_id="x").body
+    assert body == "First part of my message.\n\nSecond part, after the picture."
+
+
+@pytest.mark.parametrize("lead", [b"\xef\xbb\xbf", b"\r\n", b"\n\n", b"\xef\xbb\xbf\n"])
+def test_an_eml_with_a_byte_order_mark_or_blank_lines_first_is_read(lead):
+    doc = parse_message(lead + H + b"\r\nHello.\r\n", fallback_id="x")
+    assert (doc.title, doc.author, doc.body) == ("hi", "a@b.com", "Hello.")
