@@ -37,8 +37,17 @@ def now_utc() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+MARKER = ".mipo-local"      # an empty file that says a folder is a workspace (written at first use)
+# what a workspace holds at its top level (`MIPO_HOME` pointing at a folder of only these, a workspace
+# of a version before the marker, is used; at anything else, refused)
+_WORKSPACE_NAMES = {"settings.json", "active_model.json", "context.sqlite3", "runs", "models", "profiles",
+                    "conversations", "cache", "demo"}
+
+
 def home() -> Path:
-    """The workspace root, created on first use, private (see the module's notes)."""
+    """The workspace root, created on first use, private (see the module's notes). `MIPO_HOME`
+    may name a new or empty folder or a workspace; a folder holding other things is refused, so that
+    its permissions are never changed."""
     override = os.environ.get(ENV_HOME)
     if override:
         root = Path(override).expanduser()
@@ -46,12 +55,44 @@ def home() -> Path:
         from platformdirs import user_data_dir
 
         root = Path(user_data_dir("mipo-local", appauthor=False))
-    make_private_dir(root)
-    if str(root) not in _secured:
-        make_private_tree(root)
+    first = str(root) not in _secured
+    if first and override:
+        _check_workspace(root)
+    try:
+        make_private_dir(root)
+        if first:
+            make_private_tree(root)
+            create_private_file(root / MARKER)
+    except OSError as exc:
+        from .errors import MipoError
+
+        raise MipoError(f"cannot use {root} as the workspace ({exc.strerror or exc}); set {ENV_HOME} to a "
+                        "folder you can write, or unset it") from None
+    if first:
         os.umask(os.umask(0o077) | 0o077)       # read and set back: umask has no getter
         _secured.add(str(root))
     return root
+
+
+def _check_workspace(root: Path) -> None:
+    """Raise a one-line MipoError unless `root` is missing, empty or a workspace."""
+    from .errors import MipoError
+
+    if not root.exists() and not root.is_symlink():
+        return
+    if not root.is_dir():
+        raise MipoError(f"{ENV_HOME}={root} is not a folder; point {ENV_HOME} at a new or empty folder, or unset it")
+    try:
+        names = os.listdir(root)
+    except OSError as exc:
+        raise MipoError(f"cannot read {ENV_HOME}={root} ({exc.strerror or exc}); point {ENV_HOME} at a folder "
+                        "you own, or unset it") from None
+    if MARKER in names:
+        return
+    others = sorted(n for n in names if n not in _WORKSPACE_NAMES and not n.startswith("context.sqlite3"))
+    if others:
+        raise MipoError(f"{ENV_HOME}={root} holds other files ({others[0]!r} among them), so it is not a mipo-local "
+                        f"workspace and is left as it is; point {ENV_HOME} at a new or empty folder, or unset it")
 
 
 def make_private_dir(path: Path) -> Path:

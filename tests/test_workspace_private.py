@@ -70,6 +70,30 @@ def test_a_workspace_made_by_an_older_version_is_made_private_on_open(tmp_path):
     assert_private(home)
 
 
+def test_mipo_home_at_a_folder_that_is_not_a_workspace_is_refused_and_left_alone(tmp_path, mipo_home):
+    """MIPO_HOME=~ by mistake must not make a whole home folder private: a folder holding anything but
+    a workspace's own entries is refused in one line, its permissions unchanged; a file, or a path
+    under one, too."""
+    from .helpers import assert_one_line_error, run_cli
+
+    shared = tmp_path / "shared"
+    (shared / "pub").mkdir(parents=True)
+    (shared / "pub" / "index.html").write_text("hello")
+    for path, mode in ((shared, 0o755), (shared / "pub", 0o755), (shared / "pub" / "index.html", 0o644)):
+        path.chmod(mode)
+    before = modes(shared)
+    assert_one_line_error(run_cli(["context"], shared), "not a mipo-local workspace")
+    assert modes(shared) == before
+    (tmp_path / "a-file").write_text("x")
+    assert_one_line_error(run_cli(["context"], tmp_path / "a-file"), "is not a folder")
+    assert_one_line_error(run_cli(["doctor"], tmp_path / "a-file" / "sub"), "cannot use")
+    # a new folder becomes a workspace, marked, and is used again
+    assert run_cli(["context"], tmp_path / "new").returncode == 0
+    assert (tmp_path / "new" / workspace.MARKER).is_file()
+    (tmp_path / "new" / "notes-of-mine.txt").write_text("x")
+    assert run_cli(["context"], tmp_path / "new").returncode == 0
+
+
 def test_import_pairs_and_chat_work_without_a_network(tmp_path, sampling_model, smol_checkpoint):
     """Import, pairs and chat in a fresh network namespace (no interface but a down loopback), where
     the machine allows one: nothing in them may reach for the network."""
