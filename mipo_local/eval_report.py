@@ -38,12 +38,12 @@ NEUTRAL_TEXT = Path(__file__).resolve().parent / "data" / "neutral.txt"
 
 @dataclass(frozen=True)
 class EvalSettings:
-    examples: int = option(24, "held-out examples to evaluate on, at most", flag="--eval-examples")
-    answers: int = option(2, "K: answers sampled per example and model", flag="--eval-answers")
+    examples: int = option(24, "held-out examples to evaluate on, at most", flag="--eval-examples", low=0)
+    answers: int = option(2, "K: answers sampled per example and model", flag="--eval-answers", low=1)
     contexts: int = option(4, "M: the true context and M−1 distractors in the identification test",
-                           flag="--eval-contexts")
+                           flag="--eval-contexts", low=1)
     seed: int = option(1234, "evaluation sampling seed", flag="--eval-seed")
-    samples_shown: int = option(2, "before/after answers shown in the report", flag="--samples-shown")
+    samples_shown: int = option(2, "before/after answers shown in the report", flag="--samples-shown", low=0)
     scoring: str = option("fp32", "how answers are scored: fp32 (exact), or bf16-matmul (fp32 with bfloat16 matrix "
                           "products: ~1.3x faster where the CPU has AMX/AVX-512 BF16, but the fixed-text MI gain "
                           "moves by ~0.003 nats/token; BENCHMARKS.md)",

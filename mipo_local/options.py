@@ -13,12 +13,18 @@ from typing import Any, Optional, Sequence
 
 
 def option(default: Any, help: str, *, choices: Optional[Sequence] = None, labels: Optional[dict] = None,
-           flag: Optional[str] = None, kind: Optional[type] = None):
+           flag: Optional[str] = None, kind: Optional[type] = None, low: Optional[float] = None,
+           above: Optional[float] = None, high: Optional[float] = None):
     """A dataclass field with its `help`, allowed `choices` (with readable `labels` for forms), the
-    command-line `flag` when not `--field-name`, and its `kind` when the default is None."""
+    command-line `flag` when not `--field-name`, its `kind` when the default is None, and for a
+    number its bounds: at least `low`, more than `above`, at most `high`."""
     return dataclasses.field(default=default, metadata={
         "help": help, "choices": tuple(choices) if choices is not None else None, "labels": labels or {},
-        "flag": flag, "kind": kind})
+        "flag": flag, "kind": kind, "low": low, "above": above, "high": high})
+
+
+def flag_of(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
 
 
 def described(cls) -> dict[str, dataclasses.Field]:
@@ -44,11 +50,26 @@ def kind_of(field: dataclasses.Field) -> type:
 
 
 def check_choices(settings) -> None:
-    """A clear one-line error when a field holds a value outside its choices."""
+    """A clear one-line error when a field holds a value outside its choices or its bounds, or a
+    number that is not finite (nan, inf)."""
+    import math
+
     from .errors import MipoError
 
     for name, field in described(type(settings)).items():
-        allowed = field.metadata["choices"]
+        meta = field.metadata
+        allowed = meta["choices"]
         value = getattr(settings, name)
         if allowed and value is not None and value not in allowed:
             raise MipoError(f"unknown {name.replace('_', ' ')} {value!r}; choose one of {', '.join(map(str, allowed))}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        flag = flag_of(field)
+        if not math.isfinite(value):
+            raise MipoError(f"{flag} {value} is not a number; give a finite value (default: {field.default})")
+        low, above, high = meta.get("low"), meta.get("above"), meta.get("high")
+        if (low is not None and value < low) or (above is not None and value <= above) or (high is not None and value > high):
+            wanted = " and ".join(w for w in (f"at least {low:g}" if low is not None else "",
+                                              f"more than {above:g}" if above is not None else "",
+                                              f"at most {high:g}" if high is not None else "") if w)
+            raise MipoError(f"{flag} {value:g} is out of range; it must be {wanted} (default: {field.default})")

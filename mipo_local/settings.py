@@ -49,7 +49,22 @@ def load_settings() -> UserSettings:
     values = {k: v for k, v in data.items() if k in known}
     if "addresses" in values:
         values["addresses"] = tuple(values["addresses"])
+    for name in SIZE_LIMITS:       # a limit saved broken (nan, inf, ≤ 0) by an older version: the default
+        if name in values and size_limit_problem(values[name]):
+            del values[name]
     return UserSettings(**values)
+
+
+SIZE_LIMITS = ("max_file_mb", "max_mailbox_mb")
+
+
+def size_limit_problem(value) -> str:
+    """Why `value` cannot be a size limit in MB ("" when it can)."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return f"{value!r} is not a number of megabytes"
+    return "" if value > 0 else f"{value:g} MB would skip every file"
 
 
 def save_settings(settings: UserSettings) -> None:

@@ -92,3 +92,33 @@ def test_nothing_written_outside_the_workspace(tmp_path):
 ])
 def test_a_wrong_command_line_is_one_line(mipo_home, args, says):
     assert_one_line_error(run_cli(args, mipo_home), says)
+
+
+@pytest.mark.parametrize("args,says", [
+    (["pairs", "--examples", "0"], "--examples 0 is out of range; it must be at least 1"),
+    (["pairs", "--top-p", "1.5"], "--top-p 1.5 is out of range"),
+    (["pairs", "--temperature", "-1"], "--temperature -1 is out of range"),
+    (["run", "--lr", "nan"], "--lr nan is not a number"),
+    (["train", "--epochs", "0"], "--epochs 0 is out of range; it must be more than 0"),
+    (["train", "--batch-size", "0"], "--batch-size 0 is out of range"),
+    (["run", "--max-steps", "0"], "--max-steps 0 is out of range"),
+    (["run", "--context-tokens", "0"], "--context-tokens 0 is out of range"),
+    (["run", "--eval-examples", "-3"], "--eval-examples -3 is out of range"),
+    (["import", "--max-file-mb", "nan", "."], "not a number of megabytes"),
+    (["import", "--max-file-mb", "-1", "."], "would skip every file"),
+])
+def test_a_number_out_of_range_is_refused_before_any_work(mipo_home, args, says):
+    proc = run_cli(args, mipo_home, timeout=60)
+    assert_one_line_error(proc, says)
+    assert not (mipo_home / "runs").exists() and not (mipo_home / "settings.json").exists()
+
+
+def test_a_size_limit_saved_broken_falls_back_to_the_default(mipo_home, tmp_path):
+    from mipo_local.settings import UserSettings, load_settings
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.md").write_text("A note of mine.\n")
+    assert run_cli(["context"], mipo_home).returncode == 0
+    (mipo_home / "settings.json").write_text('{"max_file_mb": NaN, "max_mailbox_mb": -5}')
+    assert load_settings().max_file_mb == UserSettings().max_file_mb
+    assert run_cli(["import", str(tmp_path / "notes")], mipo_home).returncode == 0

@@ -10,8 +10,11 @@ from .common import echo
 def _cmd_import(args: argparse.Namespace) -> int:
     from ..cli_progress import TerminalProgress
     from ..context import import_paths
-    from ..settings import load_settings, save_settings
+    from ..errors import MipoError
+    from ..settings import load_settings, save_settings, size_limit_problem
 
+    if args.max_file_mb is not None and (problem := size_limit_problem(args.max_file_mb)):
+        raise MipoError(f"--max-file-mb: {problem}; give a size above 0, e.g. --max-file-mb 20 (the default)")
     settings = load_settings()
     if args.me:
         settings = settings.with_addresses(list(settings.addresses) + args.me)

@@ -25,11 +25,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from ..train.distributed import check_config
 
         check_config(args.accelerate_config)
+    settings = apply_flags(args, RunSettings(), "run")       # a bad value is refused before anything else
+    settings = dataclasses.replace(settings, train=apply_train_flags(args, settings.train))
     with ContextStore() as store:   # pairs are checked before any model is loaded
         load_pairs_from_store(store, split="train")
         pairs_run = store.latest_pair_run()
-    settings = apply_flags(args, RunSettings(), "run")
-    settings = dataclasses.replace(settings, train=apply_train_flags(args, settings.train))
     result = run_pipeline(settings=settings, pairs_run=pairs_run, until="train" if args.no_export else "activate",
                           new=not args.resume, continue_only=args.resume, progress=TerminalProgress(),
                           accelerate_config=args.accelerate_config)

@@ -35,25 +35,25 @@ from .negatives import STRATEGIES, negative_contexts
 
 @dataclass(frozen=True)
 class PairSettings:
-    examples: int = option(200, "at most this many training examples to make pairs from")
-    heldout_pairs: int = option(16, "and pairs for at most this many held-out examples (held-out DPO metrics)")
+    examples: int = option(200, "at most this many training examples to make pairs from", low=1)
+    heldout_pairs: int = option(16, "and pairs for at most this many held-out examples (held-out DPO metrics)", low=0)
     strategy: str = option("drop", "the negative's context: none, another example's, half each, or an unrelated "
                            "persona", choices=STRATEGIES,
                            labels={"drop": "no context (drop)", "shuffle": "another's context",
                                    "mix": "half each (mix)", "persona": "a persona"})
-    samples: int = option(1, "pairs per example (one sample per side each, as in MIPO)")
-    temperature: float = option(0.8, "sampling temperature (pairs and evaluation)")
-    top_p: float = option(0.95, "nucleus sampling: the smallest set of tokens with this much probability")
-    max_new_tokens: int = option(160, "longest sampled answer, in tokens")
+    samples: int = option(1, "pairs per example (one sample per side each, as in MIPO)", low=1)
+    temperature: float = option(0.8, "sampling temperature (pairs and evaluation)", low=0)
+    top_p: float = option(0.95, "nucleus sampling: the smallest set of tokens with this much probability", above=0, high=1)
+    max_new_tokens: int = option(160, "longest sampled answer, in tokens", low=1)
     seed: int = option(0, "sampling seed")
-    heldout_fraction: float = option(0.1, "share of the examples held out for evaluation")
-    context_tokens: int = option(400, "the budget for your writing in each prompt, in tokens (chat uses the run's)")
-    n_parallel: int = option(16, "sequences decoded together", flag="--parallel")
+    heldout_fraction: float = option(0.1, "share of the examples held out for evaluation", low=0, high=0.9)
+    context_tokens: int = option(400, "the budget for your writing in each prompt, in tokens (chat uses the run's)", low=1)
+    n_parallel: int = option(16, "sequences decoded together", flag="--parallel", low=1)
     context_in: str = option(CONTEXT_IN, "where the context goes in the prompt", choices=PLACEMENTS)
-    candidates: int = option(2, "answers sampled per side; the pair with the largest MI margin is kept")
+    candidates: int = option(2, "answers sampled per side; the pair with the largest MI margin is kept", low=1)
     min_context_mi: Optional[float] = option(0.0, "drop a pair whose positive's MI (nats) under the base is not above "
                                              "this", kind=float)
-    max_length_ratio: float = option(2.0, "drop a pair whose longer answer has more than this × the shorter's tokens")
+    max_length_ratio: float = option(2.0, "drop a pair whose longer answer has more than this × the shorter's tokens", low=1)
     scoring: str = option("auto", "what scores the candidates: the base in PyTorch, with bf16 weights where this CPU "
                           "computes them natively (auto), fp32 or bf16; or the sampling model in llama.cpp as it samples "
                           "(sampler: no second model in memory, the same pair as fp32 for 42 of 48 examples measured)",

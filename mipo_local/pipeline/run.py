@@ -71,6 +71,10 @@ def run_pipeline(
     compatible settings and the data changed since; `from_scratch` makes it a full one.
     `profile` (`mipo_local.profiles`): examples only from its sources, its own runs, and the model
     becomes its active model; None is the default profile (every source)."""
+    from ..options import check_choices
+
+    for part in (settings, settings.pairs, settings.train, settings.evaluation):   # the app's forms too
+        check_choices(part)
     stage_names = STAGES[1:]
     if until is not None and until not in stage_names:
         raise MipoError(f"a run can end after one of {', '.join(stage_names)}, not {until!r}")

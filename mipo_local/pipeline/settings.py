@@ -24,7 +24,7 @@ class RunSettings:
     train: TrainSettings = TrainSettings()
     quant: Optional[str] = option(None, "quantization of the personal model (default: by the model's widths)",
                                   choices=tuple(QUANT_TYPES), kind=str)
-    max_steps: Optional[int] = option(None, "stop training after this many steps (quick runs)", kind=int)
+    max_steps: Optional[int] = option(None, "stop training after this many steps (quick runs)", kind=int, low=1)
     evaluation: EvalSettings = EvalSettings()
 
     def to_dict(self) -> dict:
