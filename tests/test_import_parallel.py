@@ -24,11 +24,11 @@ SETTINGS = UserSettings(addresses=(ME,))
 posix_only = pytest.mark.skipif(os.name != "posix", reason="workers get the mailbox's descriptor (POSIX)")
 
 
-def _old_split(raw: bytes) -> list[bytes]:
-    """split_mbox as it was before streaming (the whole file in memory): the reference."""
+def _whole_split(raw: bytes) -> list[bytes]:
+    """split_mbox's separators found in the whole file at once: the reference for the streamed split."""
     if not raw.startswith(b"From "):
         raise Unreadable("not an mbox file (it does not start with a 'From ' line)")
-    starts = [0] + [m.start(1) for m in re.finditer(rb"\r?\n\r?\n(From [^\r\n]*)\r?\n", raw)] + [len(raw)]
+    starts = [0] + [at for at, _ in mail._separators(raw, 0, len(raw))] + [len(raw)]
     out = []
     for a, b in zip(starts, starts[1:]):
         chunk = raw[a:b]
@@ -101,11 +101,12 @@ def test_a_mailbox_that_is_no_mbox_is_skipped_alike(tmp_path):
 
 def test_streamed_split_is_the_whole_file_split():
     rng = random.Random(15)
-    pieces = [b"From ", b"From a b\n", b"\n", b"\r\n", b"\r", b"x", b"text", b">From ", b">>From x\n", b"\n\n", b"F"]
+    pieces = [b"From ", b"From a b\n", b"\n", b"\r\n", b"\r", b"x", b"text", b">From ", b">>From x\n", b"\n\n", b"F",
+              b"From a Mon Jan  1 10:00:00 2024", b"Subject: x\n", b"X:", b"From the start, yes.\n"]
     for _ in range(3000):
         raw = (b"From " if rng.random() < 0.9 else b"") + b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
         try:
-            want = _old_split(raw)
+            want = _whole_split(raw)
         except Unreadable:
             want = None
         size = rng.choice([1, 2, 3, 5, 8, 64])

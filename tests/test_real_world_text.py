@@ -103,3 +103,25 @@ def test_every_inline_text_part_of_a_mixed_message_is_kept():
 def test_an_eml_with_a_byte_order_mark_or_blank_lines_first_is_read(lead):
     doc = parse_message(lead + H + b"\r\nHello.\r\n", fallback_id="x")
     assert (doc.title, doc.author, doc.body) == ("hi", "a@b.com", "Hello.")
+
+
+def _messages(raw: bytes) -> list:
+    from mipo_local.context.mail import split_mbox
+
+    return [parse_message(m, fallback_id="x") for m in split_mbox(raw)]
+
+
+def test_a_body_paragraph_starting_with_from_stays_in_its_message():
+    raw = (b"From a@b.com Mon Jan  1 10:00:00 2024\nFrom: a@b.com\nSubject: one\nMessage-ID: <1@x>\n\n"
+           b"It went well.\n\nFrom the start, yes.\nWe knew it.\n\n"
+           b"From c@d.com Tue Jan  2 10:00:00 2024\nFrom: c@d.com\nSubject: two\nMessage-ID: <2@x>\n\nSecond.\n")
+    one, two = _messages(raw)
+    assert one.body == "It went well.\n\nFrom the start, yes.\nWe knew it." and two.title == "two"
+
+
+def test_two_mailboxes_joined_without_a_blank_line_are_two_messages():
+    raw = (b"From a@b.com Mon Jan  1 10:00:00 2024\nFrom: a@b.com\nSubject: one\nMessage-ID: <1@x>\n\nbody\n"
+           b"From 1647563218394@xxx Fri Mar 18 01:03:39 +0000 2022\nX-GM-THRID: 1\nFrom: c@d.com\nSubject: two\n"
+           b"Message-ID: <2@x>\n\nSecond.\n")
+    one, two = _messages(raw)
+    assert (one.body, one.quoted, two.title, two.body) == ("body", "", "two", "Second.")

@@ -356,7 +356,27 @@ def sniff_mail(head: bytes) -> Optional[str]:
     return "eml" if len(_MAIL_HEADERS.intersection(names)) >= 3 and (b"from" in names or b"received" in names) else None
 
 
-_SEPARATOR = re.compile(rb"\r?\n\r?\n(From [^\r\n]*)\r?\n")
+# A message starts at a "From " line after a blank line (mboxo/mboxrd) when the line has the
+# envelope's shape ("From addr Mon Jan  1 10:00:00 [+0000] 2024") or a header line follows it; after a
+# plain line end (two mailboxes joined with `cat`) when it has both. A paragraph of a body that begins
+# with "From " (left unescaped by mboxo writers) is no separator: it has neither.
+_ENVELOPE = re.compile(rb"From \S+ +(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),? +(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+                       rb"+\d{1,2} +\d{1,2}:\d\d(?::\d\d)?(?: +\S+)? +\d{4}")
+_FROM_LINE = re.compile(rb"From [^\r\n]*\r?\n")        # a literal start: the search for candidates is fast
+_HEADER = re.compile(rb"[!-9;-~]+:[^\n]*\n")
+
+
+def _separators(buf, pos: int, endpos: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each separator whose "From " line starts in buf[pos:endpos] and which lies
+    whole in buf[:endpos]: start is where its "From " line begins."""
+    for m in _FROM_LINE.finditer(buf, pos, endpos):
+        at = m.start()
+        if at == 0 or buf[at - 1] != 0x0A:                                    # not at a line's start
+            continue
+        blank = at >= 2 and (buf[at - 2] == 0x0A or (at >= 3 and buf[at - 3:at - 1] == b"\n\r"))
+        envelope = _ENVELOPE.match(buf, at, m.end()) is not None
+        if (blank and envelope) or ((blank or envelope) and _HEADER.match(buf, m.end(), endpos)):
+            yield at, m.end()
 
 
 def split_mbox(raw: bytes) -> Iterator[bytes]:
@@ -375,9 +395,9 @@ def mbox_chunks(blocks: Iterable[bytes]) -> Iterator[bytes]:
     """The messages of an mbox read in blocks, each as it stands in the file: its "From " line
     first, ">From " lines escaped (`unescape_mbox_chunk` makes it the message).
 
-    The separator is searched in whole lines only, so a match is never cut by a block's end: every
-    match that ends in the lines read so far is final, and one that ends later starts at most four
-    bytes (two CRLF line ends) before the first line not yet complete — the search resumes there."""
+    The separator (with the header line after it) is searched in whole lines only, so a match is
+    never cut by a block's end: every match found in the lines read so far is final, and one not yet
+    whole has its "From " line as the last whole line — the search resumes there."""
     buf = bytearray()
     pos = 0        # the separator search resumes here (no match starts before it)
     lines_end = 0  # buf[:lines_end] holds whole lines
@@ -397,14 +417,17 @@ def mbox_chunks(blocks: Iterable[bytes]) -> Iterator[bytes]:
             continue
         lines_end = len(buf) - len(block) + newline + 1
         cuts, last_end = [], pos
-        for m in _SEPARATOR.finditer(buf, pos, lines_end):
-            cuts.append(m.start(1))
-            last_end = m.end()
+        for cut, end in _separators(buf, pos, lines_end):
+            cuts.append(cut)
+            last_end = end
         start = 0
         for cut in cuts:
             yield bytes(buf[start:cut])
             start = cut
-        pos = max(last_end, lines_end - 4) - start
+        # a separator not yet found may wait for the header line after its "From " line, the last
+        # whole line: the search resumes at that line
+        last_line = buf.rfind(b"\n", 0, lines_end - 1) + 1
+        pos = max(last_end, last_line) - start
         lines_end -= start
         del buf[:start]
     if not checked and not looks_like_mbox(bytes(buf)):
