@@ -125,3 +125,23 @@ def test_two_mailboxes_joined_without_a_blank_line_are_two_messages():
            b"Message-ID: <2@x>\n\nSecond.\n")
     one, two = _messages(raw)
     assert (one.body, one.quoted, two.title, two.body) == ("body", "", "two", "Second.")
+
+
+def test_front_matter_that_yaml_cannot_build_keeps_the_note():
+    from pathlib import Path
+
+    from mipo_local.context.notes import parse_note, split_front_matter
+
+    note = parse_note(Path("n.md"), b"---\ndate: 2024-02-30\ntags: [kelp, survey]\n---\nMy text\n")
+    assert (note.body, note.date, note.meta["tags"]) == ("My text", "2024-02-30", ["kelp", "survey"])
+    assert parse_note(Path("n.md"), b"---\ncreated: 2024-03-01 10:00\n---\nx\n").date == "2024-03-01T10:00:00"
+    assert parse_note(Path("n.md"), b"---\ndate: 2024-03-01\n---\nx\n").date == "2024-03-01"
+    # nested aliases (a few hundred bytes that expand to gigabytes) and deep nesting are not read
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x]"] + [
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)]
+    bomb = "---\n" + "\n".join(levels) + "\ntags: *i\n---\nbody"
+    meta, body = split_front_matter(bomb)
+    assert meta == {} and body == bomb
+    assert split_front_matter("---\nx: " + "[" * 5000 + "]" * 5000 + "\n---\nbody")[0] == {}
+    many = parse_note(Path("n.md"), ("---\ntags: [" + ", ".join(f"t{i}" for i in range(5000)) + "]\n---\nx\n").encode())
+    assert len(many.meta["tags"]) == 64

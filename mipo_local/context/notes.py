@@ -20,18 +20,40 @@ _HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.M)
 
 
 def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
+    """YAML front matter and the text after it; ({}, text) when there is none or it cannot be read
+    (then it stays in the text). Aliases are refused (a few hundred bytes of nested aliases expand to
+    gigabytes), and dates stay text (a date YAML cannot build, "2024-02-30", must not lose the note)."""
     match = _FRONT_MATTER.match(text)
     if not match:
         return {}, text
-    import yaml
-
     try:
-        data = yaml.safe_load(match.group(1)) or {}
-    except yaml.YAMLError:
+        data = _load_yaml(match.group(1)) or {}
+    except Exception:  # noqa: BLE001 - YAMLError, RecursionError on deep nesting, and whatever else
         return {}, text  # not front matter after all: keep the text as it is
     if not isinstance(data, dict):
         return {}, text
     return data, text[match.end():]
+
+
+_LOADER = None
+
+
+def _load_yaml(source: str):
+    global _LOADER
+    import yaml
+
+    if _LOADER is None:
+        class FrontMatterLoader(yaml.SafeLoader):
+            def compose_node(self, parent, index):
+                if self.check_event(yaml.AliasEvent):
+                    raise yaml.YAMLError("aliases are not read in front matter")
+                return super().compose_node(parent, index)
+
+        FrontMatterLoader.yaml_implicit_resolvers = {
+            first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+            for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+        _LOADER = FrontMatterLoader
+    return yaml.load(source, Loader=_LOADER)  # noqa: S506 - a SafeLoader, narrowed further
 
 
 def obsidian_to_plain(text: str) -> str:
@@ -58,16 +80,26 @@ def _iso(value: Any) -> str | None:
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, str) and value.strip():
-        return value.strip()
+        try:       # front matter's dates are read as text: "2024-03-01 10:00" as 2024-03-01T10:00:00
+            parsed = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            return value.strip()
+        return parsed.date().isoformat() if len(value.strip()) == 10 else parsed.isoformat()
     return None
 
 
+MAX_TAGS, MAX_TAG_CHARS = 64, 100
+
+
 def _tags(value: Any) -> list[str]:
+    """Tags or aliases as a list of short strings (at most MAX_TAGS of MAX_TAG_CHARS each)."""
     if isinstance(value, str):
-        return [t.strip().lstrip("#") for t in re.split(r"[,\s]+", value) if t.strip()]
-    if isinstance(value, (list, tuple)):
-        return [str(t).strip().lstrip("#") for t in value if str(t).strip()]
-    return []
+        found = [t.strip().lstrip("#") for t in re.split(r"[,\s]+", value[:MAX_TAGS * MAX_TAG_CHARS]) if t.strip()]
+    elif isinstance(value, (list, tuple)):
+        found = [t.strip().lstrip("#") for t in (str(v)[:MAX_TAG_CHARS] for v in value[:MAX_TAGS]) if t.strip()]
+    else:
+        found = []
+    return [t[:MAX_TAG_CHARS] for t in found[:MAX_TAGS]]
 
 
 def _org_to_plain(text: str) -> tuple[str | None, str]:
