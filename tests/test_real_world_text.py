@@ -145,3 +145,33 @@ def test_front_matter_that_yaml_cannot_build_keeps_the_note():
     assert split_front_matter("---\nx: " + "[" * 5000 + "]" * 5000 + "\n---\nbody")[0] == {}
     many = parse_note(Path("n.md"), ("---\ntags: [" + ", ".join(f"t{i}" for i in range(5000)) + "]\n---\nx\n").encode())
     assert len(many.meta["tags"]) == 64
+
+
+def test_maildir_plus_plus_folders_are_read_and_name_the_user(tmp_path):
+    """Dovecot and Courier keep folders inside the Maildir as hidden Maildirs (`.Sent`, `.Archive.2020`):
+    their mail is imported, and the Sent one names the user; other things in the Maildir are walked."""
+    from mipo_local.context import suggest_user_addresses
+
+    from .mail_fixtures import plain, write_maildir
+
+    box = write_maildir(tmp_path / "Mail", [plain("in-1", "friend@example.net", "Dinner?", "Dinner on Friday?")])
+    write_maildir(box / ".Sent", [plain("out-1", "me@example.org", "Re: Dinner?", "Yes, Friday works.")])
+    write_maildir(box / ".Archive.2020", [plain("old-1", "old@example.net", "Old news", "From 2020.")])
+    (box / "notes.txt").write_text("A note kept beside the mail.\n")
+    summary = import_paths([box])
+    assert not summary.skipped and summary.added == 4
+    with ContextStore() as store:
+        assert store.search("Friday works")[0].text.startswith("Yes, Friday works")
+    assert suggest_user_addresses([box]) == ["me@example.org"]
+
+
+def test_a_notes_folder_with_cur_and_new_folders_is_not_a_maildir(tmp_path):
+    notes = tmp_path / "notes"
+    for sub in ("projects/cur", "projects/new", "projects/old"):
+        (notes / sub).mkdir(parents=True)
+    (notes / "projects/cur/plan.md").write_text("The current plan: finish the kelp survey.\n")
+    (notes / "projects/new/idea.md").write_text("A new idea: a tide-pool guide.\n")
+    (notes / "projects/overview.md").write_text("Overview of the projects.\n")
+    (notes / "projects/old/done.md").write_text("Done: the balcony garden.\n")
+    summary = import_paths([notes])
+    assert not summary.skipped and summary.added == 4

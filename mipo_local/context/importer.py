@@ -191,7 +191,7 @@ def suggest_user_addresses(paths: Sequence[Path]) -> list[str]:
     counts: collections.Counter = collections.Counter()
     for root in paths:
         candidates = [root] if is_sent_name(root.name) else []
-        if _is_dir(root) and not _is_maildir(root):
+        if _is_dir(root):          # a Maildir too: its Maildir++ folders (.Sent) are in it
             for dirpath, dirnames, filenames in os.walk(root, followlinks=False):   # errors: skipped
                 here = Path(dirpath)
                 for name in dirnames + filenames:

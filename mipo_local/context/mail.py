@@ -12,6 +12,7 @@ import email.headerregistry
 import email.policy
 import email.utils
 import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
@@ -447,7 +448,20 @@ def message_locator(raw: bytes) -> str:
 
 
 def is_maildir(folder: Path) -> bool:
-    return (folder / "cur").is_dir() and (folder / "new").is_dir()
+    """`cur/` and `new/` folders, whose files are not notes: a notes folder may have folders of
+    those names (`projects/cur/plan.md`)."""
+    if not ((folder / "cur").is_dir() and (folder / "new").is_dir()):
+        return False
+    from .notes import NOTE_EXTENSIONS
+
+    for sub in ("cur", "new"):
+        with os.scandir(folder / sub) as it:
+            for n, entry in enumerate(it):
+                if n >= 50:
+                    break
+                if Path(entry.name).suffix.lower() in NOTE_EXTENSIONS and entry.is_file():
+                    return False
+    return True
 
 
 def maildir_messages(folder: Path) -> Iterator[Path]:

@@ -153,7 +153,9 @@ def mh_folder(folder: Path, names: list[str]) -> Optional[tuple[set[str], bool]]
 
 
 def walk(root: Path) -> Iterator[Entry]:
-    """Every file under `root` (or `root` itself), in name order, hidden files and folders left out."""
+    """Every file under `root` (or `root` itself), in name order, hidden files and folders left out.
+    A Maildir's messages are its `cur/` and `new/`; its Maildir++ folders (`.Sent`, `.Archive`, hidden
+    by name) are Maildirs too, and anything else in it is walked as in any folder."""
     root_real = Path(os.path.realpath(root))
     try:
         mode = os.lstat(root).st_mode
@@ -168,12 +170,12 @@ def walk(root: Path) -> Iterator[Entry]:
             entry = Skip(root, "not a notes file, .eml, mbox, Maildir or Outlook file")
         yield entry
         return
-    if _safe_is_maildir(root):
-        yield from _maildir(root, "")
-        return
     stack = [root]
     while stack:
         folder = stack.pop()
+        maildir = _safe_is_maildir(folder)
+        if maildir:
+            yield from _maildir(folder, "" if folder == root else folder.relative_to(root).as_posix() + "/")
         try:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
@@ -181,11 +183,15 @@ def walk(root: Path) -> Iterator[Entry]:
             yield Skip(folder, f"{os_reason(exc)} (folder not readable)")
             continue
         subfolders = []
-        mh = mh_folder(folder, [e.name for e in entries])
+        mh = None if maildir else mh_folder(folder, [e.name for e in entries])
         for entry in entries:
-            if entry.name.startswith("."):          # .obsidian, .trash, .git …
+            if maildir and entry.name in MAILDIR_PARTS:
                 continue
             path = Path(entry.path)
+            if entry.name.startswith("."):          # .obsidian, .trash, .git …, but a Maildir++ folder
+                if maildir and _safe_is_dir(entry) and _safe_is_maildir(path):
+                    subfolders.append(path)
+                continue
             key = path.relative_to(root).as_posix()
             try:
                 mode = entry.stat(follow_symlinks=False).st_mode
@@ -193,13 +199,20 @@ def walk(root: Path) -> Iterator[Entry]:
                 yield Skip(path, os_reason(exc))
                 continue
             if stat.S_ISDIR(mode):
-                if _safe_is_maildir(path):
-                    yield from _maildir(path, f"{key}/")
-                else:
-                    subfolders.append(path)
+                subfolders.append(path)
                 continue
             yield _file(path, key, root_real, mode, mh[1] if mh and entry.name in mh[0] else None)
         stack.extend(reversed(subfolders))
+
+
+MAILDIR_PARTS = ("cur", "new", "tmp")
+
+
+def _safe_is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
 
 
 def _safe_is_maildir(folder: Path) -> bool:
