@@ -175,3 +175,25 @@ def test_a_notes_folder_with_cur_and_new_folders_is_not_a_maildir(tmp_path):
     (notes / "projects/old/done.md").write_text("Done: the balcony garden.\n")
     summary = import_paths([notes])
     assert not summary.skipped and summary.added == 4
+
+
+def test_different_messages_under_one_message_id_are_all_kept(tmp_path):
+    """Mail programs and spammers reuse Message-IDs: a message is a copy of another only when its
+    content is the same, not its Message-ID alone."""
+    src = tmp_path / "mail"
+    src.mkdir()
+
+    def message(subject: str, day: int, body: str, envelope: bool) -> bytes:
+        head = b"From x@example.net Mon Jan  %d 10:00:00 2024\n" % day if envelope else b""
+        return head + (f"From: x@example.net\nSubject: {subject}\nMessage-ID: <same@x>\n"
+                       f"Date: Mon, {day} Jan 2024 10:00:00 +0000\n\n{body}\n\n").encode()
+
+    (src / "box.mbox").write_bytes(message("First", 1, "The first text.", True) + message("Second", 2, "The second text.", True)
+                                   + message("First", 1, "The first text.", True))      # a true copy
+    (src / "third.eml").write_bytes(message("Third", 3, "The third text.", False))
+    (src / "copy.eml").write_bytes(message("Second", 2, "The second text.", False))  # a copy, in another file
+    summary = import_paths([src])
+    assert summary.added == 3 and not summary.skipped
+    with ContextStore() as store:
+        assert sorted(d["title"] for d in store.documents()) == ["First", "Second", "Third"]
+    assert import_paths([src]).added == 0          # again: nothing new, nothing changed

@@ -496,8 +496,14 @@ class ContextStore:
         seen_fingerprints: set[str] = set()
         for doc in documents:
             fingerprint = doc.fingerprint()
-            if doc.locator in seen or (fingerprint is not None and fingerprint in seen_fingerprints):
-                continue       # the same message twice in one file (by Message-ID or by content)
+            if fingerprint is not None and fingerprint in seen_fingerprints:
+                continue       # the same message twice in one file (by content)
+            if doc.locator in seen:
+                if fingerprint is None:
+                    continue   # the same Message-ID twice, too little to tell the two apart: once
+                # another message under a Message-ID already used in this file (mail programs and
+                # spammers reuse them): kept, under a locator of its own
+                doc.locator = f"{doc.locator}#{fingerprint[:12]}"
             seen.add(doc.locator)
             if fingerprint is not None:
                 seen_fingerprints.add(fingerprint)
@@ -527,9 +533,15 @@ class ContextStore:
 
     def _stored_elsewhere(self, doc: ParsedDocument, fingerprint: Optional[str], file_id: int) -> Optional[str]:
         """The Message-ID under which another file already holds this email (the same Message-ID, or
-        the same fingerprint under another one), or None."""
-        row = self.db.execute("SELECT message_id FROM documents WHERE message_id = ? AND file_id != ? LIMIT 1",
-                              (doc.message_id, file_id)).fetchone() if doc.message_id else None
+        the same fingerprint under another one), or None. The same Message-ID on a different message
+        (both with a fingerprint, and they differ) is no copy of it."""
+        row = None
+        if doc.message_id:
+            for held in self.db.execute("SELECT message_id, fingerprint FROM documents WHERE message_id = ? "
+                                        "AND file_id != ?", (doc.message_id, file_id)):
+                if fingerprint is None or held["fingerprint"] is None or held["fingerprint"] == fingerprint:
+                    row = held
+                    break
         if row is None and fingerprint is not None:
             row = self.db.execute("SELECT message_id FROM documents WHERE fingerprint = ? AND file_id != ? LIMIT 1",
                                   (fingerprint, file_id)).fetchone()
