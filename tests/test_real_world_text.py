@@ -197,3 +197,24 @@ def test_different_messages_under_one_message_id_are_all_kept(tmp_path):
     with ContextStore() as store:
         assert sorted(d["title"] for d in store.documents()) == ["First", "Second", "Third"]
     assert import_paths([src]).added == 0          # again: nothing new, nothing changed
+
+
+def test_a_source_inside_another_is_stored_once(tmp_path):
+    from .mail_fixtures import write_notes
+
+    notes = write_notes(tmp_path / "notes")
+    import_paths([notes])
+    with ContextStore() as store:
+        before = store.counts()
+    again = import_paths([notes / "garden.md"])              # a file of a folder imported before
+    assert any("imported before" in n for n in again.notes)
+    journal_first = tmp_path / "second"
+    write_notes(journal_first)
+    import_paths([journal_first / "journal"])                  # a folder first, then the folder around it
+    around = import_paths([journal_first])
+    with ContextStore() as store:
+        assert len(store.search("zucchini", 10, user_only=False)) == 2      # one per notes folder
+        assert len(store.search("Fløyen", 10, user_only=False)) == 2
+        assert store.counts()["notes"] == 2 * before["notes"]
+        assert len(store.sources()) == 3
+    assert any("stays a source of its own" in n for n in around.notes)

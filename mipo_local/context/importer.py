@@ -43,6 +43,7 @@ class ImportSummary:
     documents_changed: int = 0
     documents_removed: int = 0
     detected_addresses: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)      # how the sources asked for were taken
 
     def lines(self, *, verbose: bool = False) -> list[str]:
         """The summary for a terminal: counts, then skipped and ignored files grouped by reason
@@ -51,6 +52,7 @@ class ImportSummary:
                + (f", {self.ignored} ignored" if self.ignored else "")
                + (f", {self.removed} removed" if self.removed else "")
                + f" ({self.documents_changed} documents stored, {self.bytes_read / 1e6:.1f} MB read)"]
+        out += [f"  {_printable(note)}" for note in self.notes]
         if self.detected_addresses:
             out.append(f"your addresses (from a Sent mailbox): {', '.join(self.detected_addresses)} — change them with --me")
         for verb, entries in (("skipped", self.skipped), ("ignored", self.ignored_files)):
@@ -267,7 +269,8 @@ def import_paths(
     store = store or ContextStore()
     try:
         for root in roots:
-            _import_root(root, store, settings, summary, progress, workers)
+            root, inner = _nested_sources(root, store, summary)
+            _import_root(root, store, settings, summary, progress, workers, inner)
         if settings.addresses:   # also re-decides earlier imports when the addresses changed
             store.set_user_addresses(settings.addresses)
         else:
@@ -285,13 +288,36 @@ def _progress_data(summary: ImportSummary) -> dict:
             "skipped": len(summary.skipped), "bytes": summary.bytes_read}
 
 
+def _nested_sources(root: Path, store: ContextStore, summary: ImportSummary) -> tuple[Path, list[str]]:
+    """A source is stored once: a path inside a source imported before is that source imported again,
+    and the sources imported before inside a new one stay theirs (what is left out of it, as keys
+    relative to it)."""
+    real = Path(os.path.realpath(root))
+    held = [Path(s.path) for s in store.sources()]
+    outer = next((s for s in held if s != real and s in real.parents and s.is_dir()), None)
+    if outer is not None:
+        summary.notes.append(f"{root} is in {outer}, imported before: {outer} was imported again")
+        root = real = outer
+    inner = sorted(s.relative_to(real).as_posix() for s in held if s != real and real in s.parents)
+    for key in inner:
+        summary.notes.append(f"{real / key} stays a source of its own (imported before), left out of {real}")
+    return root, inner
+
+
+def _under(key: str, prefixes: Sequence[str]) -> bool:
+    return any(key == p or key.startswith(p + "/") for p in prefixes)
+
+
 def _import_root(root: Path, store: ContextStore, settings: UserSettings, summary: ImportSummary,
-                 progress: Optional[ProgressCallback], workers: Optional[int]) -> None:
-    source_id = store.add_source(fs_text(str(Path(os.path.realpath(root)))), source_kind(root))
+                 progress: Optional[ProgressCallback], workers: Optional[int], inner: Sequence[str] = ()) -> None:
+    real = Path(os.path.realpath(root))
+    source_id = store.add_source(fs_text(str(real)), source_kind(root))
     seen: set[str] = set()
     note_cap = int(settings.max_file_mb * 1024 * 1024)
     mailbox_cap = int(settings.max_mailbox_mb * 1024 * 1024)
     for item in walk(root):
+        if inner and _under((item.key if isinstance(item, Item) else _key_of(item.path, root)), inner):
+            continue                                          # another source's, imported on its own
         if isinstance(item, Skip):
             if item.ignored:
                 summary.ignored += 1
@@ -316,6 +342,13 @@ def _import_root(root: Path, store: ContextStore, settings: UserSettings, summar
         summary.removed += 1
     with store.transaction():
         store.mark_imported(source_id)
+
+
+def _key_of(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return ""
 
 
 def _to_read(item: Item, source_id: int, store: ContextStore, summary: ImportSummary,
