@@ -122,3 +122,20 @@ def test_a_size_limit_saved_broken_falls_back_to_the_default(mipo_home, tmp_path
     (mipo_home / "settings.json").write_text('{"max_file_mb": NaN, "max_mailbox_mb": -5}')
     assert load_settings().max_file_mb == UserSettings().max_file_mb
     assert run_cli(["import", str(tmp_path / "notes")], mipo_home).returncode == 0
+
+
+@pytest.mark.parametrize("args,says", [
+    (["context", "--search", "x", "-k", "99999999999999999999"], "argument -k: 99999999999999999999 is out of range"),
+    (["context", "--search", "x", "-k", "0"], "argument -k: 0 is out of range"),
+    (["serve", "--base", "--port", "99999"], "argument --port: 99999 is out of range; give 0 to 65535"),
+    (["serve", "--base", "--port", "-1"], "argument --port: -1 is out of range"),
+])
+def test_counts_and_ports_out_of_range_are_one_line(mipo_home, args, says):
+    assert_one_line_error(run_cli(args, mipo_home, timeout=60), says)
+
+
+def test_the_app_without_a_terminal_says_so(mipo_home):
+    env = {**os.environ, "MIPO_HOME": str(mipo_home)}
+    proc = subprocess.run([sys.executable, "-m", "mipo_local"], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert_one_line_error(proc, "the app needs a terminal")

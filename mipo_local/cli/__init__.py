@@ -20,6 +20,9 @@ __all__ = ["build_parser", "echo", "main"]
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise MipoError("the app needs a terminal (input or output is redirected here); run `mipo-local` in a "
+                        "terminal, or use a command: `mipo-local --help` lists them")
     try:
         from tui.app import run_app
     except ImportError as exc:

@@ -63,6 +63,21 @@ def apply_train_flags(args: argparse.Namespace, settings):
     return settings
 
 
+def int_in(low: int, high: int):
+    """An argparse type: a whole number from `low` to `high`, else a one-line error saying so."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range; give {low} to {high}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, with a wrong command line reported as one `mipo-local: error:` line (exit 2)."""
 

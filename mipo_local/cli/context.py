@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import echo
+from .common import echo, int_in
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
@@ -68,5 +68,5 @@ def register(sub) -> None:
     p.add_argument("--list", action="store_true", help="list the imported sources")
     p.add_argument("--remove", metavar="SOURCE", help="forget a source (its path or number); your files stay")
     p.add_argument("--search", metavar="QUERY", help="the best chunks of your writing for QUERY")
-    p.add_argument("-k", type=int, default=8, help="how many results --search shows")
+    p.add_argument("-k", type=int_in(1, 1000), default=8, help="how many results --search shows (1 to 1000)")
     p.set_defaults(func=_cmd_context)

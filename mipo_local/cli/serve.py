@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import echo
+from .common import echo, int_in
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -36,7 +36,7 @@ def register(sub) -> None:
                                                      "retrieving from its sources")
     p.add_argument("--host", default=DEFAULT_HOST,
                    help=f"address to listen on (default: {DEFAULT_HOST}, this machine only; any other needs an API key)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0 picks a free one)")
+    p.add_argument("--port", type=int_in(0, 65535), default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT}; 0 picks a free one)")
     p.add_argument("--api-key", metavar="KEY",
                    help=f"require `Authorization: Bearer KEY` on every request (default: ${API_KEY_ENV}, if set)")
     p.add_argument("--demo", action="store_true", help="in the demo workspace (after `mipo-local run --demo`)")
