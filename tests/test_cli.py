@@ -129,6 +129,8 @@ def test_a_size_limit_saved_broken_falls_back_to_the_default(mipo_home, tmp_path
     (["context", "--search", "x", "-k", "0"], "argument -k: 0 is out of range"),
     (["serve", "--base", "--port", "99999"], "argument --port: 99999 is out of range; give 0 to 65535"),
     (["serve", "--base", "--port", "-1"], "argument --port: -1 is out of range"),
+    (["chat", "--base", "--compare", "-m", "hi"], "with --base both would be the base"),
+    (["chat", "--resume", "--compare", "-m", "hi"], "cannot continue a saved one"),
 ])
 def test_counts_and_ports_out_of_range_are_one_line(mipo_home, args, says):
     assert_one_line_error(run_cli(args, mipo_home, timeout=60), says)

@@ -79,6 +79,12 @@ def _cmd_chat(args: argparse.Namespace) -> int:
         for c in list_conversations():
             echo(f"{c.id}  {len(c.messages) // 2:3} turns  {c.created}  {c.title}")
         return 0
+    if args.compare and args.base:
+        raise MipoError("--compare puts your personal model beside the base; with --base both would be the base. "
+                        "Use one of them")
+    if args.compare and (args.resume or args.conversation):
+        raise MipoError("--compare starts a new side-by-side conversation; it cannot continue a saved one "
+                        "(leave out --resume/--conversation)")
     conversation = None
     if args.resume or args.conversation:
         found = list_conversations()
