@@ -8,8 +8,14 @@ _SPELLED_AT = re.compile(r"(?<![\w.+@-])([\w.+-]+) at ([\w-]+(?:\.[\w-]+)+)(?![\
 
 
 def normalize_address(address: str) -> str:
-    """`Ada@Example.org`, `<ada@example.org>` and `ada at example.org` → `ada@example.org`."""
-    text = address.strip().strip("<>").strip()
+    """`Ada@Example.org`, `<ada@example.org>`, `Ada <ada@example.org>` and `ada at example.org` →
+    `ada@example.org`."""
+    text = address.strip()
+    if "<" in text and ">" in text:                  # a display name with the address in brackets
+        import email.utils
+
+        text = email.utils.parseaddr(text)[1] or text
+    text = text.strip().strip("<>").strip()
     if "@" not in text:
         text = _SPELLED_AT.sub(r"\1@\2", text)
     return text.lower()
@@ -18,6 +24,9 @@ def normalize_address(address: str) -> str:
 def unspell_at(header: str) -> str:
     """A From/To header with `x at y` addresses (pipermail) rewritten as `x@y`, for address parsing."""
     return header if "@" in header else _SPELLED_AT.sub(r"\1@\2", header)
+
+
+_ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;.][^@\s<>,;]*(?<!\.)")
 
 
 def parse_addresses(text: str) -> list[str]:
@@ -33,8 +42,8 @@ def parse_addresses(text: str) -> list[str]:
         if not entry.strip():
             continue
         address = normalize_address(entry)
-        if "@" not in address:
-            raise MipoError(f"{entry.strip()!r} is not an email address; fix it or leave the field empty")
+        if not _ADDRESS.fullmatch(address):
+            raise MipoError(f"{entry.strip()!r} is not an email address (name@example.org); fix it or leave it out")
         if address not in out:
             out.append(address)
     return out

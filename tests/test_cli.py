@@ -131,6 +131,8 @@ def test_a_size_limit_saved_broken_falls_back_to_the_default(mipo_home, tmp_path
     (["serve", "--base", "--port", "-1"], "argument --port: -1 is out of range"),
     (["chat", "--base", "--compare", "-m", "hi"], "with --base both would be the base"),
     (["chat", "--resume", "--compare", "-m", "hi"], "cannot continue a saved one"),
+    (["import", "--me", "notanaddress", "."], "'notanaddress' is not an email address"),
+    (["run", "--me", "x@", "--pairs-only"], "'x@' is not an email address"),
 ])
 def test_counts_and_ports_out_of_range_are_one_line(mipo_home, args, says):
     assert_one_line_error(run_cli(args, mipo_home, timeout=60), says)
@@ -141,3 +143,12 @@ def test_the_app_without_a_terminal_says_so(mipo_home):
     proc = subprocess.run([sys.executable, "-m", "mipo_local"], stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, env=env, timeout=60)
     assert_one_line_error(proc, "the app needs a terminal")
+
+
+def test_me_with_a_display_name_saves_the_address(mipo_home, tmp_path):
+    import json
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.md").write_text("A note of mine.\n")
+    assert run_cli(["import", "--me", "You <Me@Example.org>", str(tmp_path / "notes")], mipo_home).returncode == 0
+    assert json.loads((mipo_home / "settings.json").read_text())["addresses"] == ["me@example.org"]

@@ -17,7 +17,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
         raise MipoError(f"--max-file-mb: {problem}; give a size above 0, e.g. --max-file-mb 20 (the default)")
     settings = load_settings()
     if args.me:
-        settings = settings.with_addresses(list(settings.addresses) + args.me)
+        from ..addresses import parse_addresses
+
+        given = [a for entry in args.me for a in parse_addresses(entry)]   # one line for one that is not an address
+        settings = settings.with_addresses(list(settings.addresses) + given)
     if args.max_file_mb is not None:
         import dataclasses
 

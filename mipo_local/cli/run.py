@@ -36,7 +36,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ..pipeline import run_pipeline
 
     settings = run_settings(args)          # a wrong value is reported before anything happens
-    sources, addresses = [Path(p) for p in args.paths], list(args.me or [])
+    from ..addresses import parse_addresses
+
+    sources = [Path(p) for p in args.paths]
+    addresses = [a for entry in args.me or [] for a in parse_addresses(entry)]   # a bad one: one line, before any work
     if args.demo:
         from .. import workspace
         from ..demo import DEMO_ADDRESSES, demo_sources
