@@ -132,6 +132,7 @@ def test_a_size_limit_saved_broken_falls_back_to_the_default(mipo_home, tmp_path
     (["chat", "--base", "--compare", "-m", "hi"], "with --base both would be the base"),
     (["chat", "--resume", "--compare", "-m", "hi"], "cannot continue a saved one"),
     (["import", "--me", "notanaddress", "."], "'notanaddress' is not an email address"),
+    (["context", "--search", " "], "--search was given nothing"),
     (["run", "--me", "x@", "--pairs-only"], "'x@' is not an email address"),
 ])
 def test_counts_and_ports_out_of_range_are_one_line(mipo_home, args, says):
@@ -152,3 +153,9 @@ def test_me_with_a_display_name_saves_the_address(mipo_home, tmp_path):
     (tmp_path / "notes" / "a.md").write_text("A note of mine.\n")
     assert run_cli(["import", "--me", "You <Me@Example.org>", str(tmp_path / "notes")], mipo_home).returncode == 0
     assert json.loads((mipo_home / "settings.json").read_text())["addresses"] == ["me@example.org"]
+
+
+def test_empty_answers_say_so(mipo_home):
+    assert "nothing imported yet" in run_cli(["context", "--search", "kelp"], mipo_home).stdout
+    assert "no sources yet" in run_cli(["context", "--list"], mipo_home).stdout
+    assert "no saved conversations yet" in run_cli(["chat", "--list"], mipo_home).stdout

@@ -76,8 +76,11 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     from ..chat import ChatSession, chat_model, list_conversations, load_conversation
 
     if args.list:
-        for c in list_conversations():
+        conversations = list_conversations()
+        for c in conversations:
             echo(f"{c.id}  {len(c.messages) // 2:3} turns  {c.created}  {c.title}")
+        if not conversations:
+            echo("no saved conversations yet; start one with `mipo-local chat`")
         return 0
     if args.compare and args.base:
         raise MipoError("--compare puts your personal model beside the base; with --base both would be the base. "

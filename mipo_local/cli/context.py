@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import MipoError
 from .common import echo, int_in
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from ..cli_progress import TerminalProgress
     from ..context import import_paths
-    from ..errors import MipoError
     from ..settings import load_settings, save_settings, size_limit_problem
 
     if args.max_file_mb is not None and (problem := size_limit_problem(args.max_file_mb)):
@@ -38,18 +38,28 @@ def _cmd_context(args: argparse.Namespace) -> int:
     from ..settings import load_settings
 
     with ContextStore() as store:
+        for flag, value in (("--remove", args.remove), ("--search", args.search)):
+            if value is not None and not value.strip():
+                raise MipoError(f"{flag} was given nothing; give {'a source (see context --list)' if flag == '--remove' else 'words to search for'}")
         if args.remove:
             source = store.remove_source(args.remove)
             echo(f"removed {source.path} ({source.documents} documents); your files were not touched")
             return 0
         if args.search:
-            for hit in store.search(args.search, args.k):
+            hits = store.search(args.search, args.k)
+            for hit in hits:
                 text = " ".join(hit.text.split())
                 echo(f"[{hit.score:5.2f}] {hit.title} ({hit.kind}{', ' + hit.date[:10] if hit.date else ''})\n        {text[:300]}")
+            if not hits:
+                echo(f"nothing of your writing matches {args.search!r}" if store.counts()["chunks"] else
+                     "nothing imported yet; import your writing with `mipo-local import PATH`")
             return 0
         if args.list:
-            for s in store.sources():
+            sources = store.sources()
+            for s in sources:
                 echo(f"{s.id:3}  {s.path}  [{s.kind}]  {s.files} files, {s.documents} documents, imported {s.imported_at or 'never'}")
+            if not sources:
+                echo("no sources yet; import your writing with `mipo-local import PATH`")
             return 0
         counts = store.counts()
         addresses = ", ".join(load_settings().addresses) or "none set (mipo-local import --me ADDRESS)"
