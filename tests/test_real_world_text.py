@@ -218,3 +218,11 @@ def test_a_source_inside_another_is_stored_once(tmp_path):
         assert store.counts()["notes"] == 2 * before["notes"]
         assert len(store.sources()) == 3
     assert any("stays a source of its own" in n for n in around.notes)
+
+
+def test_a_from_and_to_line_of_ones_own_text_is_not_a_quote():
+    from mipo_local.context.quotes import split_reply
+
+    own = "My trip plan:\nFrom: London Heathrow\nTo: Paris CDG\nDeparture at 10.\n\nSee you!"
+    assert split_reply(own) == (own, "", "")
+    assert split_reply("Fine.\n\nFrom: Ada <ada@x.org>\nTo: me\nSubject: plan\n\nold")[0] == "Fine."

@@ -212,12 +212,13 @@ _SIGNATURE_LINES = re.compile(r"^(Sent from my \w+|Get Outlook for \w+|Sendt fra
 
 def _header_block_at(lines: Sequence[str], i: int) -> bool:
     """Line i opens a quoted message's header block: a separator, `From: …` (Von:, De : …) followed
-    by Sent/Date/To/Subject lines, or a Lotus Notes `date time` line followed by To:/cc:."""
+    by a Sent/Date line or two To/Subject lines, or a Lotus Notes `date time` line followed by To:/cc:."""
     stripped = lines[i].strip()
     if _SEPARATOR.match(stripped):
         return True
-    if _FROM_LINE.match(stripped):
-        return any(_DATE_LINE.match(l.strip()) or _HEADER_NAMES.match(l.strip()) for l in lines[i + 1:i + 5])
+    if _FROM_LINE.match(stripped):      # then a date line, or two header lines: "From: Oslo\nTo: Bergen" is a trip
+        after = [l.strip() for l in lines[i + 1:i + 5]]
+        return any(_DATE_LINE.match(l) for l in after) or sum(1 for l in after if _HEADER_NAMES.match(l)) >= 2
     return (stripped[-1:] in ("M", "m") and "/" in stripped and bool(_LOTUS_DATE.match(stripped))
             and any(_HEADER_NAMES.match(l.strip()) for l in lines[i + 1:i + 3]))
 
