@@ -226,3 +226,11 @@ def test_a_from_and_to_line_of_ones_own_text_is_not_a_quote():
     own = "My trip plan:\nFrom: London Heathrow\nTo: Paris CDG\nDeparture at 10.\n\nSee you!"
     assert split_reply(own) == (own, "", "")
     assert split_reply("Fine.\n\nFrom: Ada <ada@x.org>\nTo: me\nSubject: plan\n\nold")[0] == "Fine."
+
+
+def test_a_crafted_content_type_of_thousands_of_parameters_is_read_in_part():
+    """Parsing MIME parameters grows faster than the header (250 KB took 7 s): a Content-* header is
+    read up to 8 KB, and the message is still read."""
+    params = b"".join(b";\r\n p%d=v%d" % (i, i) for i in range(160_000))
+    doc = parse_message(H + b"Content-Type: text/plain; charset=utf-8" + params + b"\r\n\r\nhello\r\n", fallback_id="x")
+    assert doc.body == "hello"
