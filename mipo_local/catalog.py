@@ -155,6 +155,9 @@ def resolve_base(spec: Optional[str] = None, *, fetch: bool = False, progress=No
     if spec is None:
         card = default_card()
         spec = card.name
+    if not spec.strip():
+        raise MipoError("the base model was given as nothing; give a catalog name (see `mipo-local models`), a GGUF "
+                        "file or a model folder, or leave it out for the default")
     path = Path(os.path.expanduser(spec))
     looks_like_path = os.sep in spec or spec.endswith(".gguf") or path.exists()
     if looks_like_path:

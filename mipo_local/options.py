@@ -62,9 +62,12 @@ def check_choices(settings) -> None:
         value = getattr(settings, name)
         if allowed and value is not None and value not in allowed:
             raise MipoError(f"unknown {name.replace('_', ' ')} {value!r}; choose one of {', '.join(map(str, allowed))}")
+        flag = flag_of(field)
+        if isinstance(value, str) and not value.strip():
+            raise MipoError(f"{flag} was given nothing; give a value or leave it out"
+                            + (f" (default: {field.default})" if field.default is not None else ""))
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
-        flag = flag_of(field)
         if not math.isfinite(value):
             raise MipoError(f"{flag} {value} is not a number; give a finite value (default: {field.default})")
         low, above, high = meta.get("low"), meta.get("above"), meta.get("high")

@@ -133,6 +133,8 @@ def test_a_size_limit_saved_broken_falls_back_to_the_default(mipo_home, tmp_path
     (["chat", "--resume", "--compare", "-m", "hi"], "cannot continue a saved one"),
     (["import", "--me", "notanaddress", "."], "'notanaddress' is not an email address"),
     (["context", "--search", " "], "--search was given nothing"),
+    (["run", "--base", "", "--pairs-only"], "--base was given nothing"),
+    (["pairs", "--base", " "], "the base model was given as nothing"),
     (["run", "--me", "x@", "--pairs-only"], "'x@' is not an email address"),
 ])
 def test_counts_and_ports_out_of_range_are_one_line(mipo_home, args, says):
