@@ -23,6 +23,9 @@ def _cmd_app(args: argparse.Namespace) -> int:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise MipoError("the app needs a terminal (input or output is redirected here); run `mipo-local` in a "
                         "terminal, or use a command: `mipo-local --help` lists them")
+    from .. import workspace
+
+    workspace.home()           # a workspace that cannot be used: one line here, not a traceback in the app
     try:
         from tui.app import run_app
     except ImportError as exc:
