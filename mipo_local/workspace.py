@@ -89,7 +89,7 @@ def _check_workspace(root: Path) -> None:
                         "you own, or unset it") from None
     if MARKER in names:
         return
-    others = sorted(n for n in names if n not in _WORKSPACE_NAMES and not n.startswith("context.sqlite3"))
+    others = sorted(n for n in names if n not in _WORKSPACE_NAMES and not n.startswith(("context.sqlite3", ".")))
     if others:
         raise MipoError(f"{ENV_HOME}={root} holds other files ({others[0]!r} among them), so it is not a mipo-local "
                         f"workspace and is left as it is; point {ENV_HOME} at a new or empty folder, or unset it")

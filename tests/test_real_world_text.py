@@ -234,3 +234,70 @@ def test_a_crafted_content_type_of_thousands_of_parameters_is_read_in_part():
     params = b"".join(b";\r\n p%d=v%d" % (i, i) for i in range(160_000))
     doc = parse_message(H + b"Content-Type: text/plain; charset=utf-8" + params + b"\r\n\r\nhello\r\n", fallback_id="x")
     assert doc.body == "hello"
+
+
+def _reused_id(subject: str, day: int) -> bytes:
+    return (b"From x@example.net Mon Jan  %d 10:00:00 2024\n" % day + f"From: x@example.net\nSubject: {subject}\n"
+            f"Message-ID: <X@x>\nDate: Mon, {day} Jan 2024 10:00:00 +0000\n\nThe text of {subject}.\n\n".encode())
+
+
+@pytest.mark.parametrize("a,b", [(["M1"], ["M2", "M1"]), (["M1", "M2"], ["M2"]), (["M1", "M2"], ["M2", "M1"])])
+def test_a_mailbox_removed_leaves_each_message_where_a_copy_of_it_is(tmp_path, a, b):
+    """Copies are told apart by content: when a mailbox goes, each of its messages that another file
+    holds a copy of moves there, and only those."""
+    src = tmp_path / "mail"
+    src.mkdir()
+    days = {"M1": 1, "M2": 2}
+    (src / "a.mbox").write_bytes(b"".join(_reused_id(m, days[m]) for m in a))
+    (src / "b.mbox").write_bytes(b"".join(_reused_id(m, days[m]) for m in b))
+    import_paths([src])
+    (src / "a.mbox").unlink()
+    import_paths([src])
+    import_paths([src])                                  # and again: nothing changes
+    with ContextStore() as store:
+        held = sorted((d["title"], d["body"]) for d in store.documents())
+    assert held == sorted((m, f"The text of {m}.") for m in b)
+
+
+@pytest.mark.parametrize("text", ["Paris–Lyon : réunion à 9h", "Die Strecke Köln–Düsseldorf ist schön—wirklich schön.",
+                                  "Vi tok toget Oslo–Bergen i går, og det var så fint.", "Ça été élu",
+                                  "Ärger im CAFÉ’S", "Er sagte „schön“ und ging."])
+def test_western_text_with_dashes_quotes_and_capitals_stays_cp1252(text):
+    assert decode_text(text.encode("cp1252")) == text
+
+
+def test_a_maildir_whose_message_names_end_like_notes_is_still_a_maildir(tmp_path):
+    from mipo_local.context.mail import is_maildir
+
+    box = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (box / sub).mkdir(parents=True)
+    (box / "new" / "1700000001.M1P2Q2.mail.example.org").write_bytes(H + b"\r\nhello\r\n")
+    (box / "maildirfolder").write_bytes(b"")
+    (box / "dovecot-uidlist").write_bytes(b"3 V1 N2\n")
+    assert is_maildir(box)
+    summary = import_paths([box])
+    assert summary.added == 1 and not summary.skipped and not summary.ignored_files
+
+
+def test_junk_and_trash_maildir_folders_are_left_out(tmp_path):
+    from .mail_fixtures import plain, write_maildir
+
+    box = write_maildir(tmp_path / "Mail", [plain("in-1", "friend@example.net", "Dinner?", "Dinner on Friday?")])
+    for name in (".Junk", ".Spam", ".Trash"):
+        write_maildir(box / name, [plain(f"x{name}", "spam@example.net", "Win", "You won.")])
+    assert import_paths([box]).added == 1
+
+
+def test_a_source_inside_another_imported_on_its_own_is_reimported_as_itself(tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("First words.\n")
+    (notes / "b.md").write_text("Other words.\n")
+    import_paths([notes / "a.md"])
+    import_paths([notes])
+    (notes / "a.md").write_text("Second words, edited.\n")
+    again = import_paths([notes / "a.md"])
+    assert again.updated == 1 and not again.notes
+    with ContextStore() as store:
+        assert store.search("edited", 5, user_only=False)[0].text.startswith("Second words")

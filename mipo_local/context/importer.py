@@ -294,7 +294,8 @@ def _nested_sources(root: Path, store: ContextStore, summary: ImportSummary) -> 
     relative to it)."""
     real = Path(os.path.realpath(root))
     held = [Path(s.path) for s in store.sources()]
-    outer = next((s for s in held if s != real and s in real.parents and s.is_dir()), None)
+    around = [s for s in held if s != real and s in real.parents and s.is_dir()]
+    outer = max(around, key=lambda s: len(s.parts)) if around and real not in held else None   # the innermost
     if outer is not None:
         summary.notes.append(f"{root} is in {outer}, imported before: {outer} was imported again")
         root = real = outer

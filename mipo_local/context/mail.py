@@ -453,7 +453,7 @@ def message_locator(raw: bytes) -> str:
 
 def is_maildir(folder: Path) -> bool:
     """`cur/` and `new/` folders, whose files are not notes: a notes folder may have folders of
-    those names (`projects/cur/plan.md`)."""
+    those names (`projects/cur/plan.md`). A message's name may end like a note's (`….example.org`)."""
     if not ((folder / "cur").is_dir() and (folder / "new").is_dir()):
         return False
     from .notes import NOTE_EXTENSIONS
@@ -463,9 +463,14 @@ def is_maildir(folder: Path) -> bool:
             for n, entry in enumerate(it):
                 if n >= 50:
                     break
-                if Path(entry.name).suffix.lower() in NOTE_EXTENSIONS and entry.is_file():
+                if (Path(entry.name).suffix.lower() in NOTE_EXTENSIONS and not _MAILDIR_NAME.match(entry.name)
+                        and entry.is_file()):
                     return False
     return True
+
+
+# a Maildir message's name starts with its delivery time: "1700000001.M1P2Q2.mail.example.org"
+_MAILDIR_NAME = re.compile(r"\d{9,}\.")
 
 
 def maildir_messages(folder: Path) -> Iterator[Path]:

@@ -435,22 +435,31 @@ class ContextStore:
     def _keep_duplicates(self, doomed_files: str, args: Sequence, doc_ids: Optional[Sequence[int]] = None) -> None:
         """Emails of files about to go (`doomed_files`: a condition on files `f`) that another file
         also holds move to that file instead of being deleted with theirs; `doc_ids` narrows it to
-        those documents. Their ids, chunks and links stay as they were."""
-        sql = f"""SELECT d.id, d.message_id FROM documents d JOIN files f ON f.id = d.file_id
-                  WHERE ({doomed_files}) AND d.message_id IN (SELECT message_id FROM duplicates)"""
+        those documents. Their ids, chunks and links stay as they were. A copy is known by its
+        `_copy_key` (a store from before keys had fingerprints: by its Message-ID alone); where the
+        file it moves to holds another message under its locator, it takes its key as locator."""
+        sql = f"""SELECT d.id, d.message_id, d.fingerprint, d.locator FROM documents d JOIN files f ON f.id = d.file_id
+                  WHERE ({doomed_files}) AND (d.message_id IN (SELECT message_id FROM duplicates)
+                        OR d.message_id || '#' || substr(d.fingerprint, 1, 12) IN (SELECT message_id FROM duplicates))"""
         rows = self.db.execute(sql, list(args)).fetchall()
         keep = set(doc_ids) if doc_ids is not None else None
-        for doc_id, message_id in rows:
+        for doc_id, message_id, fingerprint, locator in rows:
             if keep is not None and doc_id not in keep:
                 continue
+            key = _copy_key(message_id, fingerprint)
             holder = self.db.execute(
-                f"""SELECT dup.file_id FROM duplicates dup JOIN files f ON f.id = dup.file_id
-                    WHERE dup.message_id = ? AND NOT ({doomed_files}) ORDER BY dup.file_id LIMIT 1""",
-                [message_id, *args]).fetchone()
+                f"""SELECT dup.file_id, dup.message_id FROM duplicates dup JOIN files f ON f.id = dup.file_id
+                    WHERE dup.message_id IN (?, ?) AND NOT ({doomed_files}) ORDER BY dup.message_id = ? DESC,
+                    dup.file_id LIMIT 1""", [key, message_id, *args, key]).fetchone()
             if holder is None:
                 continue
-            self.db.execute("UPDATE documents SET file_id = ? WHERE id = ?", (holder[0], doc_id))
-            self.db.execute("DELETE FROM duplicates WHERE file_id = ? AND message_id = ?", (holder[0], message_id))
+            taken = self.db.execute("SELECT 1 FROM documents WHERE file_id = ? AND locator = ?",
+                                    (holder[0], locator)).fetchone()
+            if taken and key == locator:
+                continue        # no locator of its own to take (no fingerprint): it goes with its file
+            self.db.execute("UPDATE documents SET file_id = ?, locator = ? WHERE id = ?",
+                            (holder[0], key if taken else locator, doc_id))
+            self.db.execute("DELETE FROM duplicates WHERE file_id = ? AND message_id = ?", (holder[0], holder[1]))
 
     # ---------------------------------------------------------------------------------- files
     def file_row(self, source_id: int, path: str) -> Optional[sqlite3.Row]:
@@ -503,7 +512,7 @@ class ContextStore:
                     continue   # the same Message-ID twice, too little to tell the two apart: once
                 # another message under a Message-ID already used in this file (mail programs and
                 # spammers reuse them): kept, under a locator of its own
-                doc.locator = f"{doc.locator}#{fingerprint[:12]}"
+                doc.locator = _copy_key(doc.locator, fingerprint)
             seen.add(doc.locator)
             if fingerprint is not None:
                 seen_fingerprints.add(fingerprint)
@@ -532,7 +541,7 @@ class ContextStore:
         return changed, len(old)
 
     def _stored_elsewhere(self, doc: ParsedDocument, fingerprint: Optional[str], file_id: int) -> Optional[str]:
-        """The Message-ID under which another file already holds this email (the same Message-ID, or
+        """The key (`_copy_key`) under which another file already holds this email (the same Message-ID, or
         the same fingerprint under another one), or None. The same Message-ID on a different message
         (both with a fingerprint, and they differ) is no copy of it."""
         row = None
@@ -543,9 +552,9 @@ class ContextStore:
                     row = held
                     break
         if row is None and fingerprint is not None:
-            row = self.db.execute("SELECT message_id FROM documents WHERE fingerprint = ? AND file_id != ? LIMIT 1",
-                                  (fingerprint, file_id)).fetchone()
-        return row[0] if row is not None and row[0] else None
+            row = self.db.execute("SELECT message_id, fingerprint FROM documents WHERE fingerprint = ? AND file_id != ? "
+                                  "LIMIT 1", (fingerprint, file_id)).fetchone()
+        return _copy_key(row[0], row[1]) if row is not None and row[0] else None
 
     def _insert_document(self, file_id: int, doc: ParsedDocument, digest: str, chunk_tokens: int,
                          fingerprint: Optional[str]) -> int:
@@ -955,6 +964,12 @@ class ContextStore:
     @property
     def journal_mode(self) -> str:
         return self.db.execute("PRAGMA journal_mode").fetchone()[0]
+
+
+def _copy_key(message_id: str, fingerprint: Optional[str]) -> str:
+    """What names one message among those a file holds copies of: its Message-ID, with its content's
+    fingerprint where it has one (one Message-ID may be on several different messages)."""
+    return f"{message_id}#{fingerprint[:12]}" if fingerprint else message_id
 
 
 def _thread_subject(doc: ParsedDocument) -> str:

@@ -62,13 +62,14 @@ _STRAY_BYTE = re.compile("[\udc80-\udcff]")
 
 
 def _mostly_utf8(raw: bytes) -> str | None:
-    """UTF-8 text with a few bytes that are not UTF-8 (at most one per valid non-ASCII character),
-    those bytes read as cp1252; None when the bytes are not mostly UTF-8. Text in an 8-bit charset
-    almost never holds valid multi-byte UTF-8 sequences, so it is not taken for this."""
+    """UTF-8 text with a few bytes that are not UTF-8 (at least two valid non-ASCII characters, and
+    twice as many as stray bytes), those bytes read as cp1252; None when the bytes are not mostly
+    UTF-8. Text in an 8-bit charset rarely holds valid multi-byte UTF-8 sequences (an accented capital
+    before a symbol), and has many stray bytes, so it is not taken for this."""
     text = raw.decode("utf-8", "surrogateescape")
     stray = len(_STRAY_BYTE.findall(text))
     valid = sum(1 for ch in text if ord(ch) > 127) - stray
-    if not stray or valid < stray:
+    if not stray or valid < max(2, 2 * stray):   # "CAFÉ’S" in cp1252 holds one valid pair by chance
         return None
 
     def as_cp1252(match: re.Match) -> str:
@@ -81,20 +82,24 @@ def _mostly_utf8(raw: bytes) -> str | None:
     return _STRAY_BYTE.sub(as_cp1252, text)
 
 
-# a symbol or superscript between two letters: "Za¿ó³æ" is Polish (cp1250) read as cp1252
-_SYMBOL_IN_WORD = re.compile(r"(?<=[^\W\d_])[^\w\s'\u2018\u2019\u00b7\-.,;:!?\"()\[\]/&@#%*+=<>|~^`$]+(?=[^\W\d_])")
+# a Latin-1 sign or superscript between two letters: "Za¿ó³æ" is Polish (cp1250) read as cp1252 (the
+# middle dot is Catalan's "l·l"; dashes and quotes are General Punctuation, not in this range)
+_SIGNS = "".join(chr(c) for c in range(0xA1, 0xC0) if c != 0xB7) + "\u00d7\u00f7"
+_SIGN_IN_WORD = re.compile(f"(?<=[^\\W\\d_])[{re.escape(_SIGNS)}]+(?=[^\\W\\d_])")
+_WORD = re.compile(r"[^\W\d_]{3,}")
 
 
 def _latin_script(text: str) -> bool:
-    """cp1252 bytes read as cp1252 look like a Latin-script language: most letters are ASCII (in
-    French, German or Norwegian accents are a few in a hundred; Cyrillic or Greek read as cp1252 is
-    all accented letters), and no symbol sits inside a word. Central European and Turkish text whose
-    letters all map to cp1252 letters still passes: only a language model would tell those apart."""
+    """cp1252 bytes read as cp1252 look like a Latin-script language: few words are made of accented
+    letters only (Cyrillic or Greek read as cp1252 are all such words: "Ïðèâåò"; French has "été",
+    whose "t" is ASCII), and no Latin-1 sign sits inside a word. Central European and Turkish text
+    whose letters all map to cp1252 letters still passes: only a language model would tell those
+    apart."""
     sample = text[:20000]
-    letters = [ch for ch in sample if ch.isalpha()]
-    if letters and sum(1 for ch in letters if ord(ch) > 127) > 0.4 * len(letters):
+    words = _WORD.findall(sample)
+    if words and sum(1 for w in words if all(ord(ch) > 127 for ch in w)) >= 0.25 * len(words):
         return False
-    return not any(ord(ch) > 127 for m in _SYMBOL_IN_WORD.finditer(sample) for ch in m.group(0))
+    return _SIGN_IN_WORD.search(sample) is None
 
 
 # typographic characters of ordinary text: quotes, dashes, ellipsis, bullets, common signs

@@ -185,11 +185,12 @@ def walk(root: Path) -> Iterator[Entry]:
         subfolders = []
         mh = None if maildir else mh_folder(folder, [e.name for e in entries])
         for entry in entries:
-            if maildir and entry.name in MAILDIR_PARTS:
+            if maildir and (entry.name in MAILDIR_PARTS or entry.name.lower().startswith(MAILDIR_CONTROL)):
                 continue
             path = Path(entry.path)
             if entry.name.startswith("."):          # .obsidian, .trash, .git …, but a Maildir++ folder
-                if maildir and _safe_is_dir(entry) and _safe_is_maildir(path):
+                if (maildir and entry.name[1:].split(".")[0].lower() not in MAILDIR_UNWANTED and _safe_is_dir(entry)
+                        and _safe_is_maildir(path)):
                     subfolders.append(path)
                 continue
             key = path.relative_to(root).as_posix()
@@ -206,6 +207,9 @@ def walk(root: Path) -> Iterator[Entry]:
 
 
 MAILDIR_PARTS = ("cur", "new", "tmp")
+# the mail server's own files in a Maildir (Dovecot, Courier), and Maildir++ folders not of one's writing
+MAILDIR_CONTROL = ("maildirfolder", "maildirsize", "subscriptions", "dovecot", "courierimap", "courierpop3dsizelist")
+MAILDIR_UNWANTED = {"junk", "spam", "trash", "deleted messages", "deleted items", "deleted"}
 
 
 def _safe_is_dir(entry: os.DirEntry) -> bool:
