@@ -87,7 +87,7 @@ def _check_workspace(root: Path) -> None:
     except OSError as exc:
         raise MipoError(f"cannot read {ENV_HOME}={root} ({exc.strerror or exc}); point {ENV_HOME} at a folder "
                         "you own, or unset it") from None
-    if MARKER in names:
+    if MARKER in names or "context.sqlite3" in names:    # a workspace (from before the marker: by its store)
         return
     others = sorted(n for n in names if n not in _WORKSPACE_NAMES and not n.startswith(("context.sqlite3", ".")))
     if others:

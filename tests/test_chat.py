@@ -86,3 +86,19 @@ def test_modelfile_template_matches_the_gguf_chat_template(bundled_gguf):
                     {"role": "user", "content": "Thanks.\nAnd the rye?"}]
     assert _render_go(go, conversation) == jinja.render(conversation, add_generation_prompt=True)
     assert "<|im_end|>" in stops
+
+
+def test_slash_words_are_commands_not_messages(mipo_home):
+    """In chat, /help and a mistyped command are answered by the app, never sent to the model; a
+    message that begins with "/" is written "//"."""
+    import os
+    import subprocess
+
+    from .helpers import CLI
+
+    env = {**os.environ, "MIPO_HOME": str(mipo_home), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(CLI + ["chat", "--base"], input="/help\n/bogus words\n/profile\n/quit\n", capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "(unknown command '/bogus')" in proc.stdout and "(the base model)" in proc.stdout
+    assert not list_conversations()          # nothing was sent: a sent message saves the conversation

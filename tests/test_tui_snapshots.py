@@ -74,11 +74,11 @@ def test_path_picker(size, tmp_home, snap_compare):
     from tui.app import MipoApp
     from tui.widgets.picker import PathPicker
 
+    save_onboarded()                      # the workspace first: a folder of other things is no workspace
     root = tmp_home / "pick"
     (root / "notes").mkdir(parents=True)
     (root / "notes" / "ideas.md").write_text("# ideas\n")
     (root / "archive.mbox").write_text("")
-    save_onboarded()
 
     async def open_picker(pilot):
         pilot.app.push_screen(PathPicker(root))

@@ -92,6 +92,9 @@ def test_mipo_home_at_a_folder_that_is_not_a_workspace_is_refused_and_left_alone
     assert (tmp_path / "new" / workspace.MARKER).is_file()
     (tmp_path / "new" / "notes-of-mine.txt").write_text("x")
     assert run_cli(["context"], tmp_path / "new").returncode == 0
+    # a workspace of an older version (no marker) that holds something of the user's is still one
+    (tmp_path / "new" / workspace.MARKER).unlink()
+    assert run_cli(["context"], tmp_path / "new").returncode == 0
 
 
 def test_import_pairs_and_chat_work_without_a_network(tmp_path, sampling_model, smol_checkpoint):

@@ -54,12 +54,16 @@ def chat_target(args: argparse.Namespace):
     return chat_model(base=args.base)
 
 
-def _switch_profile(session, name: str) -> None:
+COMMANDS_HELP = ("Type a message; /new starts a new conversation, /profile NAME switches profile, /quit (or Ctrl-D) "
+                 "leaves; a message that begins with / is written //.")
+
+
+def _switch_profile(session, name: str, label: str = "personal") -> None:
     """`/profile NAME` inside chat: the session goes on with that profile's adapter and sources."""
     from ..profiles import DEFAULT, list_profiles, profile_model
 
     if not name:
-        current = session.profile.label if session.profile else ("(the personal model)" if session.model.adapter is None else "?")
+        current = session.profile.label if session.profile else (f"(the {label} model)" if session.model.adapter is None else "?")
         echo(f"(profile: {current}; profiles: {', '.join([DEFAULT] + [p.name for p in list_profiles()])})")
         return
     try:
@@ -82,6 +86,8 @@ def _cmd_chat(args: argparse.Namespace) -> int:
         if not conversations:
             echo("no saved conversations yet; start one with `mipo-local chat`")
         return 0
+    if args.message is not None and not args.message.strip():
+        raise MipoError("-m was given nothing; give the message to send, or leave -m out to chat")
     if args.compare and args.base:
         raise MipoError("--compare puts your personal model beside the base; with --base both would be the base. "
                         "Use one of them")
@@ -106,9 +112,9 @@ def _cmd_chat(args: argparse.Namespace) -> int:
         if conversation:
             for m in conversation.messages[-6:]:
                 echo(f"{'you' if m['role'] == 'user' else 'model'}> {m['content']}")
-        messages = [args.message] if args.message else None
+        messages = [args.message] if args.message is not None else None
         if messages is None:
-            echo("Type a message; /new starts a new conversation, /profile NAME switches profile, /quit (or Ctrl-D) leaves.")
+            echo(COMMANDS_HELP)
         while True:
             if messages is not None:
                 if not messages:
@@ -123,11 +129,17 @@ def _cmd_chat(args: argparse.Namespace) -> int:
             if text.strip() in ("/quit", "/exit"):
                 break
             if text.strip() == "/profile" or text.strip().startswith("/profile "):
-                _switch_profile(sessions[0][1], text.strip()[len("/profile"):].strip())
+                _switch_profile(sessions[0][1], text.strip()[len("/profile"):].strip(), sessions[0][0])
                 continue
             if text.strip() == "/new":
                 sessions = [(label, ChatSession(s.profile or s.model.path, save=s.save)) for label, s in sessions]
                 echo("(new conversation)")
+                continue
+            if text.strip().startswith("//"):          # a message that begins with "/"
+                text = text.strip()[1:]
+            elif text.strip().startswith("/"):         # /help, or a command mistyped: not for the model
+                echo(COMMANDS_HELP if text.strip() == "/help" else f"(unknown command {text.strip().split()[0]!r}) "
+                     + COMMANDS_HELP)
                 continue
             if not text.strip():
                 continue
