@@ -95,12 +95,15 @@ def load_catalog() -> list[ModelCard]:
     return cards
 
 
-def get_card(name: str) -> ModelCard:
+def get_card(name: str, *, paths_too: bool = True) -> ModelCard:
+    """The catalog's card named `name`; a one-line MipoError listing the names otherwise (and, where a
+    path would do instead (`paths_too`), saying so)."""
     for card in load_catalog():
         if card.name == name.lower():
             return card
     names = ", ".join(c.name for c in load_catalog())
-    raise MipoError(f"no model named {name!r} in the catalog; choose one of: {names}, or give a GGUF path or model folder")
+    raise MipoError(f"no model named {name!r} in the catalog; choose one of: {names}"
+                    + (", or give a GGUF path or model folder" if paths_too else ""))
 
 
 def default_card() -> ModelCard:

@@ -132,6 +132,7 @@ def test_a_size_limit_saved_broken_falls_back_to_the_default(mipo_home, tmp_path
     (["chat", "--base", "--compare", "-m", "hi"], "with --base both would be the base"),
     (["chat", "--resume", "--compare", "-m", "hi"], "cannot continue a saved one"),
     (["chat", "-m", " "], "-m was given nothing"),
+    (["models", "--download", "nope"], "no model named 'nope' in the catalog; choose one of: smollm2-135m-instruct"),
     (["import", "--me", "notanaddress", "."], "'notanaddress' is not an email address"),
     (["context", "--search", " "], "--search was given nothing"),
     (["run", "--base", "", "--pairs-only"], "--base was given nothing"),

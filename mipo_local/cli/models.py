@@ -16,7 +16,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.download:
         from ..cli_progress import TerminalProgress
 
-        path = download(get_card(args.download), progress=TerminalProgress())
+        path = download(get_card(args.download, paths_too=False), progress=TerminalProgress())
         echo(path)
         return 0
     echo(f"{'name':24} {'arch':6} {'params':>6} {'size':>8} {'memory':>7}  available")
