@@ -301,3 +301,11 @@ def test_a_source_inside_another_imported_on_its_own_is_reimported_as_itself(tmp
     assert again.updated == 1 and not again.notes
     with ContextStore() as store:
         assert store.search("edited", 5, user_only=False)[0].text.startswith("Second words")
+
+
+def test_a_new_source_that_gives_nothing_is_not_kept(tmp_path):
+    (tmp_path / "empty").mkdir()
+    summary = import_paths([tmp_path / "empty", "/dev/null"])
+    assert sum("not kept as a source" in n for n in summary.notes) == 2
+    with ContextStore() as store:
+        assert store.sources() == []

@@ -312,6 +312,7 @@ def _under(key: str, prefixes: Sequence[str]) -> bool:
 def _import_root(root: Path, store: ContextStore, settings: UserSettings, summary: ImportSummary,
                  progress: Optional[ProgressCallback], workers: Optional[int], inner: Sequence[str] = ()) -> None:
     real = Path(os.path.realpath(root))
+    is_new = all(s.path != fs_text(str(real)) for s in store.sources())
     source_id = store.add_source(fs_text(str(real)), source_kind(root))
     seen: set[str] = set()
     note_cap = int(settings.max_file_mb * 1024 * 1024)
@@ -341,6 +342,10 @@ def _import_root(root: Path, store: ContextStore, settings: UserSettings, summar
         with store.transaction():
             store.remove_file(source_id, path)
         summary.removed += 1
+    if is_new and not store.file_paths(source_id):     # nothing of it could be used (/dev/null, an empty folder)
+        store.remove_source(str(source_id))
+        summary.notes.append(f"nothing in {root} could be imported, so it is not kept as a source")
+        return
     with store.transaction():
         store.mark_imported(source_id)
 
