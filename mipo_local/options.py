@@ -14,13 +14,14 @@ from typing import Any, Optional, Sequence
 
 def option(default: Any, help: str, *, choices: Optional[Sequence] = None, labels: Optional[dict] = None,
            flag: Optional[str] = None, kind: Optional[type] = None, low: Optional[float] = None,
-           above: Optional[float] = None, high: Optional[float] = None):
+           above: Optional[float] = None, high: Optional[float] = None, below: Optional[float] = None):
     """A dataclass field with its `help`, allowed `choices` (with readable `labels` for forms), the
     command-line `flag` when not `--field-name`, its `kind` when the default is None, and for a
-    number its bounds: at least `low`, more than `above`, at most `high`."""
+    number its bounds: at least `low`, more than `above`, at most `high`, less than `below`."""
     return dataclasses.field(default=default, metadata={
         "help": help, "choices": tuple(choices) if choices is not None else None, "labels": labels or {},
-        "flag": flag, "kind": kind, "low": low, "above": above, "high": high})
+        "flag": flag, "kind": kind, "low": low, "above": above, "high": high,
+        "below": below})
 
 
 def flag_of(field: dataclasses.Field) -> str:
@@ -70,9 +71,8 @@ def check_choices(settings) -> None:
             continue
         if not math.isfinite(value):
             raise MipoError(f"{flag} {value} is not a number; give a finite value (default: {field.default})")
-        low, above, high = meta.get("low"), meta.get("above"), meta.get("high")
-        if (low is not None and value < low) or (above is not None and value <= above) or (high is not None and value > high):
-            wanted = " and ".join(w for w in (f"at least {low:g}" if low is not None else "",
-                                              f"more than {above:g}" if above is not None else "",
-                                              f"at most {high:g}" if high is not None else "") if w)
+        bounds = [(meta.get("low"), "at least", lambda v, b: v >= b), (meta.get("above"), "more than", lambda v, b: v > b),
+                  (meta.get("high"), "at most", lambda v, b: v <= b), (meta.get("below"), "less than", lambda v, b: v < b)]
+        if not all(ok(value, b) for b, _, ok in bounds if b is not None):
+            wanted = " and ".join(f"{words} {b:g}" for b, words, _ in bounds if b is not None)
             raise MipoError(f"{flag} {value:g} is out of range; it must be {wanted} (default: {field.default})")

@@ -102,6 +102,7 @@ def test_a_wrong_command_line_is_one_line(mipo_home, args, says):
     (["train", "--epochs", "0"], "--epochs 0 is out of range; it must be more than 0"),
     (["train", "--batch-size", "0"], "--batch-size 0 is out of range"),
     (["run", "--max-steps", "0"], "--max-steps 0 is out of range"),
+    (["run", "--replay-fraction", "1"], "--replay-fraction 1 is out of range; it must be at least 0 and less than 1"),
     (["run", "--context-tokens", "0"], "--context-tokens 0 is out of range"),
     (["run", "--eval-examples", "-3"], "--eval-examples -3 is out of range"),
     (["import", "--max-file-mb", "nan", "."], "not a number of megabytes"),

@@ -74,7 +74,6 @@ def int_in(low: int, high: int):
             raise argparse.ArgumentTypeError(f"{value} is out of range; give {low} to {high}")
         return value
 
-    parse.__name__ = "number"
     return parse
 
 

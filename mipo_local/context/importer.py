@@ -141,11 +141,12 @@ def sender_counts(path: Path) -> collections.Counter:
     try:
         if path.is_dir():
             senders = []
-            for n, message in enumerate(maildir_messages(path) if _is_maildir(path) else _folder_files(path)):
+            maildir = _is_maildir(path)        # once: it looks into the folder's cur/ and new/
+            for n, message in enumerate(maildir_messages(path) if maildir else _folder_files(path)):
                 if n >= SENT_SCAN_MESSAGES:
                     break
                 try:
-                    if _is_maildir(path) or sniff_mail(read_head(message)) == "eml":
+                    if maildir or sniff_mail(read_head(message)) == "eml":
                         senders.append(str(parser.parsebytes(read_head(message, 64 * 1024)).get("From", "")))
                 except Unreadable:
                     continue
@@ -269,8 +270,8 @@ def import_paths(
     store = store or ContextStore()
     try:
         for root in roots:
-            root, inner = _nested_sources(root, store, summary)
-            _import_root(root, store, settings, summary, progress, workers, inner)
+            root, inner, is_new = _nested_sources(root, store, summary)
+            _import_root(root, store, settings, summary, progress, workers, inner, is_new)
         if settings.addresses:   # also re-decides earlier imports when the addresses changed
             store.set_user_addresses(settings.addresses)
         else:
@@ -288,10 +289,10 @@ def _progress_data(summary: ImportSummary) -> dict:
             "skipped": len(summary.skipped), "bytes": summary.bytes_read}
 
 
-def _nested_sources(root: Path, store: ContextStore, summary: ImportSummary) -> tuple[Path, list[str]]:
+def _nested_sources(root: Path, store: ContextStore, summary: ImportSummary) -> tuple[Path, list[str], bool]:
     """A source is stored once: a path inside a source imported before is that source imported again,
-    and the sources imported before inside a new one stay theirs (what is left out of it, as keys
-    relative to it)."""
+    and the sources imported before inside a new one stay theirs. (the root to import, what is left
+    out of it as keys relative to it, whether it is a new source)"""
     real = Path(os.path.realpath(root))
     held = [Path(s.path) for s in store.sources()]
     around = [s for s in held if s != real and s in real.parents and s.is_dir()]
@@ -302,7 +303,7 @@ def _nested_sources(root: Path, store: ContextStore, summary: ImportSummary) -> 
     inner = sorted(s.relative_to(real).as_posix() for s in held if s != real and real in s.parents)
     for key in inner:
         summary.notes.append(f"{real / key} stays a source of its own (imported before), left out of {real}")
-    return root, inner
+    return root, inner, real not in held
 
 
 def _under(key: str, prefixes: Sequence[str]) -> bool:
@@ -310,10 +311,9 @@ def _under(key: str, prefixes: Sequence[str]) -> bool:
 
 
 def _import_root(root: Path, store: ContextStore, settings: UserSettings, summary: ImportSummary,
-                 progress: Optional[ProgressCallback], workers: Optional[int], inner: Sequence[str] = ()) -> None:
-    real = Path(os.path.realpath(root))
-    is_new = all(s.path != fs_text(str(real)) for s in store.sources())
-    source_id = store.add_source(fs_text(str(real)), source_kind(root))
+                 progress: Optional[ProgressCallback], workers: Optional[int], inner: Sequence[str] = (),
+                 is_new: bool = False) -> None:
+    source_id = store.add_source(fs_text(os.path.realpath(root)), source_kind(root))
     seen: set[str] = set()
     note_cap = int(settings.max_file_mb * 1024 * 1024)
     mailbox_cap = int(settings.max_mailbox_mb * 1024 * 1024)

@@ -19,6 +19,7 @@ from typing import Iterable, Iterator, Optional
 
 from .documents import ParsedDocument
 from .files import HEAD_BYTES
+from .notes import NOTE_EXTENSIONS
 from ..addresses import normalize_address, unspell_at
 from .quotes import split_reply
 from .text import Unreadable, decode_text, html_to_text, strip_controls
@@ -456,8 +457,6 @@ def is_maildir(folder: Path) -> bool:
     those names (`projects/cur/plan.md`). A message's name may end like a note's (`….example.org`)."""
     if not ((folder / "cur").is_dir() and (folder / "new").is_dir()):
         return False
-    from .notes import NOTE_EXTENSIONS
-
     for sub in ("cur", "new"):
         with os.scandir(folder / sub) as it:
             for n, entry in enumerate(it):

@@ -59,6 +59,7 @@ def decode_text(raw: bytes, declared: str | None = None) -> str:
 
 
 _STRAY_BYTE = re.compile("[\udc80-\udcff]")
+_NON_ASCII = re.compile("[^\x00-\x7f]")
 
 
 def _mostly_utf8(raw: bytes) -> str | None:
@@ -68,7 +69,7 @@ def _mostly_utf8(raw: bytes) -> str | None:
     before a symbol), and has many stray bytes, so it is not taken for this."""
     text = raw.decode("utf-8", "surrogateescape")
     stray = len(_STRAY_BYTE.findall(text))
-    valid = sum(1 for ch in text if ord(ch) > 127) - stray
+    valid = len(_NON_ASCII.findall(text)) - stray
     if not stray or valid < max(2, 2 * stray):   # "CAFÉ’S" in cp1252 holds one valid pair by chance
         return None
 

@@ -82,9 +82,6 @@ def run_pipeline(
         from ..train.distributed import check_config
 
         check_config(accelerate_config)
-    if not 0 <= settings.train.replay_fraction < 1:
-        raise MipoError(f"replay fraction {settings.train.replay_fraction} is not in [0, 1); 0.5 replays one earlier "
-                        "pair for each new one")
     from ..catalog import resolve_base
     from ..context import ContextStore, import_paths
     from ..profiles import normalize, profile_sources

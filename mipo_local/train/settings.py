@@ -40,4 +40,5 @@ class TrainSettings:
     gradient_checkpointing: str = option("auto", "auto (when memory requires), on or off", choices=("auto", "on", "off"))
     replay_fraction: float = option(0.5, "incremental runs: share of the training pairs replayed from earlier runs "
                                     "(the rest are the new ones), so the old is not forgotten; 0.5: one earlier "
-                                    "pair for each new one, and the cost stays proportional to what is new", low=0)
+                                    "pair for each new one, and the cost stays proportional to what is new", low=0,
+                                    below=1)
