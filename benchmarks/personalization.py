@@ -5,9 +5,13 @@
 
 Imports the corpus into a fresh temporary workspace (your own workspace is not touched), makes the
 pairs once, then for each training seed trains, exports and evaluates (`mipo-local run` with the
-demo settings, or the defaults with --full). Prints each measure for base and personal with 95% CIs,
-and as its last line `gain: X` — context-identification accuracy, personal minus base, in points,
-the lower over the seeds. Options override single settings (for the sweep in scripts/sweep_recipe.py).
+demo settings, or the defaults with --full). Prints per seed the headline — the person's own held-out
+writing scored in place (`own_writing`: writing PMI gain, likelihood gain, placebo) — and the guards
+(copy share, loops, length, coherence, neutral perplexity; identification, judged by the base), each
+with a 95% CI, the targets of issue 27 met or not, then two last lines:
+`copy gain: C` — the larger over seeds of the verbatim-copy share's gain, in points — and
+`gain: X` — the lower over seeds of the lower end of the writing PMI gain's 95% CI, nats per token.
+Options override single settings (for the sweep in scripts/sweep_recipe.py).
 """
 
 from __future__ import annotations
@@ -39,8 +43,38 @@ def measures(report: dict) -> list[tuple[str, dict, float, int]]:
     ]
 
 
+def print_writing(w: dict) -> None:
+    from mipo_local.eval_report import format_estimate
+
+    print(f"own writing: {w['documents']} held-out texts ({w['notes']} notes, {w['replies']} replies), "
+          f"{w['tokens']} tokens; improved on {100 * (w['improved'] or 0):.0f}%")
+    for name, key in (("writing PMI gain / token", "pmi_gain"), ("placebo gain / token", "placebo_gain"),
+                      ("true minus placebo", "true_minus_placebo"), ("likelihood gain / token", "likelihood_gain")):
+        print(f"  {name:32} {format_estimate(w[key], 3)}")
+    for kind, stat in w["by_kind"].items():
+        if stat.get("n"):
+            print(f"  {'writing PMI gain, ' + kind + 's':32} {format_estimate(stat, 3)}")
+
+
+def targets(report: dict) -> dict[str, bool]:
+    """Issue 27's targets for one seed."""
+    w, ppl = report["writing"], report["neutral_perplexity"]
+    ratio = report["answer_tokens"]["ratio"]
+    return {
+        "writing gain CI > 0": bool(w["pmi_gain"]["n"]) and w["pmi_gain"]["ci95"][0] > 0,
+        "copy gain <= 5 pts": 100 * report["copy_share"]["gain"]["mean"] <= 5,
+        "likelihood CI not below 0": bool(w["likelihood_gain"]["n"]) and w["likelihood_gain"]["ci95"][1] >= 0,
+        "placebo below true": bool(w["placebo_gain"]["n"]) and w["placebo_gain"]["mean"] < w["pmi_gain"]["mean"],
+        "neutral ppl <= +5%": (ppl.get("change") or 0) <= 0.05,
+        "loops <= base": report["loop_rate"]["personal"]["mean"] <= report["loop_rate"]["base"]["mean"],
+        "length 0.8-1.25x": ratio is not None and 0.8 <= ratio <= 1.25,
+    }
+
+
 def print_report(report: dict, seed: int) -> None:
     from mipo_local.eval_report import format_estimate
+
+    print_writing(report["writing"])
 
     print(f"\n== training seed {seed}: {report['examples']} held-out examples, "
           f"M={report['identification']['contexts']} contexts (chance {report['identification']['chance']:.2f}), "
@@ -54,7 +88,11 @@ def print_report(report: dict, seed: int) -> None:
         print(f"{name:34} " + " ".join(f"{c:>28}" for c in cells))
     ppl = report["neutral_perplexity"]
     print(f"{'neutral perplexity':34} {ppl['base']:>28.2f} {ppl['personal']:>28.2f} {100 * ppl['change']:>+27.1f}%")
-    print(f"answer length ratio personal/base: {report['answer_tokens']['ratio']:.2f}")
+    print(f"answer length ratio personal/base: {report['answer_tokens']['ratio']:.2f}; answers cut at the token limit: "
+          f"personal {report['truncated_answers']['personal']}, base {report['truncated_answers']['base']} "
+          f"of {report['truncated_answers']['of']}")
+    met = targets(report)
+    print("targets: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in met.items()))
     print(report["headline"])
 
 
@@ -91,13 +129,19 @@ def run_seeds(settings, sources, addresses, seeds, *, verbose: bool = True) -> l
 def build_settings(base, **overrides):
     """`base` RunSettings with single pairs/train/evaluation fields replaced (None: keep)."""
     pairs = {k: overrides.get(k) for k in ("examples", "strategy", "context_in", "candidates", "context_tokens",
-                                           "max_new_tokens", "min_context_mi") if overrides.get(k) is not None}
+                                           "max_new_tokens", "min_context_mi", "own_document", "samples",
+                                           "heldout_fraction") if overrides.get(k) is not None}
+    if overrides.get("copy_ceiling") is not None:
+        pairs["copy_ceiling"] = None if overrides["copy_ceiling"] < 0 else overrides["copy_ceiling"]
+    if overrides.get("real_text"):
+        pairs["real_text"] = True
     train = {k: v for k, v in {"epochs": overrides.get("epochs"), "learning_rate": overrides.get("lr"),
-                               "beta": overrides.get("beta")}.items() if v is not None}
+                               "beta": overrides.get("beta"), "sft_weight": overrides.get("rpo")}.items()
+             if v is not None}
     if overrides.get("rank") is not None:
         train.update(lora_rank=overrides["rank"], lora_alpha=2 * overrides["rank"])
-    evaluation = {k: v for k, v in {"examples": overrides.get("eval_examples"),
-                                    "answers": overrides.get("eval_answers")}.items() if v is not None}
+    evaluation = {k: v for k, v in {"examples": overrides.get("eval_examples"), "answers": overrides.get("eval_answers"),
+                                    "writing": overrides.get("eval_writing")}.items() if v is not None}
     return dataclasses.replace(base, pairs=dataclasses.replace(base.pairs, **pairs),
                                train=dataclasses.replace(base.train, **train),
                                evaluation=dataclasses.replace(base.evaluation, **evaluation))
@@ -112,8 +156,12 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="write every seed's report and settings here")
     for name, kind in (("examples", int), ("strategy", str), ("context-in", str), ("candidates", int),
                        ("context-tokens", int), ("max-new-tokens", int), ("epochs", float), ("lr", float),
-                       ("beta", float), ("rank", int), ("eval-examples", int), ("eval-answers", int)):
+                       ("beta", float), ("rank", int), ("eval-examples", int), ("eval-answers", int),
+                       ("eval-writing", int), ("own-document", str), ("samples", int), ("heldout-fraction", float),
+                       ("rpo", float)):
         ap.add_argument(f"--{name}", type=kind, default=None)
+    ap.add_argument("--copy-ceiling", type=float, default=None, help="a negative value: no ceiling")
+    ap.add_argument("--real-text", action="store_true", help="the person's own text as chosen answers too")
     args = ap.parse_args(argv)
 
     home = Path(tempfile.mkdtemp(prefix="mipo-personalization-"))
@@ -131,11 +179,16 @@ def main(argv=None) -> int:
     print(f"          train {json.dumps(dataclasses.asdict(settings.train))}")
     print(f"          evaluation {json.dumps(dataclasses.asdict(settings.evaluation))}")
     results = run_seeds(settings, sources, addresses, range(args.seeds))
-    gains = [100 * r["report"]["identification"]["gain"]["mean"] for r in results]
     if args.json:
         args.json.write_text(json.dumps({"settings": settings.to_dict(), "runs": results}, indent=2, default=str))
-    print(f"\nidentification gain per seed (points): {', '.join(f'{g:+.1f}' for g in gains)}")
-    print(f"gain: {min(gains):.1f}")
+    writing = [r["report"]["writing"]["pmi_gain"] for r in results]
+    copies = [100 * r["report"]["copy_share"]["gain"]["mean"] for r in results]
+    print("\nwriting PMI gain per seed (nats/token, 95% CI): " + "; ".join(
+        f"{w['mean']:+.3f} ({w['ci95'][0]:+.3f} … {w['ci95'][1]:+.3f})" for w in writing))
+    print(f"identification gain per seed (points, judged by the base): " + ", ".join(
+        f"{100 * r['report']['identification']['gain']['mean']:+.1f}" for r in results))
+    print(f"copy gain: {max(copies):.1f}")
+    print(f"gain: {min(w['ci95'][0] if w['n'] else float('nan') for w in writing):.4f}")
     return 0
 
 

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .evaluate import (bootstrap_ci, continuation_logp, copy_share, identification, median, rouge_l,
+from .evaluate import (ci_dict, continuation_logp, copy_share, identification, median, rouge_l,
                        trimmed_mean)
 from .options import option
 from .progress import ProgressCallback, report
@@ -38,6 +38,10 @@ NEUTRAL_TEXT = Path(__file__).resolve().parent / "data" / "neutral.txt"
 
 @dataclass(frozen=True)
 class EvalSettings:
+    writing: int = option(100, "held-out pieces of your own writing (notes, replies you wrote) scored in place, at "
+                          "most: the headline", flag="--eval-writing", low=0)
+    writing_tokens: int = option(256, "each held-out text scored up to this many tokens (whole sentences)",
+                                 flag="--eval-writing-tokens", low=8)
     examples: int = option(24, "held-out examples to evaluate on, at most", flag="--eval-examples", low=0)
     answers: int = option(2, "K: answers sampled per example and model", flag="--eval-answers", low=1)
     contexts: int = option(4, "M: the true context and M−1 distractors in the identification test",
@@ -50,9 +54,7 @@ class EvalSettings:
                           choices=PRECISIONS, flag="--eval-scoring")
 
 
-def _ci(values: Sequence[float]) -> dict:
-    mean, lo, hi = bootstrap_ci(values)
-    return {"mean": mean, "ci95": [lo, hi], "n": len(values)}
+_ci = ci_dict
 
 
 def _compare(personal: Sequence[float], base: Sequence[float]) -> dict:
@@ -99,7 +101,7 @@ def heldout_examples(store, pairs_settings, limit: int, contexts: int = EvalSett
     from .pairs.examples import build_examples, content_words, stable_fraction
 
     everything = build_examples(store, max_examples=10 ** 9, heldout_fraction=pairs_settings.heldout_fraction,
-                                context_tokens=pairs_settings.context_tokens)
+                                context_tokens=pairs_settings.context_tokens, own_document=pairs_settings.own_document)
     words = {e.id: content_words(" ".join(e.context)) for e in everything}
 
     def closeness(e, o) -> tuple[float, float]:
@@ -232,8 +234,11 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
                     examples: Sequence[dict], settings: EvalSettings = EvalSettings(), pair_settings=None, *,
                     progress: Optional[ProgressCallback] = None,
                     should_stop: Optional[Callable[[], bool]] = None,
-                    previous: Optional[tuple[Path, Path]] = None, cache: bool = True) -> Optional[dict]:
+                    previous: Optional[tuple[Path, Path]] = None, cache: bool = True,
+                    writing: Sequence[dict] = ()) -> Optional[dict]:
     """The report as a dict (see the module's docstring); None when `should_stop()` turned true
+    `writing`: held-out pieces of the user's own writing (`own_writing.writing_documents`), scored in
+    place under both models: the report's `writing` and its first sentence.
     (checked between the parts: sampling stops at once, scoring at the end of its part).
     `previous` (GGUF, checkpoint): the model an incremental run continued, measured alike on the same
     examples and answers scored under the same base; the report then holds `previous`.
@@ -247,14 +252,16 @@ def evaluate_models(personal_gguf: Path, personal_checkpoint: Path, base_gguf: P
 
     with EvalCache.opened() if cache else contextlib.nullcontext() as kept:
         return _evaluate(personal_gguf, personal_checkpoint, base_gguf, base_checkpoint, examples, settings,
-                         pair_settings, progress, should_stop or (lambda: False), previous, kept)
+                         pair_settings, progress, should_stop or (lambda: False), previous, kept, writing)
 
 
 def _evaluate(personal_gguf: Path, personal_checkpoint: Path, base_gguf: Path, base_checkpoint: Path,
               examples: Sequence[dict], settings: EvalSettings, pair_settings, progress: Optional[ProgressCallback],
-              stop: Callable[[], bool], previous: Optional[tuple[Path, Path]], cache) -> Optional[dict]:
+              stop: Callable[[], bool], previous: Optional[tuple[Path, Path]], cache,
+              writing: Sequence[dict] = ()) -> Optional[dict]:
     """`evaluate_models` with the cache open (an `EvalCache`, or None)."""
     from .eval_cache import CachedScorer
+    from .own_writing import score_writing, writing_summary
     from .pairs.stage import PairSettings
 
     pair_settings = pair_settings or PairSettings()
@@ -289,6 +296,7 @@ def _evaluate(personal_gguf: Path, personal_checkpoint: Path, base_gguf: Path, b
     report(progress, "evaluate", "scoring every answer under the base model", done=2 + extra, total=steps, unit="parts")
     with matmul_precision(settings.scoring):
         scores = _score_base(scorers["base"], examples, texts, context_in, per=K)
+        writing_base = score_writing(scorers["base"], writing, context_in)
     reply_base = [scores[i]["reference"] for i in replies]
     ppl_base = scorers["base"].perplexity(neutral)
     scorers["base"].release()
@@ -299,6 +307,7 @@ def _evaluate(personal_gguf: Path, personal_checkpoint: Path, base_gguf: Path, b
     with matmul_precision(settings.scoring):
         fixed_personal, fixed_base, fixed_gain, reply_personal = _score_personal(scorers["personal"], examples, texts,
                                                                                  scores, K, context_in)
+        writing_personal = score_writing(scorers["personal"], writing, context_in)
     ppl_personal = scorers["personal"].perplexity(neutral)
     scorers["personal"].release()
     if previous is not None and stop():
@@ -319,12 +328,14 @@ def _evaluate(personal_gguf: Path, personal_checkpoint: Path, base_gguf: Path, b
     rouge = lambda model_answers: [_mean([rouge_l(a["text"], examples[i]["reference"]) for a in model_answers[i]])  # noqa: E731
                                    for i in replies]
     result = {
+        "writing": {**writing_summary(writing, writing_base, writing_personal),
+                    "text_tokens": settings.writing_tokens},
         "examples": len(examples),
         "example_ids": [e["id"] for e in examples],
         "settings": asdict(settings),
         "sampling": {**asdict(pair_settings.sampling()), "context_in": context_in,
                      "context_tokens": pair_settings.context_tokens},
-        "identification": {"contexts": M, "answers": K, "chance": 1 / M if M else None,
+        "identification": {"contexts": M, "answers": K, "chance": 1 / M if M else None, "judged_by": "base",
                            **_compare(mp["identification"], mb["identification"])},
         "fixed_text_mi_per_token": {"personal": _ci(fixed_personal), "base": _ci(fixed_base), "gain": _ci(fixed_gain)},
         "mi_per_token": {**_compare(mp["mi_per_token"], mb["mi_per_token"]),
@@ -380,12 +391,22 @@ CEILING = 0.95      # identification of the base's answers at or above this leav
 
 
 def headline(result: dict) -> str:
-    """One plain sentence (two when the identification test is at its ceiling) on whether the personal
-    model uses the user's writing more than its base, made from the report's own numbers."""
+    """The report's opening, made from its own numbers: first whether the personal model writes more
+    like the person on their own held-out writing (`own_writing.writing_sentence`), then the sampled
+    answers' context identification, judged by the base (a second sentence when that test is at its
+    ceiling)."""
+    from .own_writing import writing_sentence
+
+    return writing_sentence(result.get("writing")) + " " + identification_sentence(result)
+
+
+def identification_sentence(result: dict) -> str:
+    """Whether the personal model's sampled answers use the user's writing more than its base's, as
+    the base judges them."""
     ident = result.get("identification") or {}
     gain = ident.get("gain") or {}
     if not gain.get("n"):
-        return "There were no held-out examples to test on, so this run cannot say whether your model became personal."
+        return "There were no held-out requests to sample answers for, so the answers' use of your writing was not tested."
     lo, hi = gain["ci95"]
     p, b = ident["personal"]["mean"], ident["base"]["mean"]
     said = (f"Shown one of its answers, the base model could tell which of {ident['contexts']} pieces of your writing "
@@ -410,7 +431,11 @@ def headline(result: dict) -> str:
 
 
 def gain_label(result: Optional[dict]) -> str:
-    """A few characters for a list of runs: the context-identification gain in points."""
+    """A few characters for a list of runs: the writing PMI gain on the user's own held-out text (or,
+    in a report from before it, the context-identification gain in points)."""
+    writing = ((result or {}).get("writing") or {}).get("pmi_gain") or {}
+    if writing.get("n"):
+        return f"your writing {writing['mean']:+.3f} nats/token"
     gain = ((result or {}).get("identification") or {}).get("gain") or {}
     if not gain.get("n"):
         return ""
@@ -443,7 +468,7 @@ def _row(name: str, stat: dict, digits: int = 2, scale: float = 1.0) -> str:
 def summary_markdown(result: dict, title: str = "Personalization report") -> str:
     ident, ppl, replies = result["identification"], result["neutral_perplexity"], result["replies"]
     lines = [
-        f"# {title}", "", result["headline"], "",
+        f"# {title}", "", result["headline"], "", *_writing_markdown(result.get("writing")),
         f"On {result['examples']} held-out examples of your own data (never trained on); "
         f"{ident['answers']} answers per example from each model, sampled as the training pairs were "
         f"(temperature {result['sampling']['temperature']}, at most {result['sampling']['max_new_tokens']} tokens)."
@@ -471,6 +496,26 @@ def summary_markdown(result: dict, title: str = "Personalization report") -> str
         lines += [f"## Sample {n}", "", "**Request:** " + " ".join(s["request"].split())[:400], "",
                   "**Before (base):** " + s["base"], "", "**After (personal):** " + s["personal"], ""]
     return "\n".join(lines)
+
+
+def _writing_markdown(w: Optional[dict]) -> list[str]:
+    """The headline's table: the person's own held-out writing scored in place under both models."""
+    if not w or not w.get("documents"):
+        return []
+    row = lambda name, stat, d=3: f"| {name} | {format_estimate(stat, d)} |"  # noqa: E731
+    return [
+        f"## Your own writing ({w['documents']} held-out texts: {w['notes']} notes, {w['replies']} replies; "
+        f"each scored up to {w.get('text_tokens', '?')} tokens)", "",
+        "| measure, nats per token | personal − original |", "|---|---|",
+        row("writing PMI gain: how much more your other writing makes your real text likely", w["pmi_gain"]),
+        row("placebo: the same with someone else's context (must gain less)", w["placebo_gain"]),
+        row("true minus placebo", w["true_minus_placebo"]),
+        row("likelihood of your real text with your context", w["likelihood_gain"]),
+        *(row(f"writing PMI gain on {kind}s", stat) for kind, stat in w["by_kind"].items() if stat.get("n")), "",
+        f"Improved on {w['improved']:.0%} of the texts. PMI of your text under the original: "
+        f"{format_estimate(w['pmi']['base'], 3)}; under the personal model: {format_estimate(w['pmi']['personal'], 3)}.",
+        "", "## Sampled answers (judged by the base model)", "",
+    ]
 
 
 def _previous_markdown(result: dict) -> list[str]:

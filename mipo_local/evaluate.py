@@ -70,6 +70,12 @@ def bootstrap_ci(values: Sequence[float], *, samples: int = 2000, level: float =
     return mean, lo, hi
 
 
+def ci_dict(values: Sequence[float]) -> dict:
+    """{mean, ci95: [low, high], n}: a mean with its bootstrap 95% CI, as every report writes it."""
+    mean, lo, hi = bootstrap_ci(values)
+    return {"mean": mean, "ci95": [lo, hi], "n": len(values)}
+
+
 def identification(true_score: float, distractor_scores: Sequence[float]) -> float:
     """1 when the true context gives the answer the highest score, 0 when a distractor does; a tie
     at the top shares the point (1/(ties+1)), so an answer that carries no information about its

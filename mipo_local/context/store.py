@@ -635,6 +635,12 @@ class ContextStore:
         return [(self.document(r[0]), self.document(r[1])) for r in rows]
 
     # ------------------------------------------------------------------------------- reading
+    def email_subjects(self) -> list[tuple[int, str]]:
+        """(document id, subject) of every stored email (in a view: its sources'), without bodies."""
+        scope, args = self._in_scope("file_id")
+        return [(r[0], r[1]) for r in self.db.execute(
+            f"SELECT id, title FROM documents WHERE kind = 'email'{scope} ORDER BY id", args)]
+
     def document(self, doc_id: int) -> sqlite3.Row:
         return self.db.execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone()
 

@@ -36,6 +36,7 @@ class Example:
     heldout: bool
     reference: Optional[str] = None  # the user's real reply (email threads)
     documents: tuple[int, ...] = ()  # the documents the example is made from (note; incoming mail and reply)
+    text: Optional[str] = None       # the user's own text it is about: the note's body, their reply
 
 
 def stable_fraction(key: str) -> float:
@@ -119,40 +120,138 @@ def fit_context(hits: Sequence, budget_tokens: int, count: Callable[[str], int] 
 
 
 def retrieve_context(store: ContextStore, query: str, budget_tokens: int, *, exclude_documents=(),
-                     count: Callable[[str], int] = estimate_tokens, k: int = 12) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """The best relevant chunks of the user's writing for `query`, as many as fit `budget_tokens`."""
-    hits = store.search(query, k, exclude_documents=exclude_documents)
-    hits = fit_context(relevant_hits(query, hits), budget_tokens, count)
+                     count: Callable[[str], int] = estimate_tokens, k: int = 12,
+                     avoid: Optional[str] = None) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The best relevant chunks of the user's writing for `query`, as many as fit `budget_tokens`;
+    none that holds a good part of the text `avoid` (`_leaks`)."""
+    hits = [h for h in relevant_hits(query, store.search(query, k, exclude_documents=exclude_documents))
+            if not _leaks(h.text, avoid)]
+    hits = fit_context(hits, budget_tokens, count)
     return tuple(h.text for h in hits), tuple(dict.fromkeys(h.document_id for h in hits))
+
+
+OWN_DOCUMENT = ("exclude", "include")
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """An example before its context is retrieved."""
+    id: str
+    source: str
+    request: str
+    query: str                       # what its context is retrieved with
+    documents: tuple[int, ...]       # what it is made from
+    own: tuple[int, ...]             # the user's own documents it is about (the note; the reply)
+    keep_out: tuple[int, ...]        # held out, these stay out of every training example (the thread too)
+    reference: Optional[str] = None  # the user's real reply
+    text: Optional[str] = None       # the user's own text it is about (the note's body; the reply)
+
+
+def thread_documents(store: ContextStore) -> Callable[[int, int], tuple[int, ...]]:
+    """(incoming id, reply id) → the documents of their thread: both, and every stored email under the
+    same subject once reply and forward prefixes are stripped (an empty subject names no thread)."""
+    from ..context.threads import normalize_subject
+
+    by_subject: dict[str, list[int]] = {}
+    subject_of: dict[int, str] = {}
+    for doc_id, title in store.email_subjects():
+        subject = normalize_subject(title)
+        subject_of[doc_id] = subject
+        if subject:
+            by_subject.setdefault(subject, []).append(doc_id)
+
+    def thread(incoming: int, reply: int) -> tuple[int, ...]:
+        docs = {incoming, reply}
+        for doc in (incoming, reply):
+            docs.update(by_subject.get(subject_of.get(doc, ""), ()))
+        return tuple(sorted(docs))
+
+    return thread
+
+
+def _drafts(store: ContextStore, request_tokens: int, count: Callable[[str], int]) -> list[_Draft]:
+    drafts: list[_Draft] = []
+    pairs = store.reply_pairs()
+    thread = thread_documents(store) if pairs else None
+    for incoming, reply in pairs:
+        sender = json.loads(incoming["meta"] or "{}").get("from_name") or incoming["author"] or "someone"
+        body = _truncate(incoming["body"], request_tokens, count)
+        request = f"Reply to this email.\n\nFrom: {sender}\nSubject: {incoming['title']}\n\n{body}"
+        eid = f"email:{reply['message_id'] or reply['id']}"
+        drafts.append(_Draft(eid, "email", request, f"{incoming['title']} {incoming['body']}",
+                             (incoming["id"], reply["id"]), (reply["id"],), thread(incoming["id"], reply["id"]),
+                             reply["body"], reply["body"]))
+    for note in store.documents(kind="note"):
+        eid = f"note:{note['file_id']}:{note['locator']}:{note['title']}"
+        template = NOTE_REQUESTS[int(stable_fraction(eid) * len(NOTE_REQUESTS))]
+        first = note["body"].split("\n\n", 1)[0]
+        drafts.append(_Draft(eid, "note", template.format(title=note["title"]), f"{note['title']} {first}",
+                             (note["id"],), (note["id"],), (note["id"],), text=note["body"]))
+    for request in everyday_requests():
+        drafts.append(_Draft(f"everyday:{request}", "everyday", request, request, (), (), ()))
+    return drafts
+
+
+def _leaks(hit_text: str, own_text: Optional[str]) -> bool:
+    """Whether a retrieved chunk holds a good part of the user's own text (a copy in another file, a
+    forward): more than a fifth of either's word 8-grams found in the other."""
+    if not own_text:
+        return False
+    from ..evaluate import copy_share
+
+    return copy_share(hit_text, [own_text]) > 0.2 or copy_share(own_text, [hit_text]) > 0.2
 
 
 def build_examples(store: ContextStore, *, max_examples: int = 200, heldout_fraction: float = 0.1,
                    context_tokens: int = 400, request_tokens: int = 300,
-                   count: Callable[[str], int] = estimate_tokens) -> list[Example]:
+                   count: Callable[[str], int] = estimate_tokens, own_document: str = "exclude") -> list[Example]:
     """All examples the store supports (those whose context came out empty are left out), at most
-    `max_examples`, chosen by a stable order so that growing the number keeps earlier ones."""
+    `max_examples`, chosen by a stable order so that growing the number keeps earlier ones.
+
+    Held-out examples keep their documents out of training entirely: no other example's context is
+    retrieved from them or from their email thread, and an example made from one of them (another
+    reply to the same mail) is left out. A held-out example's own context never holds its own text
+    (not its document, its thread, nor a chunk that copies a fifth of it): it measures whether the
+    model writes like the person from *other* writing of theirs. `own_document`: whether a training
+    example's context may hold the document it is about (its note; an email's reply is never in it)."""
+    if own_document not in OWN_DOCUMENT:
+        raise ValueError(f"own_document must be one of {OWN_DOCUMENT}")
+    drafts = _drafts(store, request_tokens, count)
+    held = {d.id: is_heldout(d.id, heldout_fraction) for d in drafts}
+    kept_out = {doc for d in drafts if held[d.id] for doc in d.keep_out}
     candidates: list[Example] = []
-    for incoming, reply in store.reply_pairs():
-        sender = json.loads(incoming["meta"] or "{}").get("from_name") or incoming["author"] or "someone"
-        body = _truncate(incoming["body"], request_tokens, count)
-        request = f"Reply to this email.\n\nFrom: {sender}\nSubject: {incoming['title']}\n\n{body}"
-        context, docs = retrieve_context(store, f"{incoming['title']} {incoming['body']}", context_tokens,
-                                         exclude_documents=(reply["id"],), count=count)
-        eid = f"email:{reply['message_id'] or reply['id']}"
-        candidates.append(Example(eid, "email", request, context, docs, is_heldout(eid, heldout_fraction), reply["body"],
-                                  (incoming["id"], reply["id"])))
-    for note in store.documents(kind="note"):
-        eid = f"note:{note['file_id']}:{note['locator']}:{note['title']}"
-        template = NOTE_REQUESTS[int(stable_fraction(eid) * len(NOTE_REQUESTS))]
-        request = template.format(title=note["title"])
-        first = note["body"].split("\n\n", 1)[0]
-        context, docs = retrieve_context(store, f"{note['title']} {first}", context_tokens, count=count)
-        candidates.append(Example(eid, "note", request, context, docs, is_heldout(eid, heldout_fraction),
-                                  documents=(note["id"],)))
-    for request in everyday_requests():
-        eid = f"everyday:{request}"
-        context, docs = retrieve_context(store, request, context_tokens, count=count)
-        candidates.append(Example(eid, "everyday", request, context, docs, is_heldout(eid, heldout_fraction)))
+    for d in drafts:
+        if not held[d.id] and kept_out.intersection(d.documents):
+            continue            # made from a held-out document: it must not be trained on
+        exclude = set(kept_out)
+        if held[d.id] or own_document == "exclude" or d.source == "email":
+            exclude.update(d.own)
+        context, docs = retrieve_context(store, d.query, context_tokens, exclude_documents=sorted(exclude),
+                                         count=count, avoid=d.text if held[d.id] else None)
+        candidates.append(Example(d.id, d.source, d.request, context, docs, held[d.id], d.reference, d.documents,
+                                  d.text))
     usable = [e for e in candidates if e.context]
     usable.sort(key=lambda e: stable_fraction("order:" + e.id))
     return usable[:max_examples]
+
+
+def own_text_answer(example: Example, max_tokens: int, count: Callable[[str], int] = estimate_tokens) -> Optional[str]:
+    """The person's own text of an example as an answer of at most `max_tokens` tokens: whole
+    sentences (or lines) up to the budget; None when it has none, or not one whole sentence fits."""
+    text = (example.text or "").strip()
+    if not text:
+        return None
+    if count(text) <= max_tokens:
+        return text
+    import re
+
+    ends = [m.end() for m in re.finditer(r"[.!?…](?=\s)|\n", text)]
+    best = None
+    lo, hi = 0, len(ends) - 1
+    while lo <= hi:                      # the longest prefix ending at a sentence end that fits
+        mid = (lo + hi) // 2
+        if count(text[:ends[mid]]) <= max_tokens:
+            best, lo = ends[mid], mid + 1
+        else:
+            hi = mid - 1
+    return text[:best].strip() if best else None

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..context.store import ContextStore
+from ..context.text import estimate_tokens
 from ..errors import MipoError
 from ..options import option
 from ..progress import ProgressCallback, report
@@ -28,7 +29,7 @@ from ..scoring import WEIGHT_PRECISIONS
 
 SAMPLER = "sampler"                      # candidates scored by the sampling model in llama.cpp as it samples
 CANDIDATE_SCORING = (SAMPLER,) + WEIGHT_PRECISIONS
-from .examples import Example, build_examples
+from .examples import OWN_DOCUMENT, Example, build_examples, own_text_answer
 from .filters import judge_pair, usable_answer
 from .negatives import STRATEGIES, negative_contexts
 
@@ -54,6 +55,16 @@ class PairSettings:
     min_context_mi: Optional[float] = option(0.0, "drop a pair whose positive's MI (nats) under the base is not above "
                                              "this", kind=float)
     max_length_ratio: float = option(2.0, "drop a pair whose longer answer has more than this × the shorter's tokens", low=1)
+    own_document: str = option("exclude", "whether a note's own text may be in the context of the request to write "
+                               "about it (include: the model learns to paste it back; BENCHMARKS.md)",
+                               choices=OWN_DOCUMENT)
+    copy_ceiling: Optional[float] = option(0.2, "a positive may copy at most this share of its word 8-grams from the "
+                                           "context: the candidate with the largest MI among those that do not paste "
+                                           "the context back (none left: the pair is dropped; empty: no ceiling)",
+                                           kind=float, low=0, high=1)
+    real_text: bool = option(False, "also train on your own text where it exists (your reply; a note's text for its "
+                             "title) as the chosen answer against the base's answer without context (beyond the "
+                             "paper; off: BENCHMARKS.md)")
     scoring: str = option("auto", "what scores the candidates: the base in PyTorch, with bf16 weights where this CPU "
                           "computes them natively (auto), fp32 or bf16; or the sampling model in llama.cpp as it samples "
                           "(sampler: no second model in memory, the same pair as fp32 for 42 of 48 examples measured)",
@@ -159,12 +170,20 @@ def prompts_kept(settings: PairSettings) -> int:
 
 
 def select_pair(positives: list, negatives: list, mi_positive: list[float], mi_negative: list[float],
-                settings: PairSettings) -> tuple[Optional[str], int, int]:
+                settings: PairSettings, copied: Optional[list[float]] = None) -> tuple[Optional[str], int, int]:
     """(reason to drop or None, index of the positive, index of the negative) among usable
-    candidates (their MI under the base given): the positive with the largest MI, the negative
-    with the smallest. `positives`/`negatives` hold each candidate's token count."""
-    p = max(range(len(positives)), key=lambda i: mi_positive[i])
+    candidates (their MI under the base given): the positive with the largest MI among those that
+    copy no more than `settings.copy_ceiling` of their 8-grams from the context (`copied`, each
+    positive's share), the negative with the smallest MI. MI under the base is largest for an
+    answer that pastes the context back; the ceiling keeps those from being the ones trained
+    towards. `positives`/`negatives` hold each candidate's token count."""
+    eligible = list(range(len(positives)))
+    if copied is not None and settings.copy_ceiling is not None:
+        eligible = [i for i in eligible if copied[i] <= settings.copy_ceiling]
     n = min(range(len(negatives)), key=lambda i: mi_negative[i])
+    if not eligible:
+        return "positive copies the context", min(range(len(positives)), key=lambda i: copied[i]), n
+    p = max(eligible, key=lambda i: mi_positive[i])
     if settings.min_context_mi is not None and mi_positive[p] <= settings.min_context_mi:
         return "positive ignores the context", p, n
     longer, shorter = max(positives[p], negatives[n]), max(1, min(positives[p], negatives[n]))
@@ -208,7 +227,8 @@ def generate_pairs(
     info = inspect_gguf(gguf_path)
     template = ChatTemplate.from_gguf(gguf_path)
     every = build_examples(store, max_examples=10 ** 9, heldout_fraction=settings.heldout_fraction,
-                           context_tokens=settings.context_tokens, **({"count": count_tokens} if count_tokens else {}))
+                           context_tokens=settings.context_tokens, own_document=settings.own_document,
+                           **({"count": count_tokens} if count_tokens else {}))
     if select is not None:
         every = [e for e in every if select(e)]
     # in the stable order: growing either number keeps the examples chosen before
@@ -311,10 +331,14 @@ def _choose_and_commit(store: ContextStore, run_id: int, e: Example, sample: int
         _commit_pair(store, run_id, e, sample, negative, (pos or chosen)[0], (neg or rejected)[0], summary, template,
                      settings)
         return
+    from ..evaluate import copy_share
+
     trimmed = lambda c: usable_answer(c.text, c.finish)  # noqa: E731
     mi_pos = scorer.mi(e, [trimmed(c) for c in pos], pos)
     mi_neg = scorer.mi(e, [trimmed(c) for c in neg], neg)
-    reason, p, n = select_pair([len(c.tokens) for c in pos], [len(c.tokens) for c in neg], mi_pos, mi_neg, settings)
+    copied = [copy_share(trimmed(c), e.context) for c in pos]
+    reason, p, n = select_pair([len(c.tokens) for c in pos], [len(c.tokens) for c in neg], mi_pos, mi_neg, settings,
+                               copied)
     if reason is None:
         summary.kept_mi.append((mi_pos[p], mi_neg[n]))
     _commit_pair(store, run_id, e, sample, negative, pos[p], neg[n], summary, template, settings, reason)
@@ -336,4 +360,16 @@ def _commit_pair(store: ContextStore, run_id: int, e: Example, sample: int, nega
     if reason:
         summary.dropped[reason] = summary.dropped.get(reason, 0) + 1
     else:
+        summary.made += 1
+    real = own_text_answer(e, settings.max_new_tokens) if settings.real_text and not e.heldout else None
+    if real and not reason:
+        # beyond the paper: the person's own text over the base's answer without context, under the
+        # same prompt; its own sample number, after the MIPO pairs'
+        store.add_pair(run_id, example_id=e.id, sample=settings.samples + sample, source=e.source, heldout=0,
+                       request=e.request, context=json.dumps(list(e.context), ensure_ascii=False),
+                       negative_context=json.dumps(list(negative), ensure_ascii=False) if negative else None,
+                       prompt=json.dumps(messages, ensure_ascii=False), prompt_text=template.render(messages),
+                       chosen=real, rejected=rejected_text, reference=e.reference, status="ok", reason=None,
+                       chosen_tokens=estimate_tokens(real),
+                       rejected_tokens=len(rejected.tokens))
         summary.made += 1

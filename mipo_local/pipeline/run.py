@@ -205,8 +205,8 @@ def run_pipeline(
     state["finished"] = True
     state["until"] = until
     if result.report:
-        state["report"] = {k: result.report.get(k) for k in ("headline", "identification", "fixed_text_mi_per_token",
-                                                              "neutral_perplexity")}
+        state["report"] = {k: result.report.get(k) for k in ("headline", "writing", "identification",
+                                                              "fixed_text_mi_per_token", "neutral_perplexity")}
     state["total_seconds"] = sum(v.get("seconds") or 0 for v in ctx.stages.values())
     save_state(run_dir, state)
     result.finished = True

@@ -60,6 +60,7 @@ class RunContext:
         """The GGUF pairs and answers are sampled from (cached across runs)."""
         if "sampler" not in self._cache:
             from ..modelio.bases import sampling_gguf
+    from ..own_writing import writing_documents
 
             self._cache["sampler"] = sampling_gguf(self.base, progress=self.log)
         return self._cache["sampler"]
@@ -266,9 +267,11 @@ def evaluate_personal(run_dir: Path, state: dict, settings, *, progress: Optiona
     sampler = sampling_gguf(base, progress=progress)
     with ContextStore(sources=state.get("sources")) as store:     # a profile's run: its sources' examples
         examples = heldout_examples(store, run_settings.pairs, settings.examples, settings.contexts)
+        writing = writing_documents(store, run_settings.pairs, settings.writing, settings.writing_tokens)
     result = evaluate_models(Path(outputs["model"]), Path(outputs["merged"]), sampler,
                              base_checkpoint(base, progress=progress), examples, settings, run_settings.pairs,
-                             progress=progress, should_stop=should_stop, previous=_previous_model(previous))
+                             progress=progress, should_stop=should_stop, previous=_previous_model(previous),
+                             writing=writing)
     if result is None:
         return None, None
     result["run"] = {"folder": str(run_dir), "settings": state["settings"], "model": outputs["model"],

@@ -255,7 +255,7 @@ class PersonalizePane(VerticalScroll):
             elif result.up_to_date:
                 text = "nothing changed since the last run; its model is active"
             elif shown:
-                text = f"done: context {shown} on held-out examples (see Results)"
+                text = f"done: {shown} on your held-out writing (see Results)"
             if result.mode == "incremental" and not result.up_to_date:
                 text = f"{text} (incremental: {result.mode_reason})"
             detail.update(text)

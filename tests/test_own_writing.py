@@ -1,0 +1,178 @@
+"""The headline measure on the person's own held-out writing (`own_writing`), the held-out split that
+keeps it out of training, and copy-aware pair selection: on the real bundled model and real stores."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mipo_local.context import ContextStore, import_paths
+from mipo_local.demo import demo_sources
+from mipo_local.evaluate import copy_share
+from mipo_local.own_writing import score_writing, writing_documents, writing_sentence, writing_summary
+from mipo_local.pairs import PairSettings, build_examples
+from mipo_local.pairs.examples import Example, own_text_answer
+from mipo_local.pairs.stage import CandidateScorer, select_pair
+
+from .test_personalization_measure import FACTS
+
+CONTEXT_IN = PairSettings().context_in
+
+
+def _docs() -> list[dict]:
+    """Twelve held-out 'texts': each person's fact in other words, their context the fact itself, the
+    placebo the next person's context."""
+    out = []
+    for i, (topic, fact) in enumerate(FACTS):
+        out.append({"id": str(i), "kind": "note" if i % 2 else "reply", "request": f"Tell me about {topic}.",
+                    "context": [fact], "text": f"About {topic}: {fact.lower()} That is all there is to say.",
+                    "placebo": [FACTS[(i + 1) % len(FACTS)][1]]})
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_copies(smol_checkpoint):
+    """The bundled model loaded twice: two models equal to each other, computed apart."""
+    from mipo_local.eval_report import load_torch_model
+    from mipo_local.scoring import ResponseScorer
+
+    return ResponseScorer(*load_torch_model(smol_checkpoint)), ResponseScorer(*load_torch_model(smol_checkpoint))
+
+
+def test_a_model_equal_to_the_base_gains_nothing_and_neither_does_its_placebo(two_copies):
+    docs = _docs()
+    base, personal = (score_writing(s, docs, CONTEXT_IN) for s in two_copies)
+    w = writing_summary(docs, base, personal)
+    assert w["documents"] == 12 and w["notes"] == 6 and w["replies"] == 6
+    for key in ("pmi_gain", "likelihood_gain", "placebo_gain", "true_minus_placebo"):
+        assert w[key]["n"] == 12
+        assert abs(w[key]["mean"]) < 1e-4 and max(map(abs, w[key]["ci95"])) < 1e-4, (key, w[key])
+    # the measure itself sees the context: the true context makes the text far likelier than none or a placebo
+    assert w["pmi"]["base"]["ci95"][0] > 0.1
+    placebo = [(s["placebo"] - s["without"]) / s["tokens"] for s in base]
+    assert sum(placebo) / len(placebo) < w["pmi"]["base"]["mean"] - 0.1
+
+
+def test_the_sentence_and_the_table_say_the_json(two_copies):
+    from mipo_local.eval_report import summary_markdown
+
+    docs = _docs()
+    base = score_writing(two_copies[0], docs, CONTEXT_IN)
+    # a 'personal' model: the base's scores with the true context made likelier by 0.05 nats per token
+    personal = [{**s, "with": s["with"] + 0.05 * s["tokens"]} for s in base]
+    w = writing_summary(docs, base, personal)
+    said = writing_sentence(w)
+    assert said.startswith("On 12 pieces of your own writing it never saw (6 notes and 6 replies to email), "
+                           "your personal model writes more like you than the original model")
+    assert f"{w['pmi_gain']['mean']:+.3f}" == "+0.050" and "+0.050 nats per token" in said
+    assert f"{w['placebo_gain']['mean']:+.3f}" in said and "100% of the texts improved" in said
+    less = writing_summary(docs, personal, base)
+    assert "writes less like you" in writing_sentence(less)
+    assert "cannot say" in writing_sentence(writing_summary([], [], []))
+    result = {"headline": said, "writing": w}
+    from mipo_local.eval_report import _writing_markdown
+    table = "\n".join(_writing_markdown(w))
+    assert "+0.050 (95% CI +0.050 to +0.050, n=12)" in table and "6 notes, 6 replies" in table
+    assert callable(summary_markdown) and result["headline"] == said
+
+
+def _write_notes(folder, notes: dict[str, str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in notes.items():
+        (folder / f"{name}.md").write_text(text, encoding="utf-8")
+
+
+def test_a_held_out_text_never_enters_its_own_context_nor_any_training_example(mipo_home, tmp_path):
+    """Each note is stored twice (a copy in another folder, as people keep them): the held-out note's
+    own text must still not reach its context, and no held-out document is any training example's."""
+    import random
+
+    words = [w for w in ("sporophyte urchin transect marker sensor diver anchor buoy current tide salinity frond "
+                         "holdfast canopy sample bucket logbook drysuit compass reef skerry harbour ferry pier "
+                         "calibration battery camera tripod notebook thermometer rope winch").split()]
+    notes = {}
+    for i in range(40):
+        rng = random.Random(i)
+        sentences = [" ".join(rng.sample(words, 9)) + "." for _ in range(4)]
+        notes[f"kelp {i}"] = f"Kelp survey {i}: " + " ".join(sentences)
+    _write_notes(tmp_path / "notes", notes)
+    _write_notes(tmp_path / "copies", {f"copy of {k}": v for k, v in notes.items()})
+    import_paths([tmp_path / "notes", tmp_path / "copies"])
+    with ContextStore() as store:
+        examples = build_examples(store, max_examples=10 ** 6, heldout_fraction=0.3, context_tokens=400)
+        held = [e for e in examples if e.heldout and e.text]
+        trained = [e for e in examples if not e.heldout]
+        assert len(held) >= 5 and len(trained) >= 20
+        held_docs = {d for e in held for d in e.documents}
+        for e in held:
+            assert not set(e.context_docs) & set(e.documents)
+            assert copy_share(" ".join(e.context), [e.text]) <= 0.2, e.id    # not even its copy
+        for e in trained:
+            assert not set(e.context_docs) & held_docs and not set(e.documents) & held_docs
+        docs = writing_documents(store, PairSettings(heldout_fraction=0.3), 100, 256)
+    assert docs and all(d["kind"] == "note" for d in docs)
+    for d in docs:
+        assert copy_share(" ".join(d["context"]), [d["text"]]) <= 0.2
+        assert d["placebo"] is None or copy_share(" ".join(d["placebo"]), [d["text"]]) <= 0.2
+
+
+def test_held_out_replies_keep_their_thread_out(mipo_home):
+    import_paths(demo_sources())
+    with ContextStore() as store:
+        from mipo_local.pairs.examples import thread_documents
+
+        thread = thread_documents(store)
+        pairs = {f"email:{r['message_id'] or r['id']}": (i["id"], r["id"]) for i, r in store.reply_pairs()}
+        examples = build_examples(store, max_examples=10 ** 6, heldout_fraction=0.5)
+        held = [e for e in examples if e.heldout and e.source == "email"]
+        assert held
+        kept_out = set()
+        for e in held:
+            docs = set(thread(*pairs[e.id]))
+            kept_out |= docs
+            assert not set(e.context_docs) & docs and e.reference == e.text
+        assert not any(set(e.context_docs) & kept_out for e in examples if not e.heldout)
+        docs = writing_documents(store, PairSettings(heldout_fraction=0.5), 100, 256)
+    kinds = [d["kind"] for d in docs]
+    assert "reply" in kinds and "note" in kinds and kinds[0] == "reply"    # replies and notes in turn
+
+
+def test_a_note_may_be_its_own_context_only_when_asked(mipo_home):
+    import_paths(demo_sources())
+    with ContextStore() as store:
+        apart = {e.id: e for e in build_examples(store, max_examples=10 ** 6, own_document="exclude")}
+        within = {e.id: e for e in build_examples(store, max_examples=10 ** 6, own_document="include")}
+    notes = [e for e in apart.values() if e.source == "note" and not e.heldout]
+    assert notes and not any(set(e.context_docs) & set(e.documents) for e in notes)
+    assert any(set(e.context_docs) & set(e.documents) for e in within.values() if e.source == "note" and not e.heldout)
+    assert all(not set(e.context_docs) & set(e.documents) for e in within.values() if e.heldout)
+
+
+def test_copy_aware_selection_prefers_the_answer_that_uses_the_context_without_pasting_it(smol_checkpoint):
+    scorer = CandidateScorer(smol_checkpoint, CONTEXT_IN)
+    fact = ("My rowing boat Kestrel is moored at pier nine in Sandviken, and every Saturday morning I row her out "
+            "past the old lighthouse before the ferries start running.")
+    e = Example("note:boat", "note", "Give me an update on my boat.", (fact,), (1,), False)
+    pasted = "Here is your note: " + fact
+    used = "Kestrel is still at pier nine; a Saturday row past the lighthouse before the ferries sounds right."
+    generic = "Boats need regular care, so check the hull and the ropes often."
+    candidates = [pasted, used, generic]
+    mi = scorer.mi(e, candidates)
+    copied = [copy_share(c, e.context) for c in candidates]
+    assert mi[0] > mi[1] > mi[2]                   # MI alone picks the paste
+    assert copied[0] > 0.5 and copied[1] == copied[2] == 0.0
+    lengths = [len(c.split()) for c in candidates]
+    assert select_pair(lengths, lengths, mi, mi, PairSettings(copy_ceiling=None))[1] == 0
+    assert select_pair(lengths, lengths, mi, mi, PairSettings(), copied) == (None, 1, 2)
+    only_pastes = select_pair(lengths[:1], lengths, mi[:1], mi, PairSettings(), copied[:1])
+    assert only_pastes[0] == "positive copies the context"
+
+
+def test_own_text_as_an_answer_keeps_whole_sentences():
+    e = Example("note:x", "note", "q", ("c",), (1,), False, text="One two three. Four five six. " * 40)
+    short = own_text_answer(e, 20)
+    assert short and short.endswith(".") and len(short) < len(e.text)
+    assert own_text_answer(Example("n", "note", "q", (), (), False, text="tiny."), 20) == "tiny."
+    assert own_text_answer(Example("n", "note", "q", (), (), False), 20) is None
+    assert json.dumps(short)
