@@ -128,6 +128,9 @@ def run_seeds(settings, sources, addresses, seeds, *, verbose: bool = True) -> l
 
 def build_settings(base, **overrides):
     """`base` RunSettings with single pairs/train/evaluation fields replaced (None: keep)."""
+    train = {k: v for k, v in {"epochs": overrides.get("epochs"), "learning_rate": overrides.get("lr"),
+                               "beta": overrides.get("beta"), "sft_weight": overrides.get("rpo")}.items()
+             if v is not None}
     pairs = {k: overrides.get(k) for k in ("examples", "strategy", "context_in", "candidates", "context_tokens",
                                            "max_new_tokens", "min_context_mi", "own_document", "samples",
                                            "heldout_fraction") if overrides.get(k) is not None}
@@ -135,9 +138,8 @@ def build_settings(base, **overrides):
         pairs["copy_ceiling"] = None if overrides["copy_ceiling"] < 0 else overrides["copy_ceiling"]
     if overrides.get("real_text"):
         pairs["real_text"] = True
-    train = {k: v for k, v in {"epochs": overrides.get("epochs"), "learning_rate": overrides.get("lr"),
-                               "beta": overrides.get("beta"), "sft_weight": overrides.get("rpo")}.items()
-             if v is not None}
+    if overrides.get("no_mirror"):
+        train["mirror"] = False
     if overrides.get("rank") is not None:
         train.update(lora_rank=overrides["rank"], lora_alpha=2 * overrides["rank"])
     evaluation = {k: v for k, v in {"examples": overrides.get("eval_examples"), "answers": overrides.get("eval_answers"),
@@ -152,6 +154,7 @@ def main(argv=None) -> int:
     ap.add_argument("--corpus", nargs="+", type=Path, help="notes folders / mail files instead of the demo corpus")
     ap.add_argument("--me", action="append", default=[], help="your email address (repeatable)")
     ap.add_argument("--seeds", type=int, default=2, help="training seeds")
+    ap.add_argument("--first-seed", type=int, default=0, help="the first training seed (seeds run from it on)")
     ap.add_argument("--full", action="store_true", help="the library defaults instead of the demo settings")
     ap.add_argument("--json", type=Path, help="write every seed's report and settings here")
     for name, kind in (("examples", int), ("strategy", str), ("context-in", str), ("candidates", int),
@@ -162,6 +165,7 @@ def main(argv=None) -> int:
         ap.add_argument(f"--{name}", type=kind, default=None)
     ap.add_argument("--copy-ceiling", type=float, default=None, help="a negative value: no ceiling")
     ap.add_argument("--real-text", action="store_true", help="the person's own text as chosen answers too")
+    ap.add_argument("--no-mirror", action="store_true", help="train each pair from its positive's prompt only")
     args = ap.parse_args(argv)
 
     home = Path(tempfile.mkdtemp(prefix="mipo-personalization-"))
@@ -178,7 +182,7 @@ def main(argv=None) -> int:
     print(f"settings: pairs {json.dumps(dataclasses.asdict(settings.pairs))}")
     print(f"          train {json.dumps(dataclasses.asdict(settings.train))}")
     print(f"          evaluation {json.dumps(dataclasses.asdict(settings.evaluation))}")
-    results = run_seeds(settings, sources, addresses, range(args.seeds))
+    results = run_seeds(settings, sources, addresses, range(args.first_seed, args.first_seed + args.seeds))
     if args.json:
         args.json.write_text(json.dumps({"settings": settings.to_dict(), "runs": results}, indent=2, default=str))
     writing = [r["report"]["writing"]["pmi_gain"] for r in results]

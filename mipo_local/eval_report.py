@@ -484,6 +484,10 @@ def summary_markdown(result: dict, title: str = "Personalization report") -> str
         _row(f"your real replies: log-likelihood per token ({replies['threads']} threads)", replies["loglik_per_token"], 3),
         _row(f"your real replies: ROUGE-L, % ({replies['threads']} threads)", replies["rouge_l"], 1, 100),
         "",
+        *([f"Answers that reached the {result['sampling']['max_new_tokens']}-token limit (cut back to their last whole "
+           f"sentence): personal {result['truncated_answers']['personal']}, original "
+           f"{result['truncated_answers']['base']} of {result['truncated_answers']['of']} each.", ""]
+          if result.get("truncated_answers") else []),
         "**General ability** (perplexity of a neutral text, lower is better): "
         f"base {ppl['base']:.2f}, personal {ppl['personal']:.2f}"
         + (f" ({ppl['change']:+.1%})" if ppl.get("change") is not None else ""), "",

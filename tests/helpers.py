@@ -48,7 +48,7 @@ def tiny_demo_run_args(max_steps: int) -> list[str]:
 
     return [*map(str, demo_sources()), *[a for address in DEMO_ADDRESSES for a in ("--me", address)],
             "--examples", "10", "--heldout-pairs", "2", "--candidates", "1", "--max-new-tokens", "32", "--context-tokens", "128",
-            "--max-steps", str(max_steps), "--eval-examples", "2", "--quant", "Q8_0"]
+            "--max-steps", str(max_steps), "--eval-examples", "2", "--eval-writing", "4", "--quant", "Q8_0"]
 
 
 def tiny_run_settings(max_steps: int):

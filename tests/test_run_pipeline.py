@@ -24,7 +24,7 @@ TINY = RunSettings(
                        context_tokens=128),
     train=TrainSettings(batch_size=2, max_length=512, checkpoint_every=1),
     quant="Q8_0", max_steps=3,
-    evaluation=EvalSettings(examples=3, answers=1),
+    evaluation=EvalSettings(examples=3, answers=1, writing=6),
 )
 
 
@@ -55,6 +55,9 @@ def test_run_resumes_after_an_interruption_and_leaves_a_model_that_answers(mipo_
     report = json.loads((first.run_dir / "report.json").read_text())
     assert report["identification"]["personal"]["n"] == report["examples"] >= 1
     assert report["headline"] in (first.run_dir / "report.md").read_text()
+    writing = report["writing"]       # the headline: the person's own held-out writing, scored in place
+    assert 1 <= writing["documents"] <= 6 and writing["pmi_gain"]["n"] == writing["documents"]
+    assert report["headline"].startswith(f"On {writing['documents']} pieces of your own writing it never saw")
     from mipo_local.context import ContextStore
 
     with ContextStore() as store:   # evaluated examples were never trained on

@@ -10,7 +10,8 @@ from ..pipeline.settings import BASE_HELP
 from .common import add_settings_flags, apply_flags, echo
 
 PAIR_FLAGS = ("examples", "heldout_pairs", "strategy", "samples", "candidates", "context_in", "context_tokens",
-              "temperature", "top_p", "max_new_tokens", "seed", "n_parallel", "scoring")
+              "temperature", "top_p", "max_new_tokens", "seed", "n_parallel", "scoring", "own_document", "copy_ceiling",
+              "real_text")
 
 
 def _cmd_pairs(args: argparse.Namespace) -> int:

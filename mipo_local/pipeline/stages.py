@@ -60,7 +60,6 @@ class RunContext:
         """The GGUF pairs and answers are sampled from (cached across runs)."""
         if "sampler" not in self._cache:
             from ..modelio.bases import sampling_gguf
-    from ..own_writing import writing_documents
 
             self._cache["sampler"] = sampling_gguf(self.base, progress=self.log)
         return self._cache["sampler"]
@@ -258,6 +257,7 @@ def evaluate_personal(run_dir: Path, state: dict, settings, *, progress: Optiona
     from ..eval_report import evaluate_models, heldout_examples, write_report
     from ..modelio import base_checkpoint
     from ..modelio.bases import sampling_gguf
+    from ..own_writing import writing_documents
 
     outputs = state.get("outputs") or {}
     if not outputs.get("model") or not Path(outputs["model"]).is_file() or not Path(outputs.get("merged", "")).is_dir():
