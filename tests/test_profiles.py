@@ -19,6 +19,8 @@ from .helpers import assert_one_line_error, run_cli
 WORK = {
     "survey.md": "# Urchin survey\n\nSaturday weekend schedule: the Rognaskjær dive survey, urchin counts on transect B.\n",
     "grant.md": "# Grant report\n\nThe kelp grant report is due Friday; Tromsø lab numbers still missing.\n",
+    # a note that shares its subject with both: a note's own text is not its context, another's is
+    "dives.md": "# Dive log\n\nRognaskjær urchin counts on transect B for the kelp grant report: Tromsø lab numbers.\n",
 }
 HOME = {
     "baking.md": "# Sourdough\n\nSaturday weekend schedule: feed Bjørn the starter at eight, bake two loaves for Karin.\n",
@@ -89,18 +91,19 @@ def test_a_profile_view_of_the_store_sees_only_its_sources(two_sources):
         everywhere = {h.title for h in store.search(QUESTION, 8)}
         all_fp = store.fingerprint()
         all_run = store.pair_run("k", {}, {})
-        assert len(store.document_versions()) == 4
+        assert len(store.document_versions()) == 5
     assert {"Urchin survey", "Sourdough"} <= everywhere
     with ContextStore(sources=[ids[str(work)]]) as store:
         found = {h.title for h in store.search(QUESTION, 8)}
-        assert "Urchin survey" in found and found <= {"Urchin survey", "Grant report"}
+        assert "Urchin survey" in found and found <= {"Urchin survey", "Grant report", "Dive log"}
         counts = store.counts()
-        assert counts["sources"] == 1 and counts["notes"] == 2 and 0 < counts["chunks"] < everything["chunks"]
-        assert {d["title"] for d in store.documents(kind="note")} == {"Urchin survey", "Grant report"}
+        assert counts["sources"] == 1 and counts["notes"] == 3 and 0 < counts["chunks"] < everything["chunks"]
+        assert {d["title"] for d in store.documents(kind="note")} == {"Urchin survey", "Grant report", "Dive log"}
         assert store.fingerprint() != all_fp
         assert store.pair_run("k", {}, {}) != all_run          # a profile's pairs are its own
-        assert len(store.document_versions()) == 2             # what is new for its incremental runs
-        examples = build_examples(store, max_examples=50)
+        assert len(store.document_versions()) == 3             # what is new for its incremental runs
+        # none held out and a note its own context: every context the view can give is there to check
+        examples = build_examples(store, max_examples=50, heldout_fraction=0.0, own_document="include")
     contexts = [" ".join(e.context) for e in examples]
     assert any("urchin" in c for c in contexts)
     assert not any("Bjørn" in c or "Grønnsak" in c or "Sourdough" in e.request for c, e in zip(contexts, examples))

@@ -235,6 +235,10 @@ def generate_pairs(
     examples = ([e for e in every if not e.heldout][:settings.examples]
                 + [e for e in every if e.heldout][:settings.heldout_pairs])
     if not examples and select is None:
+        counts = store.counts()
+        if counts["notes"] or counts["own_emails"]:
+            raise MipoError("no examples: no request found other writing of yours to use as its context (a note's own "
+                            "text is not its context); import more of your writing with `mipo-local import`")
         raise MipoError("no examples: the context store holds none of your writing yet; run `mipo-local import` first")
     negatives = negative_contexts(examples, settings.strategy)
     run_id = _run_id(store, settings, cached_sha256(gguf_path), info.name)
