@@ -107,6 +107,8 @@ def test_import_pairs_and_chat_work_without_a_network(tmp_path, sampling_model, 
     if probe.returncode != 0:
         pytest.skip(f"no network namespaces here ({probe.stderr.decode().strip()})")
     notes = write_notes(tmp_path / "notes")
+    # a second note on the garden: a note's own text is not its context, another note of the person's is
+    (notes / "zucchini.md").write_text("# Zucchini garden\n\nThe zucchini by the south fence came up in May.\n")
     box = write_mbox(tmp_path / "mail.mbox", thread_messages())
     home = tmp_path / "home"
     env = {**os.environ, "MIPO_HOME": str(home)}
@@ -118,7 +120,7 @@ def test_import_pairs_and_chat_work_without_a_network(tmp_path, sampling_model, 
     proc = subprocess.run([unshare, "-rn", sys.executable, "-m", "mipo_local", "import", str(notes), str(box), "--me", ME],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "5 added" in proc.stdout
+    assert "6 added" in proc.stdout
     proc = subprocess.run([unshare, "-rn", sys.executable, "-m", "mipo_local", "context", "--search", "zucchini"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "Garden plans" in proc.stdout, proc.stderr
