@@ -114,6 +114,26 @@ def test_unreadable_and_untraversable_folders_are_skips(tmp_path):
     assert f"{src / 'b-listonly' / 'inside.md'} | permission denied" in lines
 
 
+def test_a_file_in_a_folder_that_cannot_be_entered_is_a_one_line_error(tmp_path):
+    """Importing a file whose folder cannot be entered (as a user without root meets it) ended in a
+    PermissionError traceback from Path.exists (issue 28): one line that says what to do, and nothing
+    stored."""
+    from .helpers import assert_one_line_error
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "note.md").write_text("behind a folder that cannot be entered")
+    locked.chmod(0o600)                    # rw without x: its files cannot be reached
+    env = {**os.environ, "MIPO_HOME": str(tmp_path / "home")}
+    try:
+        proc = subprocess.run([*_without_root_powers(), sys.executable, "-m", "mipo_local", "import",
+                               str(locked / "note.md")], env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        locked.chmod(0o755)
+    assert_one_line_error(proc, str(locked / "note.md"), "cannot be reached", "permission denied")
+    assert "Traceback" not in proc.stderr
+
+
 def test_fifo_and_special_files_are_never_opened(tmp_path):
     """A FIFO without an extension hung the import forever (opening it waits for a writer)."""
     src = tmp_path / "src"

@@ -253,7 +253,12 @@ def import_paths(
     roots = []
     for p in paths:
         path = Path(p).expanduser()
-        if not path.exists():
+        try:
+            exists = path.exists()
+        except PermissionError:
+            raise MipoError(f"{p} cannot be reached: a folder on its path does not let you in (permission denied); "
+                            "ask for access to it (chmod +x on its folders) or import a copy you can read") from None
+        if not exists:
             raise MipoError(f"{p} does not exist; give a folder of notes, an Obsidian vault, an mbox, .eml, .msg or .pst file, or a mail folder (Maildir, MH)")
         roots.append(path.absolute())
     if not roots:
@@ -289,13 +294,21 @@ def _progress_data(summary: ImportSummary) -> dict:
             "skipped": len(summary.skipped), "bytes": summary.bytes_read}
 
 
+def _is_dir(path: Path) -> bool:
+    """Whether `path` is a folder; False where it cannot be reached (a folder above it not entered)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
 def _nested_sources(root: Path, store: ContextStore, summary: ImportSummary) -> tuple[Path, list[str], bool]:
     """A source is stored once: a path inside a source imported before is that source imported again,
     and the sources imported before inside a new one stay theirs. (the root to import, what is left
     out of it as keys relative to it, whether it is a new source)"""
     real = Path(os.path.realpath(root))
     held = [Path(s.path) for s in store.sources()]
-    around = [s for s in held if s != real and s in real.parents and s.is_dir()]
+    around = [s for s in held if s != real and s in real.parents and _is_dir(s)]
     outer = max(around, key=lambda s: len(s.parts)) if around and real not in held else None   # the innermost
     if outer is not None:
         summary.notes.append(f"{root} is in {outer}, imported before: {outer} was imported again")
