@@ -79,6 +79,14 @@ def decode_probe(gguf_path: str, timeout: float = 180.0) -> Check:
     return Check("llama.cpp decode", False, f"failed (exit {proc.returncode}): {last}")
 
 
+def _llama_device(versions: dict) -> str:
+    if not versions.get("llama_cpp_python"):
+        return "nothing (llama-cpp-python is missing)"
+    from .llama_runtime import llama_device
+
+    return llama_device()
+
+
 def run_doctor(probe: bool = True) -> list[Check]:
     checks: list[Check] = []
     checks.append(Check("mipo-local", True, f"{__version__} on Python {platform.python_version()} ({platform.system()} {platform.machine()})"))
@@ -89,7 +97,10 @@ def run_doctor(probe: bool = True) -> list[Check]:
         not missing,
         ", ".join(f"{n} {v}" for n, v in versions.items() if v) + (f"; missing: {', '.join(missing)} (run `make setup`)" if missing else ""),
     ))
-    checks.append(Check("device", True, detect_device()))
+    device = detect_device()
+    checks.append(Check("device", True, device))
+    checks.append(Check("stages", True, f"training and scoring on {device.split(' ')[0]}; llama.cpp (pairs, "
+                                        f"chat, the evaluation's sampling) on {_llama_device(versions)}"))
     checks.append(Check("threads", True, f"{physical_cores()} physical cores, {os.cpu_count()} logical"))
     home = workspace.home()
     free = workspace.free_bytes(home)

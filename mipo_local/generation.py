@@ -86,7 +86,7 @@ class BatchedGenerator:
                  prompt_cache: int = PROMPT_CACHE) -> None:
         import llama_cpp as L
 
-        from .llama_runtime import physical_cores, quiet_llama_logs
+        from .llama_runtime import gpu_layers, physical_cores, quiet_llama_logs
         from .modelio.gguf_file import scan_gguf
 
         scan_gguf(Path(gguf_path))
@@ -102,6 +102,8 @@ class BatchedGenerator:
         self.scoring_seconds = 0.0   # spent scoring them (with decoding their prompts again, if given up)
         L.llama_backend_init()
         mparams = L.llama_model_default_params()
+        layers = gpu_layers()
+        mparams.n_gpu_layers = 0x7FFFFFFF if layers < 0 else layers      # every layer where the build offloads
         self.model = L.llama_model_load_from_file(str(gguf_path).encode(), mparams)
         if not self.model:
             raise MipoError(f"llama.cpp could not load {gguf_path}; check the file with `mipo-local doctor`")

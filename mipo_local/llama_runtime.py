@@ -47,8 +47,34 @@ def quiet_llama_logs() -> None:
     llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
 
 
+GPU_ENV = "MIPO_LLAMA_GPU"     # "0": keep llama.cpp on the CPU even where its build could offload
+
+
+def gpu_layers() -> int:
+    """How many layers llama.cpp puts on the GPU: all of them (-1) where this build of llama.cpp can
+    offload (CUDA, Metal, Vulkan...; `llama_supports_gpu_offload`), none on a CPU-only build or with
+    MIPO_LLAMA_GPU=0. A model is then decoded where the user's GPU is, not on the CPU beside it."""
+    if os.environ.get(GPU_ENV, "").strip() == "0":
+        return 0
+    import llama_cpp
+
+    return -1 if llama_cpp.llama_supports_gpu_offload() else 0
+
+
+def llama_device() -> str:
+    """Where llama.cpp decodes here, in words (for `doctor` and the logs)."""
+    if gpu_layers():
+        return "GPU (every layer offloaded)"
+    import llama_cpp
+
+    if llama_cpp.llama_supports_gpu_offload():
+        return f"CPU ({GPU_ENV}=0; this build could offload to the GPU)"
+    return "CPU (this build of llama.cpp has no GPU support)"
+
+
 def open_llama(path: Path, *, n_ctx: int = 2048, n_threads: Optional[int] = None, **kwargs: Any):
-    """A `llama_cpp.Llama` for `path`. Call `.close()` when done (or use `llama_model`)."""
+    """A `llama_cpp.Llama` for `path`, every layer on the GPU where the build supports it
+    (`gpu_layers`; `n_gpu_layers=` overrides). Call `.close()` when done (or use `llama_model`)."""
     from llama_cpp import Llama
 
     from .gguf_scan import scan_gguf
@@ -56,6 +82,7 @@ def open_llama(path: Path, *, n_ctx: int = 2048, n_threads: Optional[int] = None
     scan_gguf(Path(path))  # a clear error for a missing, foreign or truncated file
     quiet_llama_logs()
     threads = n_threads or physical_cores()
+    kwargs.setdefault("n_gpu_layers", gpu_layers())
     return Llama(
         model_path=str(path),
         n_ctx=n_ctx,

@@ -37,3 +37,30 @@ fi
 
 echo "== benchmarks/train.py on cuda"
 "$PY" benchmarks/train.py --device cuda ${PAIRS:+--pairs "$PAIRS"}
+
+echo "== llama.cpp on the GPU: pairs' batched decoding and chat, tokens/s against the CPU (issue 28)"
+if "$PY" -c "import llama_cpp, sys; sys.exit(0 if llama_cpp.llama_supports_gpu_offload() else 1)" 2>/dev/null; then
+    "$PY" -m mipo_local doctor | grep -E "device|stages|decode"
+    "$PY" - <<'EOF2'
+import os, time
+from mipo_local.catalog import default_card
+from mipo_local.generation import BatchedGenerator, Sampling
+
+path = default_card().local_path()
+prompts = [f"Write two sentences about the number {i}." for i in range(16)]
+for where, flag in (("GPU", "1"), ("CPU", "0")):
+    os.environ["MIPO_LLAMA_GPU"] = flag
+    gen = BatchedGenerator(path, n_parallel=16, n_ctx_per_seq=512)
+    try:
+        start = time.perf_counter()
+        outs = gen.generate(prompts, Sampling(temperature=0.8, max_new_tokens=64, top_p=0.95))
+        took = time.perf_counter() - start
+    finally:
+        gen.close()
+    tokens = sum(len(o.tokens) for o in outs)
+    print(f"{where}: {tokens} tokens in {took:.2f} s: {tokens / took:.0f} tok/s (16 prompts, batched)")
+EOF2
+    MIPO_HOME=$(mktemp -d) "$PY" -m mipo_local chat --base -m "What is the capital of Norway?"
+else
+    echo "(this llama.cpp build has no GPU offload: rebuild with CMAKE_ARGS=-DGGML_CUDA=ON, or run make setup with nvcc on PATH)"
+fi

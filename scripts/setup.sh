@@ -67,9 +67,16 @@ default_cmake_args() {
         if has avx512_bf16; then args="$args -DGGML_AVX512_BF16=ON"; fi
         args="$args -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
     fi
+    # the CUDA toolkit (nvcc) here: llama.cpp is built for the NVIDIA GPU too, and every layer is
+    # offloaded at run time (llama_runtime.gpu_layers), as torch trains there
+    local nvcc
+    nvcc="$(command -v nvcc || true)"
+    if [ -z "$nvcc" ] && [ -x /usr/local/cuda/bin/nvcc ]; then nvcc=/usr/local/cuda/bin/nvcc; fi
+    if [ -n "$nvcc" ]; then args="$args -DGGML_CUDA=ON -DCMAKE_CUDA_COMPILER=$nvcc"; fi
     echo "$args"
 }
 export CMAKE_ARGS="${CMAKE_ARGS:-$(default_cmake_args)}"
+case "$CMAKE_ARGS" in *GGML_CUDA=ON*) echo "setup: CUDA toolkit found: building llama.cpp with CUDA (set CMAKE_ARGS to choose otherwise)" ;; esac
 if [ "$(uname -s)" = "Darwin" ] && [ -z "${MIPO_KEEP_CMAKE_ARGS:-}" ]; then
     case "$CMAKE_ARGS" in *GGML_METAL*) ;; *) CMAKE_ARGS="$CMAKE_ARGS -DGGML_METAL=ON" ;; esac
 fi

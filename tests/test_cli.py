@@ -74,6 +74,30 @@ def test_doctor_decodes(tmp_path):
     decode = next(l for l in proc.stdout.splitlines() if "llama.cpp decode" in l)
     assert decode.startswith("ok"), proc.stdout
     assert "device" in proc.stdout and "threads" in proc.stdout
+    import llama_cpp
+
+    stages = next(l for l in proc.stdout.splitlines() if l.split()[1:2] == ["stages"])   # where each stage runs
+    assert "training and scoring on" in stages
+    assert ("llama.cpp (pairs, chat, the evaluation's sampling) on GPU" in stages) == llama_cpp.llama_supports_gpu_offload()
+
+
+def test_llama_cpp_offloads_every_layer_where_its_build_can(bundled_gguf, monkeypatch):
+    """Every model llama.cpp opens goes to the GPU where the build supports offload (CUDA, Metal), on
+    the CPU where it does not or with MIPO_LLAMA_GPU=0 (issue 28): the settings' path, on any machine."""
+    import llama_cpp
+
+    from mipo_local.llama_runtime import GPU_ENV, gpu_layers, llama_model
+
+    monkeypatch.delenv(GPU_ENV, raising=False)
+    offload = llama_cpp.llama_supports_gpu_offload()
+    assert gpu_layers() == (-1 if offload else 0)
+    with llama_model(bundled_gguf, n_ctx=256) as llm:
+        assert llm.model_params.n_gpu_layers == (0x7FFFFFFF if offload else 0)
+        assert llm.create_completion("The capital of France is", max_tokens=3, temperature=0.0)["choices"][0]["text"]
+    monkeypatch.setenv(GPU_ENV, "0")
+    assert gpu_layers() == 0
+    with llama_model(bundled_gguf, n_ctx=256) as llm:
+        assert llm.model_params.n_gpu_layers == 0
 
 
 def test_nothing_written_outside_the_workspace(tmp_path):
