@@ -236,3 +236,59 @@ def test_context_results_settings_chat_and_palette(mipo_home, bundled_gguf):
             assert app.is_running
 
     asyncio.run(run())
+
+
+def test_a_newcomer_is_led_by_the_keys_a_person_presses(mipo_home, bundled_gguf):
+    """Issue 28, tried in a terminal of 110×34: Enter on the welcome screen starts (Start has the
+    focus); F4 puts the cursor in the message box, so what one types is sent; before any run Chat
+    talks to the original model, labelled so, and says in the app's words how to make the personal
+    one (no command-line flags, no '(no answer)')."""
+    from tui.screens.main import MainScreen
+    from tui.screens.onboarding import OnboardingScreen
+
+    async def welcome() -> None:
+        app = noted_app()
+        async with app.run_test(size=(110, 34)) as pilot:
+            await pilot.pause()
+            assert isinstance(app.screen, OnboardingScreen) and app.screen.step == "step-welcome"
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.screen.step == "step-model"
+
+    asyncio.run(welcome())
+
+    save_onboarded(DEMO_ADDRESSES)
+    from mipo_local.context import import_paths
+
+    import_paths(demo_sources())
+
+    async def chat() -> None:
+        app = noted_app()
+        async with app.run_test(size=(110, 34)) as pilot:
+            await pilot.pause()
+            assert isinstance(app.screen, MainScreen)
+            await pilot.press("f4")
+            await pilot.pause()
+            assert app.focused is not None and app.focused.id == "chat-input"
+            model = app.screen.query_one("#chat-model")
+            assert model.value == "base" and "original model" in str(model.query_one("SelectCurrent #label").render())
+            hint = str(app.screen.query_one("#chat-hint").render())
+            assert "no personal model yet" in hint and "Personalize tab" in hint
+            await pilot.press(*"hello")
+            await pilot.press("enter")
+            await settle(pilot)
+            answer = app.screen.query(".msg-model").last()
+            assert answer.source.strip() and "no answer" not in answer.source, app.notes
+            assert not any("--" in note for note in app.notes), app.notes
+
+    asyncio.run(chat())
+
+
+def test_the_apps_import_summary_speaks_of_the_app_not_of_flags():
+    from mipo_local.context.importer import ImportSummary
+    from tui.widgets.import_panel import summary_lines
+
+    summary = ImportSummary(added=3, detected_addresses=["ada@example.org"],
+                            skipped=[("a.md", "empty file"), ("b.md", "empty file")])
+    text = "\n".join(summary_lines(summary))
+    assert "change them in Settings (F6)" in text and "--" not in text.replace("—", "")

@@ -23,8 +23,8 @@ def tmp_home(mipo_home: Path, tmp_path: Path, monkeypatch) -> Path:
 
 ONBOARDING = {
     "welcome": [],
-    "model": ["tab", "enter"],          # focus Start, press it
-    "you": ["tab", "enter", "enter"],   # Start, then Enter on the preselected model
+    "model": ["enter"],                 # Start has the focus: Enter presses it
+    "you": ["enter", "enter"],          # Start, then Enter on the preselected model
 }
 
 

@@ -45,16 +45,18 @@ class ImportSummary:
     detected_addresses: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)      # how the sources asked for were taken
 
-    def lines(self, *, verbose: bool = False) -> list[str]:
+    def lines(self, *, verbose: bool = False, change_addresses: str = "change them with --me",
+              list_all: Optional[str] = "import --verbose lists every skipped and ignored file") -> list[str]:
         """The summary for a terminal: counts, then skipped and ignored files grouped by reason
-        (with `verbose`, every one of them). Paths and reasons are printable whatever they hold."""
+        (with `verbose`, every one of them). Paths and reasons are printable whatever they hold.
+        `change_addresses` and `list_all` say how to do so where it is shown (the app has its own words)."""
         out = [f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, {len(self.skipped)} skipped"
                + (f", {self.ignored} ignored" if self.ignored else "")
                + (f", {self.removed} removed" if self.removed else "")
                + f" ({self.documents_changed} documents stored, {self.bytes_read / 1e6:.1f} MB read)"]
         out += [f"  {_printable(note)}" for note in self.notes]
         if self.detected_addresses:
-            out.append(f"your addresses (from a Sent mailbox): {', '.join(self.detected_addresses)} — change them with --me")
+            out.append(f"your addresses (from a Sent mailbox): {', '.join(self.detected_addresses)} — {change_addresses}")
         for verb, entries in (("skipped", self.skipped), ("ignored", self.ignored_files)):
             if verbose:
                 out += [f"  {verb} {_printable(path)}: {_printable(reason)}" for path, reason in entries]
@@ -65,8 +67,8 @@ class ImportSummary:
             for reason, paths in sorted(by_reason.items(), key=lambda kv: (-len(kv[1]), kv[0])):
                 example = _printable(paths[0]) + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
                 out.append(f"  {verb} {len(paths)} ({_printable(reason)}): {example}")
-        if not verbose and (len(self.skipped) > 1 or self.ignored_files):
-            out.append("  (import --verbose lists every skipped and ignored file)")
+        if list_all and not verbose and (len(self.skipped) > 1 or self.ignored_files):
+            out.append(f"  ({list_all})")
         return out
 
 

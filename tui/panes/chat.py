@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Optional
 
 from rich.text import Text
 from textual import on, work
@@ -17,6 +18,12 @@ from textual.widgets.option_list import Option
 from ..bridge import notify_error
 from ..widgets.profile_choice import refresh_profile_choice
 
+
+
+MODEL_CHOICES = [("personal model", "personal"), ("original model", "base")]
+NO_PERSONAL_CHOICES = [("original model", "base")]
+NO_PERSONAL_HINT = ("You have no personal model yet, so you are chatting with the original one. "
+                    "Make yours in the Personalize tab (F2).")
 
 class ChatPane(Horizontal):
     class Answer(Message):
@@ -39,14 +46,15 @@ class ChatPane(Horizontal):
         self.sessions: dict[str, object] = {}      # "personal" | "base" → ChatSession (made in a worker)
         self.lock = threading.Lock()
         self.conversation = None                     # a saved conversation to continue
+        self.has_personal: Optional[bool] = None     # whether a personal model is offered (refresh_models)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="chat-main"):
             yield VerticalScroll(id="messages")
             yield Input(placeholder="message (Enter sends)", id="chat-input")
         with Vertical(id="chat-side"):
-            yield Select([("personal model", "personal"), ("base model", "base")], value="personal",
-                         allow_blank=False, id="chat-model")
+            yield Select(MODEL_CHOICES, value="personal", allow_blank=False, id="chat-model")
+            yield Static("", id="chat-hint")
             yield Select([("all sources", "default")], value="default", allow_blank=False, id="chat-profile")
             yield Button("New conversation", id="new-chat")
             yield Label("your snippets in this turn", classes="side-title")
@@ -57,6 +65,25 @@ class ChatPane(Horizontal):
     def on_mount(self) -> None:
         self.refresh_conversations()
 
+    def refresh_models(self) -> None:
+        """Offer the personal model once there is one; until then chat with the original model,
+        labelled so, and say how to make the personal one."""
+        from mipo_local.active_model import active_model
+
+        has_personal = active_model() is not None
+        if has_personal == self.has_personal:
+            return
+        self.has_personal = has_personal
+        select = self.query_one("#chat-model", Select)
+        talking = bool(self.query(".msg-user"))          # a conversation under way goes on with its model
+        current = select.value
+        with select.prevent(Select.Changed):
+            select.set_options(MODEL_CHOICES if has_personal else NO_PERSONAL_CHOICES)
+            select.value = current if talking and current == "base" else ("personal" if has_personal else "base")
+        if select.value != current:
+            self.new_conversation()
+        self.query_one("#chat-hint", Static).update("" if has_personal else NO_PERSONAL_HINT)
+
     def refresh_profiles(self) -> None:
         refresh_profile_choice(self.query_one("#chat-profile", Select))
 
@@ -64,6 +91,7 @@ class ChatPane(Horizontal):
         from mipo_local.chat import list_conversations
 
         self.refresh_profiles()
+        self.refresh_models()
 
         options = self.query_one("#conversations", OptionList)
         options.clear_options()

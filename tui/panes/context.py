@@ -12,7 +12,7 @@ from textual.widgets import Button, DataTable, Input, Static
 
 from ..bridge import notify_error
 from ..messages import WorkspaceChanged
-from ..widgets.import_panel import ImportPanel
+from ..widgets.import_panel import ImportPanel, summary_lines
 
 
 class ImportScreen(ModalScreen[None]):
@@ -115,7 +115,7 @@ class ContextPane(VerticalScroll):
 
     @on(Reimported)
     def _reimported(self, message: Reimported) -> None:
-        self.app.notify(Text("\n".join(message.summary.lines())).plain)
+        self.app.notify(Text("\n".join(summary_lines(message.summary))).plain)
         self.reload()
 
     @on(Input.Submitted, "#search")

@@ -33,6 +33,16 @@ class MainScreen(Screen):
 
     def action_tab(self, key: str) -> None:
         self.query_one(TabbedContent).active = f"tab-{key}"
+        self._focus_pane(key)
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self._focus_pane((event.pane.id or "").removeprefix("tab-"))
+
+    def _focus_pane(self, key: str) -> None:
+        """What one types on a tab goes where it is meant to (in Chat: the message box)."""
+        if key == "chat":
+            self.call_after_refresh(self.query_one("#chat-input").focus)
 
     @on(WorkspaceChanged)
     def refresh_panes(self) -> None:

@@ -38,6 +38,7 @@ class OnboardingScreen(Screen):
     """Posts `OnboardingScreen.Finished` when the walk-through is done (the app then shows the main screen)."""
 
     BINDINGS = [("escape", "back", "Back"), ("ctrl+n", "next", "Next step")]
+    AUTO_FOCUS = "#next-welcome"        # Enter starts the walk-through
 
     class Finished(Message):
         """The first steps are done and saved."""

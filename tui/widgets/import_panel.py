@@ -15,6 +15,11 @@ from ..bridge import Progress, notify_error, post_progress
 from .picker import PathPicker
 
 
+
+def summary_lines(summary) -> list[str]:
+    """An import's summary in the app's words (the command line's flags mean nothing here)."""
+    return summary.lines(change_addresses="change them in Settings (F6)", list_all=None)
+
 class ImportPanel(Vertical):
     """Posts `ImportPanel.Done` when an import finished successfully, `ImportPanel.Failed` when not."""
 
@@ -118,5 +123,5 @@ class ImportPanel(Vertical):
     @on(Done)
     def _done(self, message: Done) -> None:
         self.query_one("#do-import", Button).disabled = False
-        self.query_one("#import-summary", Static).update(Text("\n".join(message.summary.lines())))
+        self.query_one("#import-summary", Static).update(Text("\n".join(summary_lines(message.summary))))
         self.clear()
