@@ -111,6 +111,65 @@ def default_card() -> ModelCard:
     return next((c for c in cards if c.default), cards[0])
 
 
+MEMORY_SHARE = 0.8      # of the machine's memory a model may need to personalize; the rest is the system's
+
+
+@dataclass(frozen=True)
+class MachineMemory:
+    gib: float
+    kind: str              # "RAM" | "GPU memory" | "unified memory"
+
+
+def machine_memory() -> MachineMemory:
+    """The memory personalization has here: the largest NVIDIA GPU's memory where `nvidia-smi` sees
+    one (training runs there), the unified memory on Apple Silicon, the RAM otherwise. No torch
+    import: the app asks this on its first screen."""
+    import platform
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=10).stdout
+            mib = [float(v) for v in out.split() if v.replace(".", "", 1).isdigit()]
+            if mib:
+                return MachineMemory(max(mib) / 1024, "GPU memory")
+        except (OSError, subprocess.SubprocessError):
+            pass
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    except (ValueError, OSError, AttributeError):
+        ram = 0.0
+    if platform.system() == "Darwin" and platform.machine() == "arm64":
+        return MachineMemory(ram, "unified memory")
+    return MachineMemory(ram, "RAM")
+
+
+def _parameter_count(card: ModelCard) -> float:
+    text = card.parameters.strip().upper()
+    scale = {"K": 1e3, "M": 1e6, "B": 1e9}.get(text[-1:], 1.0)
+    try:
+        return float(text.rstrip("KMB")) * scale
+    except ValueError:
+        return 0.0
+
+
+def recommend(cards: list[ModelCard], memory: MachineMemory) -> tuple[ModelCard, str]:
+    """The largest model that fits this machine (its memory to personalize at most MEMORY_SHARE of
+    the machine's), and why in one sentence; the bundled default when none larger fits."""
+    budget = memory.gib * MEMORY_SHARE
+    fitting = [c for c in cards if c.memory_gb <= budget]
+    default = next((c for c in cards if c.default), cards[0])
+    if not fitting:
+        return default, (f"recommended: {default.display_name}; this machine's {memory.gib:.0f} GiB of {memory.kind} "
+                         f"is less than any model needs, so personalizing will be slow or may run out of memory")
+    best = max(fitting, key=lambda c: (c.memory_gb, _parameter_count(c), c.default))
+    return best, (f"recommended: {best.display_name}, the largest that fits this machine's {memory.gib:.0f} GiB of "
+                  f"{memory.kind} (it needs about {best.memory_gb:g} GB to personalize)")
+
+
 def download(card: ModelCard, progress=None) -> Path:
     """Fetch a hub model's GGUF into the workspace; a clear error when offline."""
     existing = card.local_path()

@@ -292,3 +292,35 @@ def test_the_apps_import_summary_speaks_of_the_app_not_of_flags():
                             skipped=[("a.md", "empty file"), ("b.md", "empty file")])
     text = "\n".join(summary_lines(summary))
     assert "change them in Settings (F6)" in text and "--" not in text.replace("—", "")
+
+
+def test_the_catalog_recommends_the_largest_model_that_fits_and_says_why(mipo_home):
+    """Issue 28: the catalog recommends the largest model that fits this machine's memory and says
+    why; the bundled one stays preselected while nothing else is on the machine."""
+    from mipo_local.catalog import MachineMemory, default_card, load_catalog, machine_memory, recommend
+    from tui.screens.onboarding import OnboardingScreen
+
+    cards = load_catalog()
+    assert recommend(cards, MachineMemory(2.0, "RAM"))[0].default                 # nothing larger fits
+    small, why = recommend(cards, MachineMemory(6.0, "GPU memory"))
+    assert small.memory_gb <= 4.8 and "6 GiB of GPU memory" in why
+    large, _ = recommend(cards, MachineMemory(64.0, "unified memory"))
+    assert large.memory_gb == max(c.memory_gb for c in cards)
+    here = machine_memory()
+    assert here.gib > 0 and here.kind in ("RAM", "GPU memory", "unified memory")
+    best, why = recommend(cards, here)
+
+    async def run() -> None:
+        app = noted_app()
+        async with app.run_test(size=(110, 34)) as pilot:
+            await pilot.pause()
+            assert isinstance(app.screen, OnboardingScreen)
+            await pilot.press("enter")
+            await pilot.pause()
+            table = app.screen.query_one("#models", DataTable)
+            assert "(recommended)" in str(table.get_row(best.name)[0])
+            assert why in str(app.screen.query_one("#model-recommendation").render())
+            chosen = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+            assert chosen == (best.name if best.available else default_card().name)
+
+    asyncio.run(run())

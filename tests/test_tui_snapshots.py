@@ -15,9 +15,14 @@ SIZES = [(80, 24), (120, 40)]
 
 @pytest.fixture
 def tmp_home(mipo_home: Path, tmp_path: Path, monkeypatch) -> Path:
-    """The workspace (conftest's, in `tmp_path`) shown the same on every run: HOME is `tmp_path`."""
+    """The workspace (conftest's, in `tmp_path`) shown the same on every run: HOME is `tmp_path`; and
+    the same machine everywhere: 16 GiB of RAM, whatever the machine has, for the recommended model."""
     assert mipo_home == tmp_path / "mipo-home"
     monkeypatch.setenv("HOME", str(tmp_path))
+    import tui.screens.onboarding as onboarding
+    from mipo_local.catalog import MachineMemory
+
+    monkeypatch.setattr(onboarding, "machine_memory", lambda: MachineMemory(16.0, "RAM"))
     return mipo_home
 
 

@@ -26,6 +26,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
         mark = "*" if card.default else " "
         echo(f"{card.name + mark:24} {card.architecture:6} {card.parameters:>6} {card.size_mb:>5} MB {card.memory_gb:>5.1f} GB  {status}")
     echo("* the default. Any GGUF file or Hugging Face model folder also works as --base.")
+    from ..catalog import machine_memory, recommend
+
+    echo(recommend(load_catalog(), machine_memory())[1])
     return 0
 
 

@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Button, ContentSwitcher, DataTable, Footer, Header, Input, Static
 
 from mipo_local.addresses import parse_addresses
-from mipo_local.catalog import load_catalog
+from mipo_local.catalog import load_catalog, machine_memory, recommend
 from mipo_local.errors import MipoError
 from mipo_local.settings import load_settings, save_settings
 
@@ -53,6 +53,7 @@ class OnboardingScreen(Screen):
                 yield Static("[b]Pick a base model.[/b] The bundled one works on any machine; larger ones answer "
                              "better and need more memory (and a download).", classes="hint")
                 yield DataTable(id="models", cursor_type="row")
+                yield Static("", id="model-recommendation", classes="hint")
                 yield Button("Next", id="next-model", variant="primary")
             with VerticalScroll(id="step-you"):
                 yield Static("[b]About you.[/b] Your addresses tell your emails (your writing) from the ones "
@@ -71,13 +72,20 @@ class OnboardingScreen(Screen):
         settings = load_settings()
         table = self.query_one("#models", DataTable)
         table.add_columns("model", "params", "download", "memory", "on this machine")
+        cards = load_catalog()
+        best, why = recommend(cards, machine_memory())
+        # preselected: the user's earlier choice, else the recommended model where it is on this machine
+        # already, else the bundled one (a download is the user's decision)
+        wanted = settings.base_model or (best.name if best.available else "")
         chosen = 0
-        for row, card in enumerate(load_catalog()):
+        for row, card in enumerate(cards):
             here = "yes" if card.available else "no"
-            table.add_row(card.display_name + (" *" if card.default else ""), card.parameters,
-                          f"{card.size_mb} MB", f"{card.memory_gb:.1f} GB", here, key=card.name)
-            if (settings.base_model and card.name == settings.base_model) or (not settings.base_model and card.default):
+            table.add_row(card.display_name + (" *" if card.default else "") + (" (recommended)" if card is best else ""),
+                          card.parameters, f"{card.size_mb} MB", f"{card.memory_gb:.1f} GB", here, key=card.name)
+            if (wanted and card.name == wanted) or (not wanted and card.default):
                 chosen = row
+        self.query_one("#model-recommendation", Static).update(
+            why + ("" if best.available or best.default else "; it is downloaded when you personalize"))
         table.move_cursor(row=chosen)
         self.query_one("#name", Input).value = settings.name
         self.query_one("#addresses", Input).value = ", ".join(settings.addresses)
