@@ -59,8 +59,25 @@ def fast(train_device) -> TrainSettings:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, smol_checkpoint, fast):
     run = tmp_path_factory.mktemp("train-run")
-    result = train_lora(smol_checkpoint, RECORDS, run, fast, max_steps=4)
+    events = []
+    result = train_lora(smol_checkpoint, RECORDS, run, fast, max_steps=4, heldout=RECORDS[:2], progress=events.append)
+    result.events = events
     return result
+
+
+def test_no_stretch_before_the_first_step_is_silent(trained):
+    """The reference log-probs and the held-out scoring report each batch or pair with its count and
+    an ETA (issue 28: 8 silent minutes before the first step of a real run)."""
+    events = [e for e in trained.events if e.stage == "train"]
+    first_step = next(i for i, e in enumerate(events) if e.unit == "steps")
+    before = events[:first_step]
+    reference = [e for e in before if e.message.startswith("computing reference log-probs") and e.unit == "batches"]
+    heldout = [e for e in before if e.message.startswith("scoring the held-out pairs before training")]
+    assert reference and reference[-1].done == reference[-1].total >= 1
+    assert [e.done for e in heldout] == [1, 2] and all(e.total == 2 for e in heldout)
+    assert all("eta_seconds" in e.data for e in reference + heldout)
+    after = [e for e in events[first_step:] if e.message.startswith("scoring the held-out pairs after training")]
+    assert [e.done for e in after] == [1, 2]
 
 
 def test_short_run_changes_lora_and_lowers_the_loss(trained, smol_checkpoint):
@@ -285,7 +302,7 @@ def test_train_command_trains_on_the_pairs_made_before_and_activates(mipo_home, 
                     "--context-tokens", "128"],
                    mipo_home)
     assert made.returncode == 0, made.stderr[-2000:]
-    trained = run_cli(["train", "--max-steps", "2", "--quant", "Q8_0", "--rank", "4"], mipo_home)
+    trained = run_cli(["train", "--max-steps", "2", "--batch-size", "2", "--quant", "Q8_0", "--rank", "4"], mipo_home)
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert "personal model: " in trained.stdout and "LoRA for llama.cpp" in trained.stdout
     from mipo_local.active_model import active_model

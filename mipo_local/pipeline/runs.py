@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import time
 from pathlib import Path
 from typing import Optional
@@ -100,6 +101,7 @@ class RunLog:
         workspace.create_private_file(self.path)
         self.progress = progress
         self._last: dict[str, float] = {}
+        self._kind: dict[str, str] = {}
 
     def line(self, text: str) -> None:
         with open(self.path, "a", encoding="utf-8") as fh:
@@ -107,8 +109,10 @@ class RunLog:
 
     def __call__(self, event: ProgressEvent) -> None:
         now = time.monotonic()
-        if event.finished or now - self._last.get(event.stage, 0.0) > 5.0:   # at most one line per 5 s per stage
-            self._last[event.stage] = now
+        kind = re.sub(r"\d+(\.\d+)?", "#", event.message)       # "loss 0.69" and "loss 0.71" are one kind
+        # a new kind of work always gets its line; more of the same at most one per 5 s per stage
+        if event.finished or kind != self._kind.get(event.stage) or now - self._last.get(event.stage, 0.0) > 5.0:
+            self._last[event.stage], self._kind[event.stage] = now, kind
             counts = f" {event.done:g}/{event.total:g} {event.unit}" if event.done is not None and event.total else ""
             self.line(f"[{event.stage}] {event.message}{counts}")
         if self.progress is not None:

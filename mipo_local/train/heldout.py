@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
+
+OnPair = Optional[Callable[[int, int], None]]     # (pairs scored, of how many): progress
 
 
 def _ids(encoded) -> list[int]:
     return list(encoded["input_ids"] if hasattr(encoded, "input_ids") else encoded)
 
 
-def completion_logps(model, tokenizer, records: Sequence[dict]) -> list[tuple[float, float]]:
+def completion_logps(model, tokenizer, records: Sequence[dict], on_pair: OnPair = None) -> list[tuple[float, float]]:
     """(log π(chosen | prompt), log π(rejected | prompt)) for each record, tokenized as trl does: the
-    whole conversation (so the end-of-turn token counts), completion = what follows the prompt."""
+    whole conversation (so the end-of-turn token counts), completion = what follows the prompt.
+    `on_pair(done, total)` after each record."""
     from ..evaluate import continuation_logp
 
     out = []
@@ -23,16 +26,18 @@ def completion_logps(model, tokenizer, records: Sequence[dict]) -> list[tuple[fl
             full = _ids(tokenizer.apply_chat_template(r["prompt"] + r[side], tokenize=True))
             pair.append(continuation_logp(model, full[:len(prompt)], full[len(prompt):]))
         out.append((pair[0], pair[1]))
+        if on_pair is not None:
+            on_pair(len(out), len(records))
     return out
 
 
-def reference_logps(model, tokenizer, records: Sequence[dict]) -> list[tuple[float, float]]:
+def reference_logps(model, tokenizer, records: Sequence[dict], on_pair: OnPair = None) -> list[tuple[float, float]]:
     """completion_logps of the reference: the PEFT model with its adapter switched off."""
     import contextlib
 
     disable = getattr(model, "disable_adapter", None)
     with (disable() if disable else contextlib.nullcontext()):
-        return completion_logps(model, tokenizer, records)
+        return completion_logps(model, tokenizer, records, on_pair)
 
 
 def _won(margin: float) -> float:
@@ -56,11 +61,11 @@ def summarize(policy: Sequence[tuple[float, float]], reference: Sequence[tuple[f
 
 
 def heldout_metrics(model, tokenizer, records: Sequence[dict], beta: float,
-                    reference: Optional[Sequence[tuple[float, float]]] = None) -> dict:
+                    reference: Optional[Sequence[tuple[float, float]]] = None, on_pair: OnPair = None) -> dict:
     """With a PEFT model: DPO reward margin/accuracy (policy vs adapter-off reference) and the
     policy's log-likelihood margin log π(y+) − log π(y−). `reference`: the reference's log-probs
     when already known (they do not change during training)."""
-    policy = completion_logps(model, tokenizer, records)
+    policy = completion_logps(model, tokenizer, records, on_pair)
     if reference is None:
-        reference = reference_logps(model, tokenizer, records)
+        reference = reference_logps(model, tokenizer, records, on_pair)
     return summarize(policy, reference, beta)
