@@ -48,7 +48,8 @@ def tiny_demo_run_args(max_steps: int) -> list[str]:
 
     return [*map(str, demo_sources()), *[a for address in DEMO_ADDRESSES for a in ("--me", address)],
             "--examples", "10", "--heldout-pairs", "2", "--candidates", "1", "--max-new-tokens", "32", "--context-tokens", "128",
-            "--max-steps", str(max_steps), "--eval-examples", "2", "--eval-writing", "4", "--quant", "Q8_0"]
+            "--max-steps", str(max_steps), "--batch-size", "2", "--eval-examples", "2", "--eval-answers", "1",
+            "--eval-contexts", "2", "--eval-writing", "2", "--quant", "Q8_0"]
 
 
 def tiny_run_settings(max_steps: int):
@@ -143,3 +144,30 @@ async def click(pilot, selector: str) -> None:
     await pilot.pause()
     widget.press()
     await pilot.pause()
+
+
+# --- comparing two computations of one model (issue 28) ---
+
+# Two computations that round differently (batched or alone, a LoRA merged or applied at run time,
+# another CPU's kernels) give logits within LOGIT_TOLERANCE of each other, and the same top token
+# wherever the top two differ by more than MARGIN; greedy text may part at a near-tie.
+LOGIT_TOLERANCE = 0.5
+MARGIN = 1.0
+
+
+def assert_greedy_agree(llm, prompt_tokens, a, b, margin: float = MARGIN) -> None:
+    """Greedy tokens `a` and `b` of two computations of the same model are equal, or part at a
+    near-tie: at the first token where they differ, `llm` (one of the two computations) puts the two
+    tokens (or a token and the end of the answer) within `margin` of each other in logit."""
+    a, b = list(a), list(b)
+    if a == b:
+        return
+    n = min(len(a), len(b))
+    i = next((k for k in range(n) if a[k] != b[k]), n)
+    llm.reset()
+    llm.eval(list(prompt_tokens) + a[:i])
+    logits = llm.scores[llm.n_tokens - 1]
+    ta = a[i] if i < len(a) else llm.token_eos()
+    tb = b[i] if i < len(b) else llm.token_eos()
+    gap = abs(float(logits[ta]) - float(logits[tb]))
+    assert gap <= margin, f"the decodings part at token {i} where the model prefers one by {gap:.3f} logits: {a} vs {b}"

@@ -14,7 +14,7 @@ import pytest
 from mipo_local.errors import MipoError
 from mipo_local.settings import UserSettings
 
-from .helpers import assert_one_line_error, run_cli
+from .helpers import assert_greedy_agree, assert_one_line_error, run_cli
 
 WORK = {
     "survey.md": "# Urchin survey\n\nSaturday weekend schedule: the Rognaskjær dive survey, urchin counts on transect B.\n",
@@ -188,9 +188,13 @@ PROMPTS = [f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n" for q in
            ("What should I bake this weekend?", "How dense were the urchins at the survey site?")]
 
 
+def _prompt_tokens(llm, prompt: str) -> list[int]:
+    return llm.tokenize(prompt.encode(), add_bos=False, special=True)
+
+
 def _greedy(llm, prompt: str, n: int = 20) -> list[int]:
     llm.reset()
-    tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+    tokens = _prompt_tokens(llm, prompt)
     out = []
     for token in llm.generate(tokens, temp=0.0, top_k=1, repeat_penalty=1.0):
         if token == llm.token_eos() or len(out) == n:
@@ -201,9 +205,10 @@ def _greedy(llm, prompt: str, n: int = 20) -> list[int]:
 
 def test_base_with_adapter_switched_in_equals_the_merged_model(adapters, smol_f16):
     """F16 base + the adapter applied at run time (no reload) gives the merged model's tokens at
-    temperature 0, token for token: the F16 merged export, since a quantized merge rounds the
-    merged weights (not the adapter) and could not be equal. Switching away and back gives the same
-    tokens again (the KV cache of the other adapter is not reused)."""
+    temperature 0, up to a near-tie (two computations that round differently: `assert_greedy_agree`):
+    the F16 merged export, since a quantized merge rounds the merged weights (not the adapter) further.
+    Switching away and back gives the same tokens again, exactly (the same computation; the KV cache
+    of the other adapter is not reused)."""
     from mipo_local.chat import ChatModel
     from mipo_local.llama_runtime import llama_model
 
@@ -215,13 +220,15 @@ def test_base_with_adapter_switched_in_equals_the_merged_model(adapters, smol_f1
     try:
         plain = [_greedy(model.llm, p) for p in PROMPTS]
         model.use_adapter(adapters["work"])
-        assert [_greedy(model.llm, p) for p in PROMPTS] == expected
-        assert plain != expected, "the adapter changed nothing: the test would not notice one that is ignored"
+        switched = [_greedy(model.llm, p) for p in PROMPTS]
+        for p, ours, theirs in zip(PROMPTS, switched, expected):
+            assert_greedy_agree(model.llm, _prompt_tokens(model.llm, p), ours, theirs)
+        assert plain != switched, "the adapter changed nothing: the test would not notice one that is ignored"
         model.use_adapter(adapters["home"])
         other = [_greedy(model.llm, p) for p in PROMPTS]
         assert other == expected_home
         model.use_adapter(adapters["work"])
-        assert [_greedy(model.llm, p) for p in PROMPTS] == expected
+        assert [_greedy(model.llm, p) for p in PROMPTS] == switched
         model.use_adapter(None)
         assert [_greedy(model.llm, p) for p in PROMPTS] == plain
     finally:

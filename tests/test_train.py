@@ -17,7 +17,7 @@ from mipo_local.train import TrainSettings, train_lora
 from mipo_local.train.data import load_pairs_jsonl
 from mipo_local.train.heldout import _ids, completion_logps
 
-from .helpers import assert_one_line_error, run_cli
+from .helpers import LOGIT_TOLERANCE, MARGIN, assert_one_line_error, run_cli
 
 FACTS = [
     ("My sourdough starter is called Bjørn and I feed him 1:5:5 at 20:00.", "What is my starter called?",
@@ -235,11 +235,9 @@ def test_merge_equals_peft_and_lora_gguf_equals_merged_gguf(trained, smol_checkp
     assert adapter_effect > 4 * worst, (adapter_effect, worst)
 
 
-# F16 weights merged vs F16 weights + the LoRA at run time: logits within this (measured 0.076 on an
-# AVX-512 build, against 13.7 that the adapter moves them), and the same top token wherever the top two
-# differ by more than MARGIN
-LOGIT_TOLERANCE = 0.5
-MARGIN = 1.0
+# F16 weights merged vs F16 weights + the LoRA at run time: logits within helpers.LOGIT_TOLERANCE
+# (measured 0.076 on an AVX-512 build, against 13.7 that the adapter moves them), and the same top
+# token wherever the top two differ by more than helpers.MARGIN
 
 
 def _logits(llm, tokens):
