@@ -33,7 +33,7 @@ class TerminalProgress:
             filled = int(frac * 24)
             bar = f"[{'#' * filled}{'.' * (24 - filled)}] {frac:5.1%} "
         counts = ""
-        if event.done is not None and event.total and event.unit in ("pairs", "steps", "batches"):
+        if event.done is not None and event.total and event.unit in ("pairs", "steps", "batches", "prompts", "texts"):
             counts = f"{event.done:.0f}/{event.total:.0f} {event.unit} "
         eta = event.data.get("eta_seconds") if not event.finished else None
         suffix = f" ETA {int(eta) // 60}m{int(eta) % 60:02d}s" if isinstance(eta, (int, float)) else ""

@@ -28,7 +28,7 @@ from typing import Callable, Optional, Sequence
 from .evaluate import (ci_dict, continuation_logp, copy_share, identification, median, rouge_l,
                        trimmed_mean)
 from .options import option
-from .progress import ProgressCallback, report
+from .progress import ProgressCallback, counting, report
 from .prompt_format import ChatTemplate, chat_messages
 from .scoring import PRECISIONS, matmul_precision
 from .workspace import write_text_atomic
@@ -157,7 +157,7 @@ def _sample(gguf: Path, examples: Sequence[dict], pair_settings, answers: int, s
 
 
 def _score_base(scorer, examples: Sequence[dict], answers: list[list[str]], context_in: str,
-                per: Optional[int] = None) -> list[dict]:
+                per: Optional[int] = None, on_prompt: Optional[Callable[[int, int], None]] = None) -> list[dict]:
     """Per example: each answer's score under its true context, each distractor and no context, and
     the user's real reply (if the example has one) under the true context, scored with the answers:
     its prompt is run once. `per`: score each model's answers (`per` of them, side by side in
@@ -170,7 +170,9 @@ def _score_base(scorer, examples: Sequence[dict], answers: list[list[str]], cont
         jobs.append(((), i, "none"))
     jobs.sort(key=lambda j: (j[0], j[1]))      # the same context one after the other: its cache is reused
     scores = [{"distractors": [None] * len(e["distractors"]), "reference": None} for e in examples]
-    for context, i, which in jobs:
+    for n_done, (context, i, which) in enumerate(jobs, 1):
+        if on_prompt is not None and n_done > 1:
+            on_prompt(n_done - 1, len(jobs))
         texts = list(answers[i])
         if which == "true" and examples[i].get("reference"):
             texts.append(examples[i]["reference"])
@@ -295,8 +297,10 @@ def _evaluate(personal_gguf: Path, personal_checkpoint: Path, base_gguf: Path, b
 
     report(progress, "evaluate", "scoring every answer under the base model", done=2 + extra, total=steps, unit="parts")
     with matmul_precision(settings.scoring):
-        scores = _score_base(scorers["base"], examples, texts, context_in, per=K)
-        writing_base = score_writing(scorers["base"], writing, context_in)
+        scores = _score_base(scorers["base"], examples, texts, context_in, per=K,
+                             on_prompt=counting(progress, "evaluate", "scoring the answers under the base model", "prompts"))
+        on_text = counting(progress, "evaluate", "scoring your held-out writing under the base model", "texts")
+        writing_base = score_writing(scorers["base"], writing, context_in, on_text)
     reply_base = [scores[i]["reference"] for i in replies]
     ppl_base = scorers["base"].perplexity(neutral)
     scorers["base"].release()
@@ -307,7 +311,8 @@ def _evaluate(personal_gguf: Path, personal_checkpoint: Path, base_gguf: Path, b
     with matmul_precision(settings.scoring):
         fixed_personal, fixed_base, fixed_gain, reply_personal = _score_personal(scorers["personal"], examples, texts,
                                                                                  scores, K, context_in)
-        writing_personal = score_writing(scorers["personal"], writing, context_in)
+        on_text = counting(progress, "evaluate", "scoring your held-out writing under the personal model", "texts")
+        writing_personal = score_writing(scorers["personal"], writing, context_in, on_text)
     ppl_personal = scorers["personal"].perplexity(neutral)
     scorers["personal"].release()
     if previous is not None and stop():

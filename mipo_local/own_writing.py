@@ -18,7 +18,7 @@ Each is paired per document, with a percentile-bootstrap 95% CI over documents.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from .evaluate import ci_dict
 from .prompt_format import chat_messages
@@ -53,9 +53,11 @@ def writing_documents(store, pair_settings, limit: int, text_tokens: int) -> lis
     return docs
 
 
-def score_writing(scorer, docs: Sequence[dict], context_in: str) -> list[dict]:
+def score_writing(scorer, docs: Sequence[dict], context_in: str,
+                  on_doc: Optional[Callable[[int, int], None]] = None) -> list[dict]:
     """Per document, under one model (a `CachedScorer` or `ResponseScorer`): log π(y*|c,q), log π(y*|q),
-    log π(y*|c',q) with the placebo context c' (None without one), and y*'s token count."""
+    log π(y*|c',q) with the placebo context c' (None without one), and y*'s token count.
+    `on_doc(done, total)` after each document (progress)."""
     out = []
     for d in docs:
         score = lambda context: scorer.score(chat_messages(context, d["request"], context_in=context_in),  # noqa: E731
@@ -63,6 +65,8 @@ def score_writing(scorer, docs: Sequence[dict], context_in: str) -> list[dict]:
         (with_c, n), (without, _) = score(d["context"]), score(None)
         out.append({"with": with_c, "without": without, "placebo": score(d["placebo"])[0] if d["placebo"] else None,
                     "tokens": n})
+        if on_doc is not None:
+            on_doc(len(out), len(docs))
     return out
 
 

@@ -30,3 +30,19 @@ def report(callback: Optional[ProgressCallback], stage: str, message: str = "", 
     """Send one event to `callback` if there is one."""
     if callback is not None:
         callback(ProgressEvent(stage=stage, message=message, **kw))
+
+
+def counting(callback: Optional[ProgressCallback], stage: str, message: str,
+             unit: str) -> Callable[[int, int], None]:
+    """A (done, total) callback that reports `message` in `stage` with its count and an ETA from the
+    pace so far: a long loop (reference log-probs, held-out scoring) never looks stuck."""
+    import time
+
+    start = time.perf_counter()
+
+    def on(done: int, total: int) -> None:
+        took = time.perf_counter() - start
+        eta = took / done * (total - done) if done and total else None
+        report(callback, stage, message, done=done, total=total, unit=unit, data={"eta_seconds": eta})
+
+    return on

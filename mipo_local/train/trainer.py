@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ..errors import MipoError
-from ..progress import ProgressCallback, report
+from ..progress import ProgressCallback, counting, report
 from ..workspace import atomic_path, write_text_atomic
 from .device import DevicePlan, plan_device
 from .settings import LORA_TARGETS, TrainSettings
@@ -60,20 +60,6 @@ def compact_lm_head():
         trl_utils._use_triton = original
 
 
-def counting(progress: Optional[ProgressCallback], message: str, unit: str = "pairs") -> Callable[[int, int], None]:
-    """A (done, total) callback that reports `message` in the train stage with its count and an ETA:
-    no stretch of training's preparation is silent (on 2 cores the reference log-probs of 400 pairs
-    and the held-out scoring took 8 minutes before the first step)."""
-    start = time.perf_counter()
-
-    def on(done: int, total: int) -> None:
-        took = time.perf_counter() - start
-        eta = took / done * (total - done) if done and total else None
-        report(progress, "train", message, done=done, total=total, unit=unit, data={"eta_seconds": eta})
-
-    return on
-
-
 @contextlib.contextmanager
 def reporting_reference_logps(progress: Optional[ProgressCallback]):
     """trl computes the reference log-probs of every pair inside `DPOTrainer(...)`, behind a tqdm bar
@@ -81,7 +67,7 @@ def reporting_reference_logps(progress: Optional[ProgressCallback]):
     from trl.trainer import dpo_trainer
 
     original = dpo_trainer.tqdm
-    on_batch = counting(progress, "computing reference log-probs (once)", unit="batches")
+    on_batch = counting(progress, "train", "computing reference log-probs (once)", "batches")
 
     def counted(*args, iterable=None, **kwargs):
         items = iterable if iterable is not None else (args[0] if args else ())
@@ -350,10 +336,11 @@ def train_lora(
             from .heldout import completion_logps, reference_logps, summarize
 
             # a new adapter starts at zero (LoRA B = 0): the policy is the reference, scored once
-            heldout_reference = reference_logps(trainer.model, tokenizer, heldout,
-                                                counting(progress, "scoring the held-out pairs before training"))
-            policy = heldout_reference if init_adapter is None else completion_logps(
-                trainer.model, tokenizer, heldout, counting(progress, "scoring the held-out pairs with the earlier adapter"))
+            before = counting(progress, "train", "scoring the held-out pairs before training", "pairs")
+            heldout_reference = reference_logps(trainer.model, tokenizer, heldout, before)
+            earlier = counting(progress, "train", "scoring the held-out pairs with the earlier adapter", "pairs")
+            policy = heldout_reference if init_adapter is None else completion_logps(trainer.model, tokenizer, heldout,
+                                                                                     earlier)
             metrics["heldout_before"] = summarize(policy, heldout_reference, settings.beta)
         start = time.perf_counter()
         first_step.clear()
@@ -376,9 +363,9 @@ def train_lora(
             if heldout:
                 from .heldout import heldout_metrics
 
+                after = counting(progress, "train", "scoring the held-out pairs after training", "pairs")
                 metrics["heldout_after"] = heldout_metrics(trainer.model, tokenizer, heldout, settings.beta,
-                                                           reference=heldout_reference,
-                                                           on_pair=counting(progress, "scoring the held-out pairs after training"))
+                                                           reference=heldout_reference, on_pair=after)
         done_steps = steps - (first_step.get("step", 0) or 0)
         metrics.update({"train_loss": output.training_loss, "steps": steps,
                         "log_history": trainer.state.log_history})
