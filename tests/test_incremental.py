@@ -27,7 +27,7 @@ TINY = RunSettings(
                        context_tokens=128),
     train=TrainSettings(batch_size=2, max_length=512, checkpoint_every=50),
     quant="Q8_0", max_steps=2,
-    evaluation=EvalSettings(examples=2, answers=1, writing=4),
+    evaluation=EvalSettings(examples=2, answers=1, contexts=2, writing=2),
 )
 
 

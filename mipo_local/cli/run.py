@@ -15,8 +15,8 @@ from .common import add_settings_flags, apply_flags, apply_train_flags, echo
 
 PAIR_FLAGS = ("examples", "heldout_pairs", "strategy", "candidates", "context_in", "context_tokens", "max_new_tokens",
               "scoring", "own_document", "copy_ceiling", "real_text")
-TRAIN_FLAGS = ("epochs", "device", "precision", "learning_rate", "beta", "sft_weight", "lora_rank", "mirror",
-               "replay_fraction")
+TRAIN_FLAGS = ("epochs", "device", "precision", "learning_rate", "beta", "sft_weight", "lora_rank", "batch_size",
+               "mirror", "replay_fraction")
 
 
 def run_settings(args: argparse.Namespace) -> RunSettings:
@@ -103,7 +103,7 @@ def register(sub) -> None:
     add_settings_flags(p, RunSettings, ("base", "quant", "max_steps"), prefix="run")
     add_settings_flags(p, PairSettings, PAIR_FLAGS, prefix="pairs")
     add_settings_flags(p, TrainSettings, TRAIN_FLAGS, prefix="train")
-    add_settings_flags(p, EvalSettings, ("examples", "writing"), prefix="evaluation")
+    add_settings_flags(p, EvalSettings, ("examples", "writing", "answers", "contexts"), prefix="evaluation")
     p.add_argument("--accelerate-config", metavar="FILE", type=Path,
                    help="train under `accelerate launch` with this Accelerate config (as `train --accelerate-config`)")
     p.add_argument("--profile", metavar="NAME", help="personalize a profile's model from its sources only "
