@@ -9,7 +9,7 @@ run: setup
 	@.venv/bin/mipo-local
 
 test: setup
-	@$(PY) -m pytest -q tests
+	@$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done

@@ -8,8 +8,15 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 
+THREADS_ENV = "MIPO_THREADS"    # threads for llama.cpp and torch, where the cores are shared (e.g. 1 per test worker)
+
+
 def physical_cores() -> int:
-    """Physical cores (not hyperthreads); llama.cpp and torch are fastest with one thread per core."""
+    """Physical cores (not hyperthreads); llama.cpp and torch are fastest with one thread per core.
+    MIPO_THREADS overrides it: processes that share the cores each take their part."""
+    given = os.environ.get(THREADS_ENV, "").strip()
+    if given.isdigit() and int(given) >= 1:
+        return int(given)
     try:
         cores = set()
         with open("/proc/cpuinfo") as fh:

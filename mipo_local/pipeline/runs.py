@@ -109,7 +109,7 @@ class RunLog:
 
     def __call__(self, event: ProgressEvent) -> None:
         now = time.monotonic()
-        kind = re.sub(r"\d+(\.\d+)?", "#", event.message)       # "loss 0.69" and "loss 0.71" are one kind
+        kind = re.sub(r"\d+(\.\d+)?", "#", (event.message.split() or [""])[0])   # "loss 0.69", "loss 0.71": one kind
         # a new kind of work always gets its line; more of the same at most one per 5 s per stage
         if event.finished or kind != self._kind.get(event.stage) or now - self._last.get(event.stage, 0.0) > 5.0:
             self._last[event.stage], self._kind[event.stage] = now, kind

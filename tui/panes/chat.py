@@ -69,8 +69,13 @@ class ChatPane(Horizontal):
         """Offer the personal model once there is one; until then chat with the original model,
         labelled so, and say how to make the personal one."""
         from mipo_local.active_model import active_model
+        from mipo_local.profiles import list_profiles
 
-        has_personal = active_model() is not None
+        try:
+            profiles = [p.name for p in list_profiles()]
+        except Exception:  # noqa: BLE001 - a store another process is writing: as if none
+            profiles = []
+        has_personal = any(active_model(name) is not None for name in (None, *profiles))   # a profile's model too
         if has_personal == self.has_personal:
             return
         self.has_personal = has_personal
