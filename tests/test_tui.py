@@ -246,6 +246,10 @@ def test_a_newcomer_is_led_by_the_keys_a_person_presses(mipo_home, bundled_gguf)
     from tui.screens.main import MainScreen
     from tui.screens.onboarding import OnboardingScreen
 
+    from mipo_local.catalog import default_card, load_catalog, machine_memory, recommend
+
+    best, why = recommend(load_catalog(), machine_memory())
+
     async def welcome() -> None:
         app = noted_app()
         async with app.run_test(size=(110, 34)) as pilot:
@@ -254,6 +258,13 @@ def test_a_newcomer_is_led_by_the_keys_a_person_presses(mipo_home, bundled_gguf)
             await pilot.press("enter")
             await pilot.pause()
             assert app.screen.step == "step-model"
+            # the largest model that fits this machine is recommended, and why; the bundled one stays
+            # preselected while the recommended one is not on the machine
+            table = app.screen.query_one("#models", DataTable)
+            assert "(recommended)" in str(table.get_row(best.name)[0])
+            assert why in str(app.screen.query_one("#model-recommendation").render())
+            chosen = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+            assert chosen == (best.name if best.available else default_card().name)
 
     asyncio.run(welcome())
 
@@ -294,11 +305,10 @@ def test_the_apps_import_summary_speaks_of_the_app_not_of_flags():
     assert "change them in Settings (F6)" in text and "--" not in text.replace("—", "")
 
 
-def test_the_catalog_recommends_the_largest_model_that_fits_and_says_why(mipo_home):
-    """Issue 28: the catalog recommends the largest model that fits this machine's memory and says
-    why; the bundled one stays preselected while nothing else is on the machine."""
-    from mipo_local.catalog import MachineMemory, default_card, load_catalog, machine_memory, recommend
-    from tui.screens.onboarding import OnboardingScreen
+def test_the_catalog_recommends_the_largest_model_that_fits_and_says_why():
+    """Issue 28: the largest model that fits the machine's memory (at most 80% of it), and why; the
+    bundled one when nothing larger fits. The app's model step shows it (the newcomer's test)."""
+    from mipo_local.catalog import MachineMemory, load_catalog, machine_memory, recommend
 
     cards = load_catalog()
     assert recommend(cards, MachineMemory(2.0, "RAM"))[0].default                 # nothing larger fits
@@ -308,19 +318,3 @@ def test_the_catalog_recommends_the_largest_model_that_fits_and_says_why(mipo_ho
     assert large.memory_gb == max(c.memory_gb for c in cards)
     here = machine_memory()
     assert here.gib > 0 and here.kind in ("RAM", "GPU memory", "unified memory")
-    best, why = recommend(cards, here)
-
-    async def run() -> None:
-        app = noted_app()
-        async with app.run_test(size=(110, 34)) as pilot:
-            await pilot.pause()
-            assert isinstance(app.screen, OnboardingScreen)
-            await pilot.press("enter")
-            await pilot.pause()
-            table = app.screen.query_one("#models", DataTable)
-            assert "(recommended)" in str(table.get_row(best.name)[0])
-            assert why in str(app.screen.query_one("#model-recommendation").render())
-            chosen = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-            assert chosen == (best.name if best.available else default_card().name)
-
-    asyncio.run(run())
