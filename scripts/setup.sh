@@ -67,14 +67,18 @@ default_cmake_args() {
         if has avx512_bf16; then args="$args -DGGML_AVX512_BF16=ON"; fi
         args="$args -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
     fi
-    # the CUDA toolkit (nvcc) here: llama.cpp is built for the NVIDIA GPU too, and every layer is
-    # offloaded at run time (llama_runtime.gpu_layers), as torch trains there
+    # an NVIDIA GPU that nvidia-smi sees and the CUDA toolkit (nvcc): llama.cpp is built for the GPU
+    # too, and every layer is offloaded at run time (llama_runtime.gpu_layers), as torch trains there.
+    # nvcc alone (a toolkit from pip on a machine without a GPU) is not enough.
     local nvcc
     nvcc="$(command -v nvcc || true)"
     if [ -z "$nvcc" ] && [ -x /usr/local/cuda/bin/nvcc ]; then nvcc=/usr/local/cuda/bin/nvcc; fi
-    if [ -n "$nvcc" ]; then args="$args -DGGML_CUDA=ON -DCMAKE_CUDA_COMPILER=$nvcc"; fi
+    if [ -n "$nvcc" ] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+        args="$args -DGGML_CUDA=ON -DCMAKE_CUDA_COMPILER=$nvcc"
+    fi
     echo "$args"
 }
+MIPO_SET_CMAKE_ARGS="${CMAKE_ARGS:-}"     # the user's own: never changed
 export CMAKE_ARGS="${CMAKE_ARGS:-$(default_cmake_args)}"
 case "$CMAKE_ARGS" in *GGML_CUDA=ON*) echo "setup: CUDA toolkit found: building llama.cpp with CUDA (set CMAKE_ARGS to choose otherwise)" ;; esac
 if [ "$(uname -s)" = "Darwin" ] && [ -z "${MIPO_KEEP_CMAKE_ARGS:-}" ]; then
@@ -88,7 +92,17 @@ if [ "$installed_llama" != "$LLAMA_VERSION" ] || [ "$(cat "$flags_file" 2>/dev/n
     if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
         echo "setup: building llama-cpp-python $LLAMA_VERSION with CMAKE_ARGS='$CMAKE_ARGS' (several minutes, once)"
         mkdir -p "$wheel_dir.tmp"
-        $PIP wheel -q --no-cache-dir --no-deps -w "$wheel_dir.tmp" "llama-cpp-python==$LLAMA_VERSION"
+        if ! $PIP wheel -q --no-cache-dir --no-deps -w "$wheel_dir.tmp" "llama-cpp-python==$LLAMA_VERSION"; then
+            case "$CMAKE_ARGS" in
+                *GGML_CUDA=ON*)    # an incomplete CUDA toolkit (no cuBLAS): the CPU build still works
+                    [ -n "${MIPO_SET_CMAKE_ARGS:-}" ] && exit 1
+                    echo "setup: the CUDA build of llama.cpp failed; building it for the CPU (llama.cpp will not use the GPU)"
+                    CMAKE_ARGS="$(printf '%s' "$CMAKE_ARGS" | sed 's/ -DGGML_CUDA=ON -DCMAKE_CUDA_COMPILER=[^ ]*//')"
+                    export CMAKE_ARGS
+                    $PIP wheel -q --no-cache-dir --no-deps -w "$wheel_dir.tmp" "llama-cpp-python==$LLAMA_VERSION" ;;
+                *) exit 1 ;;
+            esac
+        fi
         rm -rf "$wheel_dir" && mv "$wheel_dir.tmp" "$wheel_dir"
     fi
     $PIP install -q --force-reinstall --no-deps "$wheel_dir"/llama_cpp_python-*.whl
