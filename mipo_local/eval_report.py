@@ -171,8 +171,6 @@ def _score_base(scorer, examples: Sequence[dict], answers: list[list[str]], cont
     jobs.sort(key=lambda j: (j[0], j[1]))      # the same context one after the other: its cache is reused
     scores = [{"distractors": [None] * len(e["distractors"]), "reference": None} for e in examples]
     for n_done, (context, i, which) in enumerate(jobs, 1):
-        if on_prompt is not None and n_done > 1:
-            on_prompt(n_done - 1, len(jobs))
         texts = list(answers[i])
         if which == "true" and examples[i].get("reference"):
             texts.append(examples[i]["reference"])
@@ -188,6 +186,8 @@ def _score_base(scorer, examples: Sequence[dict], answers: list[list[str]], cont
             scores[i]["none"] = got
         else:
             scores[i]["distractors"][which] = got
+        if on_prompt is not None:
+            on_prompt(n_done, len(jobs))
     return scores
 
 

@@ -155,6 +155,19 @@ LOGIT_TOLERANCE = 0.5
 MARGIN = 1.0
 
 
+def greedy_tokens(llm, prompt: str, n: int) -> tuple[list[int], list[int]]:
+    """(the prompt's tokens, llama.cpp's greedy tokens after it: at most `n`, the end of the answer
+    not counted), from a fresh state."""
+    llm.reset()
+    tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+    out = []
+    for token in llm.generate(tokens, temp=0.0, top_k=1, repeat_penalty=1.0):
+        if token == llm.token_eos() or len(out) == n:
+            break
+        out.append(token)
+    return tokens, out
+
+
 def assert_greedy_agree(llm, prompt_tokens, a, b, margin: float = MARGIN) -> None:
     """Greedy tokens `a` and `b` of two computations of the same model are equal, or part at a
     near-tie: at the first token where they differ, `llm` (one of the two computations) puts the two

@@ -20,7 +20,7 @@ from mipo_local.pairs import PairSettings, build_examples, export_jsonl, generat
 from mipo_local.pairs.filters import is_degenerate, judge_pair, trim_cut
 from mipo_local.prompt_format import ChatTemplate, chat_messages, system_message
 
-from .helpers import assert_greedy_agree, run_cli
+from .helpers import assert_greedy_agree, greedy_tokens, run_cli
 
 # one candidate per side and no MI filter: these tests are about prompts and bookkeeping, not selection
 PLAIN = {"candidates": 1, "min_context_mi": None}
@@ -175,20 +175,6 @@ def _prompts(gguf):
     return [template.render(chat_messages(["I like cycling and I bake bread on Sundays."], r)) for r in requests]
 
 
-def _single_greedy(llm, prompt: str, n: int) -> tuple[list[int], list[int]]:
-    """(prompt tokens, llama.cpp's own greedy tokens for `prompt` alone, at most `n`, the end not counted)."""
-    llm.reset()
-    tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
-    out = []
-    for token in llm.generate(tokens, temp=0.0, top_k=1, repeat_penalty=1.0):
-        if llm.token_is_eog(token) if hasattr(llm, "token_is_eog") else token == llm.token_eos():
-            break
-        out.append(token)
-        if len(out) == n:
-            break
-    return tokens, out
-
-
 def test_batched_greedy_equals_single_sequence_decoding(bundled_gguf):
     """Temperature 0: eight sequences decoded together give what llama.cpp gives for each prompt alone,
     up to a near-tie (batched and single decoding round differently on some CPUs' kernels)."""
@@ -201,7 +187,7 @@ def test_batched_greedy_equals_single_sequence_decoding(bundled_gguf):
     identical = 0
     with llama_model(bundled_gguf, n_ctx=512, flash_attn=True) as llm:
         for prompt, ours in zip(prompts, batched):
-            prompt_tokens, single = _single_greedy(llm, prompt, 40)
+            prompt_tokens, single = greedy_tokens(llm, prompt, 40)
             assert_greedy_agree(llm, prompt_tokens, ours.tokens, single)
             identical += ours.tokens == single
     assert identical >= len(prompts) // 2, "most decodings should not meet a near-tie at all"

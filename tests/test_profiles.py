@@ -14,7 +14,7 @@ import pytest
 from mipo_local.errors import MipoError
 from mipo_local.settings import UserSettings
 
-from .helpers import assert_greedy_agree, assert_one_line_error, run_cli
+from .helpers import assert_greedy_agree, assert_one_line_error, greedy_tokens, run_cli
 
 WORK = {
     "survey.md": "# Urchin survey\n\nSaturday weekend schedule: the Rognaskjær dive survey, urchin counts on transect B.\n",
@@ -188,19 +188,8 @@ PROMPTS = [f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n" for q in
            ("What should I bake this weekend?", "How dense were the urchins at the survey site?")]
 
 
-def _prompt_tokens(llm, prompt: str) -> list[int]:
-    return llm.tokenize(prompt.encode(), add_bos=False, special=True)
-
-
 def _greedy(llm, prompt: str, n: int = 20) -> list[int]:
-    llm.reset()
-    tokens = _prompt_tokens(llm, prompt)
-    out = []
-    for token in llm.generate(tokens, temp=0.0, top_k=1, repeat_penalty=1.0):
-        if token == llm.token_eos() or len(out) == n:
-            break
-        out.append(token)
-    return out
+    return greedy_tokens(llm, prompt, n)[1]
 
 
 def test_base_with_adapter_switched_in_equals_the_merged_model(adapters, smol_f16):
@@ -222,7 +211,7 @@ def test_base_with_adapter_switched_in_equals_the_merged_model(adapters, smol_f1
         model.use_adapter(adapters["work"])
         switched = [_greedy(model.llm, p) for p in PROMPTS]
         for p, ours, theirs in zip(PROMPTS, switched, expected):
-            assert_greedy_agree(model.llm, _prompt_tokens(model.llm, p), ours, theirs)
+            assert_greedy_agree(model.llm, model.llm.tokenize(p.encode(), add_bos=False, special=True), ours, theirs)
         assert plain != switched, "the adapter changed nothing: the test would not notice one that is ignored"
         model.use_adapter(adapters["home"])
         other = [_greedy(model.llm, p) for p in PROMPTS]

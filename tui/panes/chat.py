@@ -18,12 +18,11 @@ from textual.widgets.option_list import Option
 from ..bridge import notify_error
 from ..widgets.profile_choice import refresh_profile_choice
 
-
-
 MODEL_CHOICES = [("personal model", "personal"), ("original model", "base")]
 NO_PERSONAL_CHOICES = [("original model", "base")]
 NO_PERSONAL_HINT = ("You have no personal model yet, so you are chatting with the original one. "
                     "Make yours in the Personalize tab (F2).")
+
 
 class ChatPane(Horizontal):
     class Answer(Message):

@@ -32,8 +32,7 @@ class MainScreen(Screen):
         yield Footer()
 
     def action_tab(self, key: str) -> None:
-        self.query_one(TabbedContent).active = f"tab-{key}"
-        self._focus_pane(key)
+        self.query_one(TabbedContent).active = f"tab-{key}"      # TabActivated focuses the pane's input
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
