@@ -12,7 +12,7 @@ from importlib import metadata
 from typing import Optional
 
 from . import __version__, workspace
-from .llama_runtime import physical_cores
+from .llama_runtime import THREADS_ENV, count_physical_cores
 
 REBUILD_COMMAND = (
     'CMAKE_ARGS="-DGGML_NATIVE=OFF" .venv/bin/pip install --force-reinstall --no-cache-dir --no-deps '
@@ -101,7 +101,10 @@ def run_doctor(probe: bool = True) -> list[Check]:
     checks.append(Check("device", True, device))
     checks.append(Check("stages", True, f"training and scoring on {device.split(' ')[0]}; llama.cpp (pairs, "
                                         f"chat, the evaluation's sampling) on {_llama_device(versions)}"))
-    checks.append(Check("threads", True, f"{physical_cores()} physical cores, {os.cpu_count()} logical"))
+    threads = f"{count_physical_cores()} physical cores, {os.cpu_count()} logical"
+    if os.environ.get(THREADS_ENV, "").strip():
+        threads += f"; {THREADS_ENV}={os.environ[THREADS_ENV].strip()} sets the threads used"
+    checks.append(Check("threads", True, threads))
     home = workspace.home()
     free = workspace.free_bytes(home)
     checks.append(Check("workspace", free > 2 * 1024**3, f"{home} ({free / 1024**3:.1f} GiB free)"))

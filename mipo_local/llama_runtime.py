@@ -12,11 +12,15 @@ THREADS_ENV = "MIPO_THREADS"    # threads for llama.cpp and torch, where the cor
 
 
 def physical_cores() -> int:
-    """Physical cores (not hyperthreads); llama.cpp and torch are fastest with one thread per core.
-    MIPO_THREADS overrides it: processes that share the cores each take their part."""
+    """The threads llama.cpp and torch use: one per physical core (not hyperthreads), where they are
+    fastest; MIPO_THREADS overrides it (processes that share the cores each take their part)."""
     given = os.environ.get(THREADS_ENV, "").strip()
     if given.isdigit() and int(given) >= 1:
         return int(given)
+    return count_physical_cores()
+
+
+def count_physical_cores() -> int:
     try:
         cores = set()
         with open("/proc/cpuinfo") as fh:
