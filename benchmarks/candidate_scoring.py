@@ -28,19 +28,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MIPO_HOME"] = tmp
-        from mipo_local.catalog import resolve_base
         from mipo_local.context import ContextStore, import_paths
         from mipo_local.demo import demo_dir
-        from mipo_local.generation import BatchedGenerator, context_per_sequence
+        from mipo_local.inference.generation import BatchedGenerator, context_per_sequence
+        from mipo_local.inference.prompt_format import ChatTemplate, chat_messages
+        from mipo_local.inference.scoring import native_bf16
         from mipo_local.modelio import base_checkpoint
         from mipo_local.modelio.bases import sampling_gguf
+        from mipo_local.modelio.catalog import resolve_base
         from mipo_local.pairs import build_examples
         from mipo_local.pairs.filters import usable_answer
         from mipo_local.pairs.negatives import negative_contexts
         from mipo_local.pairs.stage import CandidateScorer, SampledScores, _seed, prompts_kept, select_pair
         from mipo_local.pipeline import demo_settings
-        from mipo_local.prompt_format import ChatTemplate, chat_messages
-        from mipo_local.scoring import native_bf16
 
         settings = dataclasses.replace(demo_settings().pairs, examples=n, heldout_pairs=0)
         base = resolve_base(None)

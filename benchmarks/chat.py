@@ -51,7 +51,7 @@ MAX_TOKENS = 64
 
 
 def run_ours(gguf: Path, turns: list[str]) -> tuple[list[float], list[float], list[list[dict]], int]:
-    from mipo_local.chat import ChatSession
+    from mipo_local.chat.session import ChatSession
 
     ttft, tps, prompts, changes = [], [], [], 0
     with ChatSession(gguf, max_tokens=MAX_TOKENS, temperature=0.0, save=False) as chat:
@@ -67,7 +67,7 @@ def run_ours(gguf: Path, turns: list[str]) -> tuple[list[float], list[float], li
 def run_bare(gguf: Path, prompts: list[list[dict]]) -> tuple[list[float], list[float]]:
     from llama_cpp import Llama
 
-    from mipo_local.llama_runtime import physical_cores, quiet_llama_logs
+    from mipo_local.inference.llama_runtime import physical_cores, quiet_llama_logs
 
     quiet_llama_logs()
     threads = physical_cores()
@@ -96,9 +96,9 @@ def run_bare(gguf: Path, prompts: list[list[dict]]) -> tuple[list[float], list[f
 def main() -> None:
     home = tempfile.mkdtemp(prefix="mipo-bench-chat-")
     os.environ["MIPO_HOME"] = home
-    from mipo_local.catalog import default_card
     from mipo_local.context import ContextStore, import_paths
     from mipo_local.demo import DEMO_ADDRESSES, demo_sources
+    from mipo_local.modelio.catalog import default_card
     from mipo_local.settings import UserSettings
 
     import_paths(demo_sources(), settings=UserSettings().with_addresses(DEMO_ADDRESSES))

@@ -1,4 +1,4 @@
-"""The evaluation with its cache (`mipo_local.eval_cache`): cold, warm, incremental, against no cache.
+"""The evaluation with its cache (`mipo_local.evaluation.cache`): cold, warm, incremental, against no cache.
 
     flock /tmp/mipo-cpu.lock .venv/bin/python benchmarks/eval_cache.py [--examples 24]
 
@@ -35,7 +35,7 @@ def stand_in(checkpoint: Path, folder: Path, seed: int, base_gguf: Path) -> tupl
     """(GGUF Q8_0, checkpoint) of the base with every weight moved by 2% of its spread, seeded."""
     import torch
 
-    from mipo_local.eval_report import load_torch_model
+    from mipo_local.inference.scoring import load_torch_model
     from mipo_local.modelio import checkpoint_to_gguf, quantize_gguf
 
     gguf, merged = folder / f"stand-in-{seed}.Q8_0.gguf", folder / f"stand-in-{seed}"
@@ -64,12 +64,12 @@ def main() -> None:
 def run(n_examples, home: Path) -> None:
     import torch
 
-    from mipo_local.catalog import resolve_base
     from mipo_local.context import ContextStore, import_paths
     from mipo_local.demo import demo_dir
-    from mipo_local.eval_report import evaluate_models, heldout_examples
+    from mipo_local.evaluation.stage import evaluate_models, heldout_examples
     from mipo_local.modelio import base_checkpoint
     from mipo_local.modelio.bases import sampling_gguf
+    from mipo_local.modelio.catalog import resolve_base
     from mipo_local.pipeline.settings import demo_settings
 
     base = resolve_base(None)

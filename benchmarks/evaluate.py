@@ -1,6 +1,6 @@
 """The evaluation's scoring, old way and new way, on the same workload in one run.
 
-Workload (as `eval_report.evaluate_models` scores it, demo settings): held-out examples of the demo
+Workload (as `evaluation.stage.evaluate_models` scores it, demo settings): held-out examples of the demo
 corpus, each with its true context and 3 distractors (`heldout_examples`), 4 sampled answers per
 example (standing in for the personal model's 2 and the base's 2; sampled once from the sampling
 GGUF, not timed), and the user's real reply where the example has one. Timed, for each way:
@@ -41,7 +41,7 @@ CONTEXTS = 4
 
 
 class OldResponseScorer:
-    """`mipo_local.scoring.ResponseScorer` before packing (commit dd28412): one padded batch of up to
+    """`mipo_local.inference.scoring.ResponseScorer` before packing (commit dd28412): one padded batch of up to
     8 responses per forward pass, the prompt's cache deep-copied and repeated per batch, the output
     head run over every prompt position."""
 
@@ -84,7 +84,7 @@ class OldResponseScorer:
         return past, last.logits[0, -1].float()
 
     def prompt_ids(self, messages: Sequence[dict]) -> list[int]:
-        from mipo_local.evaluate import prompt_ids
+        from mipo_local.inference.scoring import prompt_ids
 
         return prompt_ids(self.tokenizer, messages)
 
@@ -126,7 +126,7 @@ class OldResponseScorer:
 def old_way(scorer, examples, texts, context_in):
     """The evaluation's scoring before this change (commit dd28412): the answers' jobs, then the
     real replies by calls of their own, under each model."""
-    from mipo_local.prompt_format import chat_messages
+    from mipo_local.inference.prompt_format import chat_messages
 
     jobs = []
     for i, e in enumerate(examples):
@@ -149,7 +149,7 @@ def old_way(scorer, examples, texts, context_in):
 
 
 def old_personal(scorer, examples, texts, context_in, K):
-    from mipo_local.prompt_format import chat_messages
+    from mipo_local.inference.prompt_format import chat_messages
 
     theta_all, replies = [], []
     for e, t in zip(examples, texts):
@@ -177,17 +177,17 @@ def main() -> None:
 def run(n_examples: int, home: Path) -> None:
     import torch
 
-    from mipo_local.catalog import resolve_base
     from mipo_local.context import ContextStore, import_paths
     from mipo_local.demo import demo_dir
-    from mipo_local.eval_report import (EvalSettings, _sample, _score_base, _score_personal, heldout_examples,
-                                        load_torch_model)
-    from mipo_local.evaluate import identification
+    from mipo_local.evaluation.settings import EvalSettings
+    from mipo_local.evaluation.stage import _sample, _score_base, _score_personal, heldout_examples
+    from mipo_local.evaluation.statistics import identification
+    from mipo_local.inference.prompt_format import chat_messages
+    from mipo_local.inference.scoring import PRECISIONS, ResponseScorer, load_torch_model, matmul_precision
     from mipo_local.modelio import base_checkpoint
     from mipo_local.modelio.bases import sampling_gguf
+    from mipo_local.modelio.catalog import resolve_base
     from mipo_local.pipeline.settings import demo_settings
-    from mipo_local.prompt_format import chat_messages
-    from mipo_local.scoring import PRECISIONS, ResponseScorer, matmul_precision
 
     base = resolve_base(None)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "

@@ -80,7 +80,7 @@ def measures(report: dict) -> dict:
 
 
 def show(name: str, stat) -> str:
-    from mipo_local.eval_report import format_estimate
+    from mipo_local.evaluation.report import format_estimate
 
     return f"  {name:48} " + (f"{stat:.3f}" if isinstance(stat, float) else format_estimate(stat, 3))
 
@@ -100,9 +100,9 @@ def main() -> int:
         notes, moves = corpus(root, args.held_back)
         mail = demo_dir() / "mail"
         os.environ["MIPO_HOME"] = str(root / "warm")
-        from mipo_local.catalog import resolve_base
         from mipo_local.modelio import base_checkpoint
         from mipo_local.modelio.bases import sampling_gguf
+        from mipo_local.modelio.catalog import resolve_base
 
         base = resolve_base(None)
         sampling_gguf(base), base_checkpoint(base)      # cached: no run below pays for them

@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         os.environ["MIPO_HOME"] = home
-        from mipo_local.catalog import default_card
-        from mipo_local.llama_runtime import physical_cores
+        from mipo_local.inference.llama_runtime import physical_cores
         from mipo_local.modelio import checkpoint_to_gguf, gguf_to_checkpoint, quantize_gguf
+        from mipo_local.modelio.catalog import default_card
         from mipo_local.modelio.verify import compare_gguf_to_checkpoint
 
         gguf = default_card().local_path()

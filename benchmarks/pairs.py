@@ -36,14 +36,14 @@ THREADS = 2
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MIPO_HOME"] = tmp
-        from mipo_local.catalog import resolve_base
         from mipo_local.context import ContextStore, import_paths
         from mipo_local.demo import demo_dir
-        from mipo_local.generation import BatchedGenerator, Sampling
-        from mipo_local.llama_runtime import open_llama
+        from mipo_local.inference.generation import BatchedGenerator, Sampling
+        from mipo_local.inference.llama_runtime import open_llama
+        from mipo_local.inference.prompt_format import ChatTemplate, chat_messages
         from mipo_local.modelio.bases import sampling_gguf
+        from mipo_local.modelio.catalog import resolve_base
         from mipo_local.pairs import build_examples
-        from mipo_local.prompt_format import ChatTemplate, chat_messages
 
         base = resolve_base(None)
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores; threads {THREADS}; base {base.path.name}")
@@ -106,14 +106,14 @@ def compare_stage(base) -> tuple[float, float]:
     import dataclasses
 
     from mipo_local.context import ContextStore
-    from mipo_local.llama_runtime import open_llama
+    from mipo_local.inference.llama_runtime import open_llama
+    from mipo_local.inference.prompt_format import chat_messages
     from mipo_local.modelio import base_checkpoint
     from mipo_local.modelio.bases import sampling_gguf
     from mipo_local.pairs import build_examples, generate_pairs
     from mipo_local.pairs.negatives import negative_contexts
     from mipo_local.pairs.stage import _seed
     from mipo_local.pipeline import demo_settings
-    from mipo_local.prompt_format import chat_messages
 
     settings = dataclasses.replace(demo_settings().pairs, examples=STAGE_EXAMPLES, heldout_pairs=0)
     checkpoint = base_checkpoint(base)

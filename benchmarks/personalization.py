@@ -44,7 +44,7 @@ def measures(report: dict) -> list[tuple[str, dict, float, int]]:
 
 
 def print_writing(w: dict) -> None:
-    from mipo_local.eval_report import format_estimate
+    from mipo_local.evaluation.report import format_estimate
 
     print(f"own writing: {w['documents']} held-out texts ({w['notes']} notes, {w['replies']} replies), "
           f"{w['tokens']} tokens; improved on {100 * (w['improved'] or 0):.0f}%")
@@ -72,7 +72,7 @@ def targets(report: dict) -> dict[str, bool]:
 
 
 def print_report(report: dict, seed: int) -> None:
-    from mipo_local.eval_report import format_estimate
+    from mipo_local.evaluation.report import format_estimate
 
     print_writing(report["writing"])
 

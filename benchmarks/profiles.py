@@ -58,13 +58,13 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import json
 
-    from mipo_local.active_model import activate
-    from mipo_local.catalog import resolve_base
-    from mipo_local.chat import ChatSession
+    from mipo_local.chat.active_model import activate
+    from mipo_local.chat.profiles import create_profile, profile_model
+    from mipo_local.chat.session import ChatSession
     from mipo_local.context import import_paths
     from mipo_local.demo import DEMO_ADDRESSES, demo_sources
     from mipo_local.modelio import base_checkpoint, base_gguf, export_model
-    from mipo_local.profiles import create_profile, profile_model
+    from mipo_local.modelio.catalog import resolve_base
     from mipo_local.settings import UserSettings
     from mipo_local.train.merge import lora_to_gguf, merge_adapter
 

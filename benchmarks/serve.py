@@ -95,9 +95,9 @@ def start_server(home: str, port: int) -> subprocess.Popen:
 
 def messages_for(question: str) -> list[dict]:
     """The messages ours builds for a question (retrieval and placement as in chat)."""
-    from mipo_local.chat import prompt_settings, retrieve
-    from mipo_local.catalog import default_card
-    from mipo_local.prompt_format import chat_messages
+    from mipo_local.chat.session import prompt_settings, retrieve
+    from mipo_local.inference.prompt_format import chat_messages
+    from mipo_local.modelio.catalog import default_card
 
     settings = prompt_settings(default_card().local_path())
     snippets = retrieve(question, settings.context_tokens)[1]
@@ -126,10 +126,10 @@ def tps(first: float, total: float, n: int) -> float:
 def main() -> None:
     home = tempfile.mkdtemp(prefix="mipo-bench-serve-")
     os.environ["MIPO_HOME"] = home
-    from mipo_local.catalog import default_card
     from mipo_local.context import ContextStore, import_paths
     from mipo_local.demo import DEMO_ADDRESSES, demo_sources
-    from mipo_local.llama_runtime import open_llama
+    from mipo_local.inference.llama_runtime import open_llama
+    from mipo_local.modelio.catalog import default_card
     from mipo_local.settings import UserSettings
 
     import_paths(demo_sources(), settings=UserSettings().with_addresses(DEMO_ADDRESSES))

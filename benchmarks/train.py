@@ -29,10 +29,10 @@ N_PAIRS, BATCH, RANK = 64, 4, 16
 
 
 def make_pairs(out: Path) -> None:
-    from mipo_local.catalog import resolve_base
     from mipo_local.context import ContextStore, import_paths
     from mipo_local.demo import demo_dir
     from mipo_local.modelio.bases import sampling_gguf
+    from mipo_local.modelio.catalog import resolve_base
     from mipo_local.pairs import PairSettings, export_jsonl, generate_pairs
 
     import_paths([demo_dir() / "notes", demo_dir() / "mail"])
@@ -52,9 +52,8 @@ def child(variant: str, pairs: Path, work: Path, device: str) -> None:
     import torch
 
     from mipo_local.modelio import base_checkpoint
-    from mipo_local.catalog import resolve_base
+    from mipo_local.modelio.catalog import resolve_base
     from mipo_local.train.data import load_pairs_jsonl
-
     from mipo_local.train.device import plan_device
 
     plan = plan_device(device)

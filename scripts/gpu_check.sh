@@ -43,8 +43,8 @@ if "$PY" -c "import llama_cpp, sys; sys.exit(0 if llama_cpp.llama_supports_gpu_o
     "$PY" -m mipo_local doctor | grep -E "device|stages|decode"
     "$PY" - <<'EOF2'
 import os, time
-from mipo_local.catalog import default_card
-from mipo_local.generation import BatchedGenerator, Sampling
+from mipo_local.modelio.catalog import default_card
+from mipo_local.inference.generation import BatchedGenerator, Sampling
 
 path = default_card().local_path()
 prompts = [f"Write two sentences about the number {i}." for i in range(16)]

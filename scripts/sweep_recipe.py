@@ -59,7 +59,7 @@ def variants(demo):
 
 
 def _cell(stat: dict, scale: float = 100.0, digits: int = 1) -> str:
-    from mipo_local.eval_report import format_estimate
+    from mipo_local.evaluation.report import format_estimate
 
     return format_estimate(stat, digits, scale, compact=True)
 
@@ -75,9 +75,10 @@ def main(argv=None) -> int:
                     "pairs and evaluation cache are reused; the demo is not imported again)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from personalization import run_seeds
+
     from mipo_local.demo import DEMO_ADDRESSES, demo_sources
     from mipo_local.pipeline import demo_settings
-    from personalization import run_seeds
 
     homes: dict[str, Path] = {}
     rows, dump = [], []

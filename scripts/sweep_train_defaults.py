@@ -26,11 +26,11 @@ GRID = [
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MIPO_HOME"] = tmp
-        from mipo_local.catalog import resolve_base
         from mipo_local.context import ContextStore, import_paths
         from mipo_local.demo import demo_dir
         from mipo_local.modelio import base_checkpoint
         from mipo_local.modelio.bases import sampling_gguf
+        from mipo_local.modelio.catalog import resolve_base
         from mipo_local.pairs import PairSettings, generate_pairs
         from mipo_local.train import TrainSettings, train_lora
         from mipo_local.train.data import load_pairs_from_store

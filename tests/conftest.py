@@ -62,7 +62,7 @@ def mipo_home(tmp_path, monkeypatch, session_cache) -> Path:
 
 @pytest.fixture(scope="session")
 def bundled_gguf() -> Path:
-    from mipo_local.catalog import default_card
+    from mipo_local.modelio.catalog import default_card
 
     path = default_card().local_path()
     if path is None:
@@ -95,8 +95,8 @@ def smol_checkpoint(session_home, session_cache, bundled_gguf) -> Path:
 @pytest.fixture(scope="session")
 def sampling_model(session_home, session_cache, smol_checkpoint) -> Path:
     """The GGUF the pairs stage samples from for the bundled model (a Q8_0 of its checkpoint)."""
-    from mipo_local.catalog import resolve_base
     from mipo_local.modelio.bases import sampling_gguf
+    from mipo_local.modelio.catalog import resolve_base
 
     return _with_session_workspace(session_home, session_cache, lambda: sampling_gguf(resolve_base(None)))
 

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from mipo_local.active_model import activate, active_model, switch_back
+from mipo_local.chat.active_model import activate, active_model, switch_back
 from mipo_local.errors import MipoError
 
 

@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from mipo_local.chat import ChatSession, list_conversations, load_conversation
+from mipo_local.chat.session import ChatSession, list_conversations, load_conversation
 from mipo_local.context import ContextStore, import_paths
 from mipo_local.demo import DEMO_ADDRESSES, demo_sources
-from mipo_local.modelfile import modelfile_text
-from mipo_local.prompt_format import PLACEMENTS, ChatTemplate, chat_messages, system_message
+from mipo_local.inference.prompt_format import PLACEMENTS, ChatTemplate, chat_messages, system_message
+from mipo_local.modelio.modelfile import modelfile_text
 from mipo_local.settings import UserSettings
 
 from .helpers import assert_one_line_error, run_cli

@@ -44,7 +44,7 @@ def test_download_offline_says_where_to_place_the_file(tmp_path):
 
 
 def test_hand_placed_file_makes_a_model_available(tmp_path, mipo_home, bundled_gguf):
-    from mipo_local.catalog import get_card, resolve_base
+    from mipo_local.modelio.catalog import get_card, resolve_base
 
     card = get_card("smollm2-360m-instruct")
     assert not card.available
@@ -86,7 +86,7 @@ def test_llama_cpp_offloads_every_layer_where_its_build_can(bundled_gguf, monkey
     the CPU where it does not or with MIPO_LLAMA_GPU=0 (issue 28): the settings' path, on any machine."""
     import llama_cpp
 
-    from mipo_local.llama_runtime import GPU_ENV, gpu_layers, llama_model
+    from mipo_local.inference.llama_runtime import GPU_ENV, gpu_layers, llama_model
 
     monkeypatch.delenv(GPU_ENV, raising=False)
     offload = llama_cpp.llama_supports_gpu_offload()

@@ -383,7 +383,7 @@ def test_retrieval_scores_a_bounded_number_of_chunks(tmp_path, monkeypatch):
     word is searched whole, a word in more chunks than that only in the most recent ones."""
     from mipo_local.context import store as store_module
 
-    monkeypatch.setattr(store_module, "MAX_SCORED_CHUNKS", 10)
+    monkeypatch.setattr(store_module.search, "MAX_SCORED_CHUNKS", 10)
     notes = tmp_path / "notes"
     notes.mkdir()
     for i in range(40):

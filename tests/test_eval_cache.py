@@ -9,10 +9,11 @@ import os
 
 import pytest
 
-from mipo_local import eval_report
-from mipo_local.eval_cache import EvalCache
-from mipo_local.eval_report import EvalSettings, _sample, evaluate_models
-from mipo_local.generation import BatchedGenerator
+from mipo_local.evaluation import stage as eval_stage
+from mipo_local.evaluation.cache import EvalCache
+from mipo_local.evaluation.settings import EvalSettings
+from mipo_local.evaluation.stage import _sample, evaluate_models
+from mipo_local.inference.generation import BatchedGenerator
 from mipo_local.pairs import PairSettings
 
 SETTINGS = EvalSettings(examples=3, answers=1, contexts=2, samples_shown=1)
@@ -48,7 +49,7 @@ def models(tmp_path_factory, smol_checkpoint, sampling_model, smol_f16, bundled_
 def calls(monkeypatch) -> dict:
     """The model files llama.cpp and PyTorch load during the test (the real loaders, watched)."""
     seen = {"sampled": [], "loaded": []}
-    real_init, real_load = BatchedGenerator.__init__, eval_report.load_torch_model
+    real_init, real_load = BatchedGenerator.__init__, eval_stage.load_torch_model
 
     def init(self, gguf_path, **kwargs):
         seen["sampled"].append(gguf_path)
@@ -59,7 +60,7 @@ def calls(monkeypatch) -> dict:
         return real_load(folder)
 
     monkeypatch.setattr(BatchedGenerator, "__init__", init)
-    monkeypatch.setattr(eval_report, "load_torch_model", load)
+    monkeypatch.setattr(eval_stage, "load_torch_model", load)
     return seen
 
 

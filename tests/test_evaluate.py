@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mipo_local.evaluate import bootstrap_ci, pointwise_mi
+from mipo_local.evaluation.statistics import bootstrap_ci
+from mipo_local.inference.scoring import pointwise_mi
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from mipo_local.active_model import active_model, history
+from mipo_local.chat.active_model import active_model, history
 from mipo_local.context import ContextStore, import_paths
 from mipo_local.demo import DEMO_ADDRESSES, demo_dir
-from mipo_local.eval_report import EvalSettings
+from mipo_local.evaluation.settings import EvalSettings
 from mipo_local.pairs import PairSettings
 from mipo_local.pairs.examples import build_examples
 from mipo_local.pipeline import RunSettings, list_runs, load_state, run_pipeline

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mipo_local.nucleus import NucleusSampler
+from mipo_local.inference.nucleus import NucleusSampler
 
 
 def full_sort_nucleus(logits: np.ndarray, top_p: float, top_k: int = 0) -> list[int]:

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from mipo_local.context import ContextStore, import_paths
+from mipo_local.context.overlap import copy_share
 from mipo_local.demo import demo_sources
-from mipo_local.evaluate import copy_share
-from mipo_local.own_writing import score_writing, writing_documents, writing_sentence, writing_summary
+from mipo_local.evaluation.own_writing import score_writing, writing_documents, writing_sentence, writing_summary
 from mipo_local.pairs import PairSettings, build_examples
 from mipo_local.pairs.examples import Example, own_text_answer
 from mipo_local.pairs.stage import CandidateScorer, select_pair
@@ -34,8 +34,7 @@ def _docs() -> list[dict]:
 @pytest.fixture(scope="module")
 def two_copies(smol_checkpoint):
     """The bundled model loaded twice: two models equal to each other, computed apart."""
-    from mipo_local.eval_report import load_torch_model
-    from mipo_local.scoring import ResponseScorer
+    from mipo_local.inference.scoring import ResponseScorer, load_torch_model
 
     return ResponseScorer(*load_torch_model(smol_checkpoint)), ResponseScorer(*load_torch_model(smol_checkpoint))
 
@@ -55,7 +54,7 @@ def test_a_model_equal_to_the_base_gains_nothing_and_neither_does_its_placebo(tw
 
 
 def test_the_sentence_and_the_table_say_the_json(two_copies):
-    from mipo_local.eval_report import summary_markdown
+    from mipo_local.evaluation.report import summary_markdown
 
     docs = _docs()
     base = score_writing(two_copies[0], docs, CONTEXT_IN)
@@ -71,7 +70,7 @@ def test_the_sentence_and_the_table_say_the_json(two_copies):
     assert "writes less like you" in writing_sentence(less)
     assert "cannot say" in writing_sentence(writing_summary([], [], []))
     result = {"headline": said, "writing": w}
-    from mipo_local.eval_report import _writing_markdown
+    from mipo_local.evaluation.report import _writing_markdown
     table = "\n".join(_writing_markdown(w))
     assert "+0.050 (95% CI +0.050 to +0.050, n=12)" in table and "6 notes, 6 replies" in table
     assert callable(summary_markdown) and result["headline"] == said

@@ -15,10 +15,10 @@ import pytest
 from mipo_local.context import ContextStore, import_paths
 from mipo_local.demo import demo_sources
 from mipo_local.errors import MipoError
-from mipo_local.generation import BatchedGenerator, Completion, Sampling
+from mipo_local.inference.generation import BatchedGenerator, Completion, Sampling
+from mipo_local.inference.prompt_format import ChatTemplate, chat_messages, system_message
 from mipo_local.pairs import PairSettings, build_examples, export_jsonl, generate_pairs, pair_rows
 from mipo_local.pairs.filters import is_degenerate, judge_pair, trim_cut
-from mipo_local.prompt_format import ChatTemplate, chat_messages, system_message
 
 from .helpers import assert_greedy_agree, greedy_tokens, run_cli
 
@@ -178,7 +178,7 @@ def _prompts(gguf):
 def test_batched_greedy_equals_single_sequence_decoding(bundled_gguf):
     """Temperature 0: eight sequences decoded together give what llama.cpp gives for each prompt alone,
     up to a near-tie (batched and single decoding round differently on some CPUs' kernels)."""
-    from mipo_local.llama_runtime import llama_model
+    from mipo_local.inference.llama_runtime import llama_model
 
     prompts = _prompts(bundled_gguf)
     sampling = Sampling(temperature=0.0, max_new_tokens=40)
@@ -196,7 +196,7 @@ def test_batched_greedy_equals_single_sequence_decoding(bundled_gguf):
 def test_shared_prefix_batched_greedy_equals_single_sequence(bundled_gguf):
     """With the shared prefix reused, batching still changes nothing: 8 at once == 1 at a time, up to
     a near-tie."""
-    from mipo_local.llama_runtime import llama_model
+    from mipo_local.inference.llama_runtime import llama_model
 
     prompts = _prompts(bundled_gguf)
     sampling = Sampling(temperature=0.0, max_new_tokens=40)
@@ -222,7 +222,7 @@ def _reference_logps(gguf, prompt: str, tokens: list[int]) -> list[float]:
     """log π(token | prompt, earlier tokens) by llama.cpp evaluating the whole text in one context."""
     import numpy as np
 
-    from mipo_local.llama_runtime import open_llama
+    from mipo_local.inference.llama_runtime import open_llama
 
     llm = open_llama(gguf, n_ctx=512, flash_attn=True, logits_all=True)
     try:

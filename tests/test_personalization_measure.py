@@ -8,8 +8,11 @@ import dataclasses
 import pytest
 import torch
 
-from mipo_local.eval_report import EvalSettings, _per_model, _score_base, headline, summary_markdown
-from mipo_local.evaluate import bootstrap_ci, copy_share, identification, rouge_l
+from mipo_local.context.overlap import copy_share
+from mipo_local.evaluation.report import headline, summary_markdown
+from mipo_local.evaluation.settings import EvalSettings
+from mipo_local.evaluation.stage import _per_model, _score_base
+from mipo_local.evaluation.statistics import bootstrap_ci, identification, rouge_l
 from mipo_local.pairs import PairSettings
 from mipo_local.pairs.examples import Example
 from mipo_local.pairs.stage import CandidateScorer, select_pair
@@ -34,8 +37,7 @@ FACTS = [
 
 @pytest.fixture(scope="module")
 def scorer(smol_checkpoint):
-    from mipo_local.eval_report import load_torch_model
-    from mipo_local.scoring import ResponseScorer
+    from mipo_local.inference.scoring import ResponseScorer, load_torch_model
 
     return ResponseScorer(*load_torch_model(smol_checkpoint))
 
@@ -175,8 +177,8 @@ def test_the_report_sentence_is_made_of_its_numbers():
 
 
 def test_a_mirrored_pair_prefers_the_answer_made_without_the_context():
+    from mipo_local.inference.prompt_format import chat_messages
     from mipo_local.pairs.export import conversational_record, mirrored_record
-    from mipo_local.prompt_format import chat_messages
 
     row = {"request": "Tell me something about my cat.", "context": '["' + FACTS[0][1] + '"]', "negative_context": None,
            "prompt": __import__("json").dumps(chat_messages([FACTS[0][1]], "Tell me something about my cat.")),

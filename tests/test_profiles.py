@@ -49,8 +49,8 @@ def two_sources(tmp_path) -> tuple[Path, Path]:
 # --------------------------------------------------------------------------- definitions (no model)
 
 def test_create_list_remove_and_errors(two_sources):
+    from mipo_local.chat.profiles import create_profile, list_profiles, profile_sources, remove_profile
     from mipo_local.context import ContextStore
-    from mipo_local.profiles import create_profile, list_profiles, profile_sources, remove_profile
 
     work, home = two_sources
     created = create_profile("work", [str(work)])
@@ -127,10 +127,10 @@ def test_cli_profile_errors_are_one_line(two_sources, mipo_home):
 def test_run_with_a_profile_makes_pairs_from_its_sources_only(two_sources, sampling_model, smol_checkpoint):
     """`run --profile work`, up to the pairs (tiny settings): every pair's context is the work
     notes', the run is the profile's (its state says so) and its pair run is the profile's own."""
+    from mipo_local.chat.profiles import create_profile
     from mipo_local.context import ContextStore
-    from mipo_local.pairs.stage import PairSettings
+    from mipo_local.pairs.settings import PairSettings
     from mipo_local.pipeline import RunSettings, load_state, run_pipeline
-    from mipo_local.profiles import create_profile
 
     work, _ = two_sources
     create_profile("work", [str(work)])
@@ -198,8 +198,8 @@ def test_base_with_adapter_switched_in_equals_the_merged_model(adapters, smol_f1
     the F16 merged export, since a quantized merge rounds the merged weights (not the adapter) further.
     Switching away and back gives the same tokens again, exactly (the same computation; the KV cache
     of the other adapter is not reused)."""
-    from mipo_local.chat import ChatModel
-    from mipo_local.llama_runtime import llama_model
+    from mipo_local.chat.session import ChatModel
+    from mipo_local.inference.llama_runtime import llama_model
 
     with llama_model(adapters["work_merged_f16"], n_ctx=256, flash_attn=True) as merged:
         expected = [_greedy(merged, p) for p in PROMPTS]
@@ -242,8 +242,8 @@ def _fake_run(root: Path, adapter: Path, base: Path) -> Path:
 
 @pytest.fixture
 def profiles_with_models(two_sources, adapters, bundled_gguf, mipo_home):
-    from mipo_local.active_model import activate
-    from mipo_local.profiles import create_profile
+    from mipo_local.chat.active_model import activate
+    from mipo_local.chat.profiles import create_profile
 
     work, home = two_sources
     for name, source in (("work", work), ("home", home)):
@@ -254,8 +254,8 @@ def profiles_with_models(two_sources, adapters, bundled_gguf, mipo_home):
 def test_switching_profiles_mid_conversation_changes_answers_and_retrieval(profiles_with_models):
     import dataclasses
 
-    from mipo_local.chat import ChatSession, Conversation
-    from mipo_local.profiles import profile_model
+    from mipo_local.chat.profiles import profile_model
+    from mipo_local.chat.session import ChatSession, Conversation
 
     work, home = profile_model("work"), profile_model("home")
     assert work.base == home.base and work.adapter != home.adapter
@@ -278,8 +278,8 @@ def test_switching_profiles_mid_conversation_changes_answers_and_retrieval(profi
 
 
 def test_serve_takes_a_profile(profiles_with_models):
-    from mipo_local.profiles import profile_model
-    from mipo_local.serve import Server
+    from mipo_local.chat.profiles import profile_model
+    from mipo_local.chat.server import Server
 
     target = profile_model("home")
     with Server(target, port=0) as server:
@@ -330,10 +330,10 @@ def test_the_app_personalize_tab_runs_for_a_chosen_profile(two_sources, sampling
     sources only (tiny settings)."""
     import asyncio
 
+    from mipo_local.chat.profiles import create_profile
     from mipo_local.context import ContextStore
-    from mipo_local.pairs.stage import PairSettings
+    from mipo_local.pairs.settings import PairSettings
     from mipo_local.pipeline import RunSettings, list_runs, load_state
-    from mipo_local.profiles import create_profile
 
     from .helpers import app_runs_start_from, click, noted_app, save_onboarded, set_value, settle
 

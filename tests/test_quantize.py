@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mipo_local.errors import MipoError
-from mipo_local.llama_runtime import llama_model
+from mipo_local.inference.llama_runtime import llama_model
 from mipo_local.modelio import inspect_gguf, quantize_gguf
 from mipo_local.modelio.quantize import default_quant
 

@@ -86,6 +86,6 @@ def test_run_stopped_and_killed_in_each_stage_continues_and_finishes_with_nothin
         rows = [(r["example_id"], r["sample"]) for r in store.pairs()]
         runs_made = store.pair_run_count()
     assert len(rows) == 12 and len(set(rows)) == 12 and runs_made == 1
-    from mipo_local.active_model import active_model
+    from mipo_local.chat.active_model import active_model
 
     assert active_model() == Path(state["outputs"]["model"]).resolve()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from mipo_local.active_model import active_model
-from mipo_local.chat import ChatSession
+from mipo_local.chat.active_model import active_model
+from mipo_local.chat.session import ChatSession
 from mipo_local.demo import DEMO_ADDRESSES, demo_sources
 from mipo_local.errors import MipoError
-from mipo_local.eval_report import EvalSettings
+from mipo_local.evaluation.settings import EvalSettings
 from mipo_local.pairs import PairSettings
 from mipo_local.pipeline import RunSettings, load_state, run_pipeline
 from mipo_local.train import TrainSettings

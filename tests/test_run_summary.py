@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from mipo_local import workspace
-from mipo_local.eval_report import format_estimate
-from mipo_local.run_summary import run_summaries
+from mipo_local.evaluation.report import format_estimate
+from mipo_local.pipeline.summary import run_summaries
 
 
 def _run(name: str, state: dict, report_md: str | None = None) -> None:

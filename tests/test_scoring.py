@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from mipo_local.evaluate import response_logp
-from mipo_local.prompt_format import chat_messages
+from mipo_local.inference.prompt_format import chat_messages
+from mipo_local.inference.scoring import response_logp
 
 TOLERANCE = 1e-3     # nats per response: fp32 rounding of a different order of the same sums
 
@@ -23,7 +23,7 @@ RESPONSES = ["Your starter Bjørn gets rye flour at eight in the evening, so fee
 
 @pytest.fixture(scope="module")
 def model_and_tokenizer(smol_checkpoint):
-    from mipo_local.eval_report import load_torch_model
+    from mipo_local.inference.scoring import load_torch_model
 
     return load_torch_model(smol_checkpoint)
 
@@ -39,7 +39,7 @@ def _assert_close(got, expected):
 
 
 def test_responses_packed_after_one_prompt_score_as_if_alone(model_and_tokenizer):
-    from mipo_local.scoring import ResponseScorer
+    from mipo_local.inference.scoring import ResponseScorer
 
     model, tokenizer = model_and_tokenizer
     messages = chat_messages(CONTEXT, "What do I do on Monday evening?")
@@ -49,7 +49,7 @@ def test_responses_packed_after_one_prompt_score_as_if_alone(model_and_tokenizer
 
 
 def test_packs_split_by_the_token_budget_score_alike(model_and_tokenizer):
-    from mipo_local.scoring import ResponseScorer
+    from mipo_local.inference.scoring import ResponseScorer
 
     model, tokenizer = model_and_tokenizer
     messages = chat_messages(CONTEXT, "Who is Ingrid?")
@@ -59,7 +59,7 @@ def test_packs_split_by_the_token_budget_score_alike(model_and_tokenizer):
 
 
 def test_a_prompt_started_from_a_kept_cache_scores_alike(model_and_tokenizer):
-    from mipo_local.scoring import ResponseScorer
+    from mipo_local.inference.scoring import ResponseScorer
 
     model, tokenizer = model_and_tokenizer
     scorer = ResponseScorer(model, tokenizer)
@@ -74,7 +74,7 @@ def test_a_prompt_started_from_a_kept_cache_scores_alike(model_and_tokenizer):
 def test_bf16_matmuls_stay_close_to_fp32_and_leave_the_precision_as_it_was(model_and_tokenizer):
     import torch
 
-    from mipo_local.scoring import ResponseScorer, matmul_precision
+    from mipo_local.inference.scoring import ResponseScorer, matmul_precision
 
     model, tokenizer = model_and_tokenizer
     messages = chat_messages(CONTEXT, "What do I do on Monday evening?")

@@ -12,10 +12,11 @@ from urllib.parse import urlsplit
 import openai
 import pytest
 
-from mipo_local.chat import ChatSession
+from mipo_local.chat.openai_protocol import MODEL_ALIAS, model_id
+from mipo_local.chat.server import Server, check_exposure, is_loopback
+from mipo_local.chat.session import ChatSession
 from mipo_local.context import ContextStore, import_paths
 from mipo_local.demo import DEMO_ADDRESSES, demo_sources
-from mipo_local.serve import MODEL_ALIAS, Server, check_exposure, is_loopback, model_id
 from mipo_local.settings import UserSettings
 
 from .helpers import assert_one_line_error, run_cli

@@ -70,7 +70,7 @@ def test_migrations_rechecked_under_the_write_lock(tmp_path):
 
 def test_a_held_write_lock_is_one_clear_line(tmp_path, monkeypatch, capsys, mipo_home):
     """`database is locked` came out as a raw traceback."""
-    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(store_module.base, "BUSY_TIMEOUT_S", 0.3)
     notes = write_many_notes(tmp_path / "notes", 3)
     ContextStore().close()
     holder = sqlite3.connect(mipo_home / "context.sqlite3", isolation_level=None)

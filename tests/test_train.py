@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from mipo_local.errors import MipoError
-from mipo_local.prompt_format import chat_messages
-from mipo_local.scoring import native_bf16
+from mipo_local.inference.prompt_format import chat_messages
+from mipo_local.inference.scoring import native_bf16
 from mipo_local.train import TrainSettings, train_lora
 from mipo_local.train.data import load_pairs_jsonl
 from mipo_local.train.heldout import _ids, completion_logps
@@ -191,7 +191,7 @@ def test_merge_equals_peft_and_lora_gguf_equals_merged_gguf(trained, smol_checkp
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from mipo_local.llama_runtime import llama_model
+    from mipo_local.inference.llama_runtime import llama_model
     from mipo_local.modelio import checkpoint_to_gguf
     from mipo_local.train.merge import lora_to_gguf, merge_adapter
 
@@ -303,7 +303,7 @@ def test_train_command_trains_on_the_pairs_made_before_and_activates(mipo_home, 
     trained = run_cli(["train", "--max-steps", "2", "--batch-size", "2", "--quant", "Q8_0", "--rank", "4"], mipo_home)
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert "personal model: " in trained.stdout and "LoRA for llama.cpp" in trained.stdout
-    from mipo_local.active_model import active_model
+    from mipo_local.chat.active_model import active_model
     from mipo_local.pipeline import list_runs, load_state
 
     (run,) = list_runs()

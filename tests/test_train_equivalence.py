@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from mipo_local.prompt_format import chat_messages
+from mipo_local.inference.prompt_format import chat_messages
 from mipo_local.train.shared_prompt import pack_pairs, shared_prompt_forward
 from mipo_local.train.trainer import compact_lm_head
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from textual.widgets import DataTable
 
 from mipo_local.demo import DEMO_ADDRESSES, demo_dir, demo_sources
@@ -54,7 +53,7 @@ def test_onboarding_import_personalize_and_chat(mipo_home, sampling_model, smol_
             await click(pilot, "#start")
             await settle(pilot)
             assert "✓ evaluate" in str(app.screen.query_one("#stages").render()), app.notes
-            from mipo_local.active_model import active_model
+            from mipo_local.chat.active_model import active_model
 
             assert active_model() is not None
             assert "active model: run-" in str(app.screen.query_one("#active-model").render())
@@ -175,8 +174,8 @@ def test_library_never_imports_textual():
     import subprocess
     import sys
 
-    code = ("import sys, mipo_local, mipo_local.cli, mipo_local.catalog, mipo_local.modelio, mipo_local.doctor, "
-            "mipo_local.pipeline, mipo_local.chat, mipo_local.eval_report, mipo_local.run_summary, mipo_local.addresses\n"
+    code = ("import sys, mipo_local, mipo_local.cli, mipo_local.modelio.catalog, mipo_local.modelio, mipo_local.cli.doctor, "
+            "mipo_local.pipeline, mipo_local.chat.session, mipo_local.evaluation.stage, mipo_local.pipeline.summary, mipo_local.addresses\n"
             "print('textual' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
@@ -187,7 +186,7 @@ def test_context_results_settings_chat_and_palette(mipo_home, bundled_gguf):
     earlier model, save settings, chat with the base model, a command from the palette."""
     import shutil
 
-    from mipo_local.active_model import activate, active_model
+    from mipo_local.chat.active_model import activate, active_model
     from mipo_local.context import ContextStore, import_paths
 
     save_onboarded(DEMO_ADDRESSES)
@@ -243,10 +242,9 @@ def test_a_newcomer_is_led_by_the_keys_a_person_presses(mipo_home, bundled_gguf)
     focus); F4 puts the cursor in the message box, so what one types is sent; before any run Chat
     talks to the original model, labelled so, and says in the app's words how to make the personal
     one (no command-line flags, no '(no answer)')."""
+    from mipo_local.modelio.catalog import default_card, load_catalog, machine_memory, recommend
     from tui.screens.main import MainScreen
     from tui.screens.onboarding import OnboardingScreen
-
-    from mipo_local.catalog import default_card, load_catalog, machine_memory, recommend
 
     best, why = recommend(load_catalog(), machine_memory())
 
@@ -308,7 +306,7 @@ def test_the_apps_import_summary_speaks_of_the_app_not_of_flags():
 def test_the_catalog_recommends_the_largest_model_that_fits_and_says_why():
     """Issue 28: the largest model that fits the machine's memory (at most 80% of it), and why; the
     bundled one when nothing larger fits. The app's model step shows it (the newcomer's test)."""
-    from mipo_local.catalog import MachineMemory, load_catalog, machine_memory, recommend
+    from mipo_local.modelio.catalog import MachineMemory, load_catalog, machine_memory, recommend
 
     cards = load_catalog()
     assert recommend(cards, MachineMemory(2.0, "RAM"))[0].default                 # nothing larger fits

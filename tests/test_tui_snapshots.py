@@ -20,7 +20,7 @@ def tmp_home(mipo_home: Path, tmp_path: Path, monkeypatch) -> Path:
     assert mipo_home == tmp_path / "mipo-home"
     monkeypatch.setenv("HOME", str(tmp_path))
     import tui.screens.onboarding as onboarding
-    from mipo_local.catalog import MachineMemory
+    from mipo_local.modelio.catalog import MachineMemory
 
     monkeypatch.setattr(onboarding, "machine_memory", lambda: MachineMemory(16.0, "RAM"))
     return mipo_home

@@ -43,12 +43,12 @@ def _print_side_by_side(answers: list[tuple[str, str]], width: int) -> None:
 def chat_target(args: argparse.Namespace):
     """What `--base` / `--profile NAME` ask chat (and serve) to load: a GGUF path, or a profile's
     base + adapter (`profiles.ProfileModel`). Without either: the default profile's merged model."""
-    from ..chat import chat_model
+    from ..chat.session import chat_model
 
     if args.profile is not None:
         if args.base:
             raise MipoError("--base and --profile name two different models; give one of them")
-        from ..profiles import profile_model
+        from ..chat.profiles import profile_model
 
         return profile_model(args.profile)
     return chat_model(base=args.base)
@@ -60,7 +60,8 @@ COMMANDS_HELP = ("Type a message; /new starts a new conversation, /profile NAME 
 
 def _switch_profile(session, name: str, label: str = "personal") -> None:
     """`/profile NAME` inside chat: the session goes on with that profile's adapter and sources."""
-    from ..profiles import DEFAULT, list_profiles, profile_model
+    from ..chat.profile_names import DEFAULT
+    from ..chat.profiles import list_profiles, profile_model
 
     if not name:
         current = session.profile.label if session.profile else (f"(the {label} model)" if session.model.adapter is None else "?")
@@ -77,7 +78,7 @@ def _switch_profile(session, name: str, label: str = "personal") -> None:
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    from ..chat import ChatSession, chat_model, list_conversations, load_conversation
+    from ..chat.session import ChatSession, chat_model, list_conversations, load_conversation
 
     if args.list:
         conversations = list_conversations()

@@ -9,9 +9,9 @@ from .common import echo, int_in
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from ..cli_progress import TerminalProgress
     from ..context import import_paths
     from ..settings import load_settings, save_settings, size_limit_problem
+    from .progress import TerminalProgress
 
     if args.max_file_mb is not None and (problem := size_limit_problem(args.max_file_mb)):
         raise MipoError(f"--max-file-mb: {problem}; give a size above 0, e.g. --max-file-mb 20 (the default)")

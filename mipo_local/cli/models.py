@@ -11,10 +11,10 @@ from .common import echo
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from ..catalog import download, get_card, load_catalog
+    from ..modelio.catalog import download, get_card, load_catalog
 
     if args.download:
-        from ..cli_progress import TerminalProgress
+        from .progress import TerminalProgress
 
         path = download(get_card(args.download, paths_too=False), progress=TerminalProgress())
         echo(path)
@@ -26,16 +26,16 @@ def _cmd_models(args: argparse.Namespace) -> int:
         mark = "*" if card.default else " "
         echo(f"{card.name + mark:24} {card.architecture:6} {card.parameters:>6} {card.size_mb:>5} MB {card.memory_gb:>5.1f} GB  {status}")
     echo("* the default. Any GGUF file or Hugging Face model folder also works as --base.")
-    from ..catalog import machine_memory, recommend
+    from ..modelio.catalog import machine_memory, recommend
 
     echo(recommend(load_catalog(), machine_memory())[1])
     return 0
 
 
 def _cmd_checkpoint(args: argparse.Namespace) -> int:
-    from ..catalog import resolve_base
-    from ..cli_progress import TerminalProgress
     from ..modelio import base_checkpoint
+    from ..modelio.catalog import resolve_base
+    from .progress import TerminalProgress
 
     base = resolve_base(args.base)
     echo(base_checkpoint(base, progress=TerminalProgress()))
@@ -43,8 +43,8 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from ..cli_progress import TerminalProgress
     from ..modelio import export_model
+    from .progress import TerminalProgress
 
     result = export_model(
         args.base,
@@ -65,8 +65,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_active(args: argparse.Namespace) -> int:
-    from ..active_model import active_model, history, switch_back
-    from ..profiles import normalize, profile_sources
+    from ..chat.active_model import active_model, history, switch_back
+    from ..chat.profile_names import normalize
+    from ..chat.profiles import profile_sources
 
     profile = normalize(args.profile)
     profile_sources(profile)              # an unknown profile is one clear line
@@ -82,7 +83,7 @@ def _cmd_active(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from ..doctor import run_doctor
+    from .doctor import run_doctor
 
     checks = run_doctor(probe=not args.no_probe)
     for check in checks:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..pairs.stage import PairSettings
+from ..pairs.settings import PairSettings
 from ..pipeline.settings import BASE_HELP
 from .common import add_settings_flags, apply_flags, echo
 
@@ -28,12 +28,12 @@ def _cmd_pairs(args: argparse.Namespace) -> int:
                 for row in rows[: args.show]:
                     echo(format_pair(row) + "\n")
             return 0
-        from ..catalog import resolve_base
-        from ..cli_progress import TerminalProgress
         from ..modelio import base_checkpoint
         from ..modelio.bases import sampling_gguf
+        from ..modelio.catalog import resolve_base
         from ..settings import load_settings
         from ..stop import StopFlag
+        from .progress import TerminalProgress
 
         progress = TerminalProgress()
         base = resolve_base(args.base or load_settings().base_model or None)

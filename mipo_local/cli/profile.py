@@ -9,8 +9,8 @@ from .common import echo
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from ..active_model import active_model
-    from ..profiles import create_profile, list_profiles, remove_profile
+    from ..chat.active_model import active_model
+    from ..chat.profiles import create_profile, list_profiles, remove_profile
 
     if args.create:
         profile = create_profile(args.create, args.source or [])

@@ -7,8 +7,8 @@ import dataclasses
 from pathlib import Path
 
 from ..errors import MipoError
-from ..eval_report import EvalSettings
-from ..pairs.stage import PairSettings
+from ..evaluation.settings import EvalSettings
+from ..pairs.settings import PairSettings
 from ..pipeline.settings import RunSettings
 from ..train.settings import TrainSettings
 from .common import add_settings_flags, apply_flags, apply_train_flags, echo
@@ -32,8 +32,8 @@ def run_settings(args: argparse.Namespace) -> RunSettings:
 def _cmd_run(args: argparse.Namespace) -> int:
     import time
 
-    from ..cli_progress import TerminalProgress
     from ..pipeline import run_pipeline
+    from .progress import TerminalProgress
 
     settings = run_settings(args)          # a wrong value is reported before anything happens
     from ..addresses import parse_addresses
@@ -79,9 +79,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from ..cli_progress import TerminalProgress
     from ..pipeline import evaluate_run
     from ..stop import StopFlag
+    from .progress import TerminalProgress
 
     stop = StopFlag()
     with stop.on_sigint():

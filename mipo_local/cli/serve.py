@@ -10,7 +10,8 @@ from .common import echo, int_in
 def _cmd_serve(args: argparse.Namespace) -> int:
     import os
 
-    from ..serve import API_KEY_ENV, MODEL_ALIAS, Server, check_exposure
+    from ..chat.openai_protocol import MODEL_ALIAS
+    from ..chat.server import API_KEY_ENV, Server, check_exposure
     from .chat import chat_target
 
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
@@ -28,7 +29,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from ..serve import API_KEY_ENV, DEFAULT_HOST, DEFAULT_PORT
+    from ..chat.server import API_KEY_ENV, DEFAULT_HOST, DEFAULT_PORT
 
     p = sub.add_parser("serve", help="an OpenAI-compatible HTTP endpoint for your personal model (/v1/chat/completions)")
     p.add_argument("--base", action="store_true", help="serve the base model instead")

@@ -16,10 +16,10 @@ TRAIN_FLAGS = ("epochs", "device", "precision", "learning_rate", "beta", "sft_we
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ..cli_progress import TerminalProgress
     from ..context import ContextStore
     from ..pipeline import run_pipeline
     from ..train.data import load_pairs_from_store
+    from .progress import TerminalProgress
 
     if args.accelerate_config is not None:   # a config that cannot run is refused before anything else
         from ..train.distributed import check_config

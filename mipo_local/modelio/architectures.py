@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..catalog import SUPPORTED_ARCHITECTURES
 from ..errors import MipoError
+from .catalog import SUPPORTED_ARCHITECTURES
 
 
 @dataclass(frozen=True)

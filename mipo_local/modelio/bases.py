@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 from .. import workspace
-from ..catalog import Base
 from ..progress import ProgressCallback
+from .catalog import Base
 from .checkpoint import gguf_to_checkpoint
 
 

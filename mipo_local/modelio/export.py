@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Optional
 
 from .. import workspace
-from ..catalog import Base, resolve_base
 from ..errors import MipoError
 from ..progress import ProgressCallback, report
 from .architectures import arch_of_config
 from .bases import base_gguf
+from .catalog import Base, resolve_base
 from .gguf_export import checkpoint_to_gguf, read_config
 from .quantize import normalize_quant, quantize_gguf
 

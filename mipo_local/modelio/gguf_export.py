@@ -18,7 +18,15 @@ from typing import Any, Callable, Iterator, Optional
 from .. import workspace
 from ..errors import MipoError
 from ..progress import ProgressCallback, report
-from .architectures import ArchSpec, arch_of_config, head_dim, llama3_rope_factors, permute_for_gguf, rope_scaling, rope_theta
+from .architectures import (
+    ArchSpec,
+    arch_of_config,
+    head_dim,
+    llama3_rope_factors,
+    permute_for_gguf,
+    rope_scaling,
+    rope_theta,
+)
 from .gguf_file import inspect_gguf, open_reader
 
 # Keys never copied from a base GGUF: the writer sets them, or they describe the old file.

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from ..catalog import SUPPORTED_ARCHITECTURES
 from ..errors import MipoError
-from ..gguf_scan import scan_gguf
+from ..inference.gguf_scan import scan_gguf
+from .catalog import SUPPORTED_ARCHITECTURES
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ def check_tokenization(gguf_path: Path, folder: Path, texts: tuple[str, ...] = (
     """Raise when llama.cpp tokenizes differently from transformers on the sample text."""
     from transformers import AutoTokenizer
 
-    from ..llama_runtime import open_llama
+    from ..inference.llama_runtime import open_llama
 
     hf = AutoTokenizer.from_pretrained(str(folder))
     llm = open_llama(gguf_path, vocab_only=True)

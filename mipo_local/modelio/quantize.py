@@ -55,7 +55,7 @@ def quantize_gguf(
     info = inspect_gguf(src)
     import llama_cpp
 
-    from ..llama_runtime import physical_cores, quiet_llama_logs
+    from ..inference.llama_runtime import physical_cores, quiet_llama_logs
 
     quiet_llama_logs()
 

@@ -30,7 +30,7 @@ class LogitComparison:
 
 
 def llama_tokens(gguf_path: Path, text: str) -> list[int]:
-    from ..llama_runtime import llama_model
+    from ..inference.llama_runtime import llama_model
 
     with llama_model(gguf_path, vocab_only=True) as llm:
         return list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
@@ -40,7 +40,7 @@ def llama_logits(gguf_path: Path, tokens: Sequence[int]):
     """llama.cpp's logits (n_tokens × n_vocab, float32) for every position of `tokens`."""
     import numpy as np
 
-    from ..llama_runtime import llama_model
+    from ..inference.llama_runtime import llama_model
 
     n = len(tokens)
     with llama_model(gguf_path, n_ctx=max(256, n + 16), n_batch=max(64, n), n_ubatch=max(64, n), logits_all=True) as llm:

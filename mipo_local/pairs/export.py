@@ -37,7 +37,7 @@ def mirrored_record(row) -> dict:
     context), where the answer made without the user's context is the one to prefer. Trained along
     with the pair, it asks for log π(y+|c,q) − log π(y+|c',q) to grow — the pointwise MI itself —
     instead of only log π(y+|c,q) − log π(y−|c,q)."""
-    from ..prompt_format import chat_messages, placement_of
+    from ..inference.prompt_format import chat_messages, placement_of
 
     negative = json.loads(row["negative_context"]) if row["negative_context"] else None
     return {

@@ -65,3 +65,5 @@ def usable_answer(text: str, finish: str) -> Optional[str]:
     if trimmed is None or not trimmed.strip() or is_degenerate(trimmed):
         return None
     return trimmed
+
+

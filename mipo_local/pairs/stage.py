@@ -5,8 +5,9 @@ rank highest: every usable candidate y is scored under the base π₀ as
 MI(y) = log π₀(y|c,q) − log π₀(y|q), the positive is the candidate with the largest MI and the
 negative the one with the smallest. The scores come from the base's PyTorch checkpoint (fp32, or bf16
 weights), or from the sampling model itself as it samples (`scoring` "sampler": llama.cpp, the Q8_0
-copy of the base that the answers are drawn from; no second model in memory). A pair whose positive does not depend on the context
-(MI ≤ `min_context_mi`) or whose two answers differ wildly in length is dropped with its reason.
+copy of the base that the answers are drawn from; no second model in memory). A pair whose positive
+does not depend on the context (MI ≤ `min_context_mi`) or whose two answers differ wildly in length
+is dropped with its reason.
 """
 
 from __future__ import annotations
@@ -22,65 +23,12 @@ from typing import Callable, Optional
 from ..context.store import ContextStore
 from ..context.text import estimate_tokens
 from ..errors import MipoError
-from ..options import option
+from ..inference.prompt_format import PLACEMENTS, ChatTemplate, chat_messages
 from ..progress import ProgressCallback, report
-from ..prompt_format import CONTEXT_IN, PLACEMENTS, ChatTemplate, chat_messages
-from ..scoring import WEIGHT_PRECISIONS
-
-SAMPLER = "sampler"                      # candidates scored by the sampling model in llama.cpp as it samples
-CANDIDATE_SCORING = (SAMPLER,) + WEIGHT_PRECISIONS
-from .examples import OWN_DOCUMENT, Example, build_examples, own_text_answer
+from .examples import Example, build_examples, own_text_answer
 from .filters import judge_pair, usable_answer
 from .negatives import STRATEGIES, negative_contexts
-
-
-@dataclass(frozen=True)
-class PairSettings:
-    examples: int = option(200, "at most this many training examples to make pairs from", low=1)
-    heldout_pairs: int = option(16, "and pairs for at most this many held-out examples (held-out DPO metrics)", low=0)
-    strategy: str = option("drop", "the negative's context: none, another example's, half each, or an unrelated "
-                           "persona", choices=STRATEGIES,
-                           labels={"drop": "no context (drop)", "shuffle": "another's context",
-                                   "mix": "half each (mix)", "persona": "a persona"})
-    samples: int = option(1, "pairs per example (one sample per side each, as in MIPO)", low=1)
-    temperature: float = option(0.8, "sampling temperature (pairs and evaluation)", low=0)
-    top_p: float = option(0.95, "nucleus sampling: the smallest set of tokens with this much probability", above=0, high=1)
-    max_new_tokens: int = option(160, "longest sampled answer, in tokens", low=1)
-    seed: int = option(0, "sampling seed")
-    heldout_fraction: float = option(0.1, "share of the examples held out for evaluation", low=0, high=0.9)
-    context_tokens: int = option(400, "the budget for your writing in each prompt, in tokens (chat uses the run's)", low=1)
-    n_parallel: int = option(16, "sequences decoded together", flag="--parallel", low=1)
-    context_in: str = option(CONTEXT_IN, "where the context goes in the prompt", choices=PLACEMENTS)
-    candidates: int = option(2, "answers sampled per side; the pair with the largest MI margin is kept", low=1)
-    min_context_mi: Optional[float] = option(0.0, "drop a pair whose positive's MI (nats) under the base is not above "
-                                             "this", kind=float)
-    max_length_ratio: float = option(2.0, "drop a pair whose longer answer has more than this × the shorter's tokens", low=1)
-    own_document: str = option("exclude", "whether a note's own text may be in the context of the request to write "
-                               "about it (include: the model learns to paste it back; BENCHMARKS.md)",
-                               choices=OWN_DOCUMENT)
-    copy_ceiling: Optional[float] = option(0.2, "a positive may copy at most this share of its word 8-grams from the "
-                                           "context: the candidate with the largest MI among those that do not paste "
-                                           "the context back (none left: the pair is dropped; empty: no ceiling)",
-                                           kind=float, low=0, high=1)
-    real_text: bool = option(False, "also train on your own text where it exists (your reply; a note's text for its "
-                             "title) as the chosen answer against the base's answer without context (beyond the "
-                             "paper; off: BENCHMARKS.md)")
-    scoring: str = option("auto", "what scores the candidates: the base in PyTorch, with bf16 weights where this CPU "
-                          "computes them natively (auto), fp32 or bf16; or the sampling model in llama.cpp as it samples "
-                          "(sampler: no second model in memory, the same pair as fp32 for 42 of 48 examples measured)",
-                          choices=CANDIDATE_SCORING, flag="--candidate-scoring")
-
-    def sampling(self):
-        """How answers are sampled — for pairs, and for the evaluation, which samples exactly alike."""
-        from ..generation import Sampling
-
-        return Sampling(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens)
-
-    def run_key(self, model_sha: str) -> str:
-        """Runs with the same key continue each other; `examples` may grow without a new run."""
-        how = ("examples", "heldout_pairs", "n_parallel", "scoring")     # how many, or how computed: not what
-        keyed = {k: v for k, v in dataclasses.asdict(self).items() if k not in how}
-        return hashlib.sha256(json.dumps([keyed, model_sha], sort_keys=True).encode()).hexdigest()[:16]
+from .settings import CANDIDATE_SCORING, SAMPLER, PairSettings
 
 
 @dataclass
@@ -130,8 +78,7 @@ class CandidateScorer:
     def __init__(self, checkpoint: Path, context_in: str, precision: str = "fp32") -> None:
         import torch
 
-        from ..eval_report import load_torch_model
-        from ..scoring import ResponseScorer, weight_precision
+        from ..inference.scoring import ResponseScorer, load_torch_model, weight_precision
 
         model, tokenizer = load_torch_model(checkpoint)
         self.precision = weight_precision(precision)
@@ -211,6 +158,34 @@ def generate_pairs(
     (an interruption loses at most the pairs in flight). `select` keeps only the examples it accepts
     (an incremental run: those made from new or changed documents); none may be left then.
     """
+    scoring = _check_settings(settings, base_checkpoint)
+    from ..modelio.gguf_file import cached_sha256, inspect_gguf
+
+    info = inspect_gguf(gguf_path)
+    template = ChatTemplate.from_gguf(gguf_path)
+    examples = _examples(store, settings, count_tokens, select)
+    negatives = negative_contexts(examples, settings.strategy)
+    run_id = _run_id(store, settings, cached_sha256(gguf_path), info.name)
+    summary, jobs = _resume(store, run_id, examples, settings)
+    report(progress, "pairs", "starting", done=summary.done_before, total=summary.total, unit="pairs")
+    if not jobs:
+        report(progress, "pairs", "already done", done=summary.total, total=summary.total, finished=True)
+        return summary
+
+    requests = _Requests.of(jobs, negatives, template, settings)
+    scorer = _candidate_scorer(scoring, settings, base_checkpoint, progress)
+    if scorer is not None:
+        summary.scoring = scorer.precision
+    collect = _Collector(requests.owners, negatives, _PairWriter(store, run_id, summary, template, scorer, settings),
+                         progress)
+    _sample_candidates(gguf_path, requests, settings, isinstance(scorer, SampledScores), collect, should_stop)
+    summary.seconds = time.perf_counter() - collect.start
+    _report_end(progress, summary, collect.finished, should_stop)
+    return summary
+
+
+def _check_settings(settings: PairSettings, base_checkpoint: Optional[Path]) -> bool:
+    """Refuse settings the stage cannot run; whether the candidates are scored (by MI)."""
     if settings.strategy not in STRATEGIES:
         raise MipoError(f"unknown negative strategy {settings.strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if settings.context_in not in PLACEMENTS:
@@ -222,10 +197,12 @@ def generate_pairs(
         raise MipoError(f"unknown candidate scoring {settings.scoring!r}; choose one of {', '.join(CANDIDATE_SCORING)}")
     if scoring and settings.scoring != SAMPLER and base_checkpoint is None:
         raise MipoError("choosing pairs by MI with the base in PyTorch needs its checkpoint (base_checkpoint)")
-    from ..modelio.gguf_file import cached_sha256, inspect_gguf
+    return scoring
 
-    info = inspect_gguf(gguf_path)
-    template = ChatTemplate.from_gguf(gguf_path)
+
+def _examples(store: ContextStore, settings: PairSettings, count_tokens: Optional[Callable[[str], int]],
+              select: Optional[Callable[[Example], bool]]) -> list[Example]:
+    """The examples to make pairs for: the first `examples` trained on and `heldout_pairs` held out."""
     every = build_examples(store, max_examples=10 ** 9, heldout_fraction=settings.heldout_fraction,
                            context_tokens=settings.context_tokens, own_document=settings.own_document,
                            **({"count": count_tokens} if count_tokens else {}))
@@ -240,140 +217,180 @@ def generate_pairs(
             raise MipoError("no examples: no request found other writing of yours to use as its context (a note's own "
                             "text is not its context); import more of your writing with `mipo-local import`")
         raise MipoError("no examples: the context store holds none of your writing yet; run `mipo-local import` first")
-    negatives = negative_contexts(examples, settings.strategy)
-    run_id = _run_id(store, settings, cached_sha256(gguf_path), info.name)
+    return examples
+
+
+def _resume(store: ContextStore, run_id: int, examples: list[Example],
+            settings: PairSettings) -> tuple[PairsSummary, list[tuple[Example, int]]]:
+    """The run's summary (counting the samples a previous call committed) and the (example, sample)
+    jobs left to do."""
     summary = PairsSummary(run_id=run_id, total=len(examples) * settings.samples, example_ids=[e.id for e in examples])
     done = store.pair_samples_done(run_id)
     summary.done_before = sum(1 for e in examples for k in range(settings.samples) if (e.id, k) in done)
     jobs = [(e, k) for e in examples for k in range(settings.samples) if (e.id, k) not in done]
-    report(progress, "pairs", "starting", done=summary.done_before, total=summary.total, unit="pairs")
-    if not jobs:
-        report(progress, "pairs", "already done", done=summary.total, total=summary.total, finished=True)
-        return summary
+    return summary, jobs
 
-    prompts, seeds, owners, under = [], [], [], []
-    for e, k in jobs:
-        # MI(y) = log π(y | c, q) − log π(y | q): the prompts a candidate is scored under
-        mi_prompts = [template.render(chat_messages(c, e.request, context_in=settings.context_in)) for c in (e.context, None)]
-        for side, ctx in (("chosen", e.context), ("rejected", negatives[e.id])):
-            prompt = template.render(chat_messages(ctx, e.request, context_in=settings.context_in))
-            for c in range(settings.candidates):     # copies of one prompt side by side: decoded once
-                prompts.append(prompt)
-                seeds.append(_seed(settings, e.id, k, side, c))
-                owners.append((e, k, side))
-                under.append(mi_prompts)
 
-    from ..generation import BatchedGenerator, context_per_sequence
+@dataclass
+class _Requests:
+    """What the generator samples, one entry per candidate: its prompt, its seed, whose it is
+    (example, sample, side) and the two prompts it is scored under."""
+    prompts: list[str]
+    seeds: list[int]
+    owners: list[tuple[Example, int, str]]
+    under: list[list[str]]
 
-    scorer = None
+    @classmethod
+    def of(cls, jobs: list[tuple[Example, int]], negatives: dict, template: ChatTemplate,
+           settings: PairSettings) -> _Requests:
+        prompts, seeds, owners, under = [], [], [], []
+        for e, k in jobs:
+            # MI(y) = log π(y | c, q) − log π(y | q): the prompts a candidate is scored under
+            mi_prompts = [template.render(chat_messages(c, e.request, context_in=settings.context_in))
+                          for c in (e.context, None)]
+            for side, ctx in (("chosen", e.context), ("rejected", negatives[e.id])):
+                prompt = template.render(chat_messages(ctx, e.request, context_in=settings.context_in))
+                for c in range(settings.candidates):     # copies of one prompt side by side: decoded once
+                    prompts.append(prompt)
+                    seeds.append(_seed(settings, e.id, k, side, c))
+                    owners.append((e, k, side))
+                    under.append(mi_prompts)
+        return cls(prompts, seeds, owners, under)
+
+
+def _candidate_scorer(scoring: bool, settings: PairSettings, base_checkpoint: Optional[Path],
+                      progress: Optional[ProgressCallback]):
+    """What scores the candidates: the sampler itself, the base in PyTorch, or None (not scored)."""
     if scoring and settings.scoring == SAMPLER:
-        scorer = SampledScores()
-    elif scoring:
+        return SampledScores()
+    if scoring:
         report(progress, "pairs", "loading the base model to score candidates")
-        scorer = CandidateScorer(base_checkpoint, settings.context_in, settings.scoring)
-    if scorer is not None:
-        summary.scoring = scorer.precision
+        return CandidateScorer(base_checkpoint, settings.context_in, settings.scoring)
+    return None
+
+
+def _sample_candidates(gguf_path: Path, requests: _Requests, settings: PairSettings, sampled_scores: bool,
+                       collect: _Collector, should_stop: Optional[Callable[[], bool]]) -> None:
+    """Sample every candidate with llama.cpp in batches, each handed to `collect` as it completes;
+    with `sampled_scores` each is scored under its two MI prompts as it is sampled."""
+    from ..inference.generation import BatchedGenerator, context_per_sequence
+
     sampling = settings.sampling()
-    answers: dict[tuple[str, int], dict] = {}
-    start = time.perf_counter()
-    finished_pairs = summary.done_before
-
-    def on_complete(i: int, completion) -> None:
-        nonlocal finished_pairs
-        e, k, side = owners[i]
-        summary.tokens += len(completion.tokens)
-        summary.truncated += completion.finish == "length"
-        got = answers.setdefault((e.id, k), {"chosen": [], "rejected": []})
-        got[side].append(completion)
-        if len(got["chosen"]) + len(got["rejected"]) < 2 * settings.candidates:
-            return
-        del answers[(e.id, k)]
-        t = time.perf_counter()
-        _choose_and_commit(store, run_id, e, k, negatives[e.id], got["chosen"], got["rejected"], summary, template,
-                           scorer, settings)
-        summary.scoring_seconds += time.perf_counter() - t
-        finished_pairs += 1
-        elapsed = time.perf_counter() - start
-        made_now = finished_pairs - summary.done_before
-        rate = made_now / elapsed if elapsed else 0.0
-        eta = (summary.total - finished_pairs) / rate if rate else None
-        report(progress, "pairs", f"{summary.tokens / elapsed:.0f} tok/s", done=finished_pairs, total=summary.total,
-               unit="pairs", data={"tokens_per_second": summary.tokens / elapsed, "eta_seconds": eta,
-                                   "dropped": dict(summary.dropped)})
-
-    sampled_scores = isinstance(scorer, SampledScores)
-    n_ctx = context_per_sequence(gguf_path, prompts + ([p for two in under for p in two] if sampled_scores else []),
-                                 settings.max_new_tokens)
+    under = requests.under
+    n_ctx = context_per_sequence(gguf_path, requests.prompts + ([p for two in under for p in two] if sampled_scores
+                                                                else []), settings.max_new_tokens)
     with BatchedGenerator(gguf_path, n_parallel=settings.n_parallel, n_ctx_per_seq=n_ctx,
                           prompt_cache=prompts_kept(settings) if sampled_scores else BatchedGenerator.PROMPT_CACHE
                           ) as generator:
-        generator.generate(prompts, sampling, seeds=seeds, should_stop=should_stop, on_complete=on_complete,
-                           score_under=under if sampled_scores else None)
-        summary.scoring_seconds += generator.scoring_seconds
-    summary.seconds = time.perf_counter() - start
+        generator.generate(requests.prompts, sampling, seeds=requests.seeds, should_stop=should_stop,
+                           on_complete=collect, score_under=under if sampled_scores else None)
+        collect.summary.scoring_seconds += generator.scoring_seconds
+
+
+class _Collector:
+    """The generator's `on_complete`: gathers each sample's 2 × `candidates` completions as they come in;
+    with the last of them its pair is chosen and committed (`_PairWriter`) and the progress told."""
+
+    def __init__(self, owners: list[tuple[Example, int, str]], negatives: dict, pairs: _PairWriter,
+                 progress: Optional[ProgressCallback]) -> None:
+        self.owners, self.negatives, self.pairs, self.progress = owners, negatives, pairs, progress
+        self.summary = pairs.summary
+        self.answers: dict[tuple[str, int], dict] = {}
+        self.finished = self.summary.done_before     # pairs finished, those of earlier calls included
+        self.start = time.perf_counter()
+
+    def __call__(self, i: int, completion) -> None:
+        e, k, side = self.owners[i]
+        summary = self.summary
+        summary.tokens += len(completion.tokens)
+        summary.truncated += completion.finish == "length"
+        got = self.answers.setdefault((e.id, k), {"chosen": [], "rejected": []})
+        got[side].append(completion)
+        if len(got["chosen"]) + len(got["rejected"]) < 2 * self.pairs.settings.candidates:
+            return
+        del self.answers[(e.id, k)]
+        t = time.perf_counter()
+        self.pairs.choose_and_commit(e, k, self.negatives[e.id], got["chosen"], got["rejected"])
+        summary.scoring_seconds += time.perf_counter() - t
+        self.finished += 1
+        self._report()
+
+    def _report(self) -> None:
+        summary = self.summary
+        elapsed = time.perf_counter() - self.start
+        made_now = self.finished - summary.done_before
+        rate = made_now / elapsed if elapsed else 0.0
+        eta = (summary.total - self.finished) / rate if rate else None
+        report(self.progress, "pairs", f"{summary.tokens / elapsed:.0f} tok/s", done=self.finished,
+               total=summary.total, unit="pairs", data={"tokens_per_second": summary.tokens / elapsed,
+                                                        "eta_seconds": eta, "dropped": dict(summary.dropped)})
+
+
+def _report_end(progress: Optional[ProgressCallback], summary: PairsSummary, finished: int,
+                should_stop: Optional[Callable[[], bool]]) -> None:
+    """The stage's last event: stopped (running again continues) or done."""
     if should_stop is not None and should_stop():
         summary.stopped = True
-        report(progress, "pairs", "stopped; running again continues here", done=finished_pairs, total=summary.total,
+        report(progress, "pairs", "stopped; running again continues here", done=finished, total=summary.total,
                unit="pairs", finished=True, data={"stopped": True})
-        return summary
+        return
     report(progress, "pairs", "done", done=summary.total, total=summary.total, unit="pairs", finished=True,
            data={"tokens_per_second": summary.tokens_per_second, "dropped": dict(summary.dropped),
                  "truncated": summary.truncated})
-    return summary
 
 
-def _choose_and_commit(store: ContextStore, run_id: int, e: Example, sample: int, negative, chosen: list,
-                       rejected: list, summary: PairsSummary, template: ChatTemplate,
-                       scorer, settings: PairSettings) -> None:
-    """Pick the pair among the candidates (see the module docstring) and commit it."""
-    if scorer is None:
-        _commit_pair(store, run_id, e, sample, negative, chosen[0], rejected[0], summary, template, settings)
-        return
-    pos = [c for c in chosen if usable_answer(c.text, c.finish)]
-    neg = [c for c in rejected if usable_answer(c.text, c.finish)]
-    if not pos or not neg:   # judged (and dropped with the precise reason) as a single candidate would be
-        _commit_pair(store, run_id, e, sample, negative, (pos or chosen)[0], (neg or rejected)[0], summary, template,
-                     settings)
-        return
-    from ..evaluate import copy_share
+class _PairWriter:
+    """Chooses each sample's pair among its candidates (see the module docstring) and commits it to the
+    run, counting it in the summary."""
 
-    trimmed = lambda c: usable_answer(c.text, c.finish)  # noqa: E731
-    mi_pos = scorer.mi(e, [trimmed(c) for c in pos], pos)
-    mi_neg = scorer.mi(e, [trimmed(c) for c in neg], neg)
-    copied = [copy_share(trimmed(c), e.context) for c in pos]
-    reason, p, n = select_pair([len(c.tokens) for c in pos], [len(c.tokens) for c in neg], mi_pos, mi_neg, settings,
-                               copied)
-    if reason is None:
-        summary.kept_mi.append((mi_pos[p], mi_neg[n]))
-    _commit_pair(store, run_id, e, sample, negative, pos[p], neg[n], summary, template, settings, reason)
+    def __init__(self, store: ContextStore, run_id: int, summary: PairsSummary, template: ChatTemplate, scorer,
+                 settings: PairSettings) -> None:
+        self.store, self.run_id, self.summary, self.template = store, run_id, summary, template
+        self.scorer, self.settings = scorer, settings
 
+    def choose_and_commit(self, e: Example, sample: int, negative, chosen: list, rejected: list) -> None:
+        """Pick the pair among the candidates (see the module docstring) and commit it."""
+        if self.scorer is None:
+            self.commit(e, sample, negative, chosen[0], rejected[0])
+            return
+        pos = [c for c in chosen if usable_answer(c.text, c.finish)]
+        neg = [c for c in rejected if usable_answer(c.text, c.finish)]
+        if not pos or not neg:   # judged (and dropped with the precise reason) as a single candidate would be
+            self.commit(e, sample, negative, (pos or chosen)[0], (neg or rejected)[0])
+            return
+        from ..context.overlap import copy_share
 
-def _commit_pair(store: ContextStore, run_id: int, e: Example, sample: int, negative, chosen, rejected,
-                 summary: PairsSummary, template: ChatTemplate, settings: PairSettings,
-                 reason: Optional[str] = None) -> None:
-    judged, chosen_text, rejected_text = judge_pair(chosen.text, chosen.finish, rejected.text, rejected.finish)
-    reason = judged or reason
-    messages = chat_messages(e.context, e.request, context_in=settings.context_in)
-    store.add_pair(run_id, example_id=e.id, sample=sample, source=e.source, heldout=int(e.heldout), request=e.request,
-                   context=json.dumps(list(e.context), ensure_ascii=False),
-                   negative_context=json.dumps(list(negative), ensure_ascii=False) if negative else None,
-                   prompt=json.dumps(messages, ensure_ascii=False), prompt_text=template.render(messages),
-                   chosen=chosen_text, rejected=rejected_text, reference=e.reference,
-                   status="dropped" if reason else "ok", reason=reason, chosen_tokens=len(chosen.tokens),
-                   rejected_tokens=len(rejected.tokens))
-    if reason:
-        summary.dropped[reason] = summary.dropped.get(reason, 0) + 1
-    else:
-        summary.made += 1
-    real = own_text_answer(e, settings.max_new_tokens) if settings.real_text and not e.heldout else None
-    if real and not reason:
-        # beyond the paper: the person's own text over the base's answer without context, under the
-        # same prompt; its own sample number, after the MIPO pairs'
-        store.add_pair(run_id, example_id=e.id, sample=settings.samples + sample, source=e.source, heldout=0,
-                       request=e.request, context=json.dumps(list(e.context), ensure_ascii=False),
-                       negative_context=json.dumps(list(negative), ensure_ascii=False) if negative else None,
-                       prompt=json.dumps(messages, ensure_ascii=False), prompt_text=template.render(messages),
-                       chosen=real, rejected=rejected_text, reference=e.reference, status="ok", reason=None,
-                       chosen_tokens=estimate_tokens(real),
-                       rejected_tokens=len(rejected.tokens))
-        summary.made += 1
+        trimmed = [usable_answer(c.text, c.finish) for c in pos]
+        mi_pos = self.scorer.mi(e, trimmed, pos)
+        mi_neg = self.scorer.mi(e, [usable_answer(c.text, c.finish) for c in neg], neg)
+        copied = [copy_share(t, e.context) for t in trimmed]
+        reason, p, n = select_pair([len(c.tokens) for c in pos], [len(c.tokens) for c in neg], mi_pos, mi_neg,
+                                   self.settings, copied)
+        if reason is None:
+            self.summary.kept_mi.append((mi_pos[p], mi_neg[n]))
+        self.commit(e, sample, negative, pos[p], neg[n], reason)
+
+    def commit(self, e: Example, sample: int, negative, chosen, rejected, reason: Optional[str] = None) -> None:
+        settings, summary = self.settings, self.summary
+        judged, chosen_text, rejected_text = judge_pair(chosen.text, chosen.finish, rejected.text, rejected.finish)
+        reason = judged or reason
+        messages = chat_messages(e.context, e.request, context_in=settings.context_in)
+        shared = dict(example_id=e.id, source=e.source, request=e.request,
+                      context=json.dumps(list(e.context), ensure_ascii=False),
+                      negative_context=json.dumps(list(negative), ensure_ascii=False) if negative else None,
+                      prompt=json.dumps(messages, ensure_ascii=False), prompt_text=self.template.render(messages),
+                      reference=e.reference, rejected=rejected_text, rejected_tokens=len(rejected.tokens))
+        self.store.add_pair(self.run_id, sample=sample, heldout=int(e.heldout), chosen=chosen_text,
+                            status="dropped" if reason else "ok", reason=reason, chosen_tokens=len(chosen.tokens),
+                            **shared)
+        if reason:
+            summary.dropped[reason] = summary.dropped.get(reason, 0) + 1
+        else:
+            summary.made += 1
+        real = own_text_answer(e, settings.max_new_tokens) if settings.real_text and not e.heldout else None
+        if real and not reason:
+            # beyond the paper: the person's own text over the base's answer without context, under the
+            # same prompt; its own sample number, after the MIPO pairs'
+            self.store.add_pair(self.run_id, sample=settings.samples + sample, heldout=0, chosen=real, status="ok",
+                                reason=None, chosen_tokens=estimate_tokens(real), **shared)
+            summary.made += 1

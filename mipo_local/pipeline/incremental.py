@@ -76,7 +76,7 @@ def _compatible(settings, state: dict, base_path: str) -> Optional[str]:
 def find_basis(settings, base_path: str, profile: Optional[str] = None) -> tuple[Optional[Basis], str]:
     """(the active model's run to continue, or None; why). The active model must come from a
     finished run with its adapter, merged model and document snapshot, made with compatible settings."""
-    from ..active_model import active_model
+    from ..chat.active_model import active_model
 
     model = active_model(profile)     # a profile's run continues that profile's model
     if model is None:

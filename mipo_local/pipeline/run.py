@@ -23,7 +23,7 @@ from ..stop import as_stop_flag
 from .incremental import Basis, find_basis, new_documents
 from .runs import RunLog, data_fingerprint, digest, find_run, latest_finished_run, load_state, new_run, save_state
 from .settings import RunSettings
-from .stages import STEPS, RunContext, evaluate_personal, read_report
+from .stages import STEPS, RunContext, Step, evaluate_personal, read_report
 
 STAGES = ("import",) + tuple(name for name, _ in STEPS)
 
@@ -69,8 +69,40 @@ def run_pipeline(
     `continue_only` refuses to start a new run when no unfinished one with these settings exists.
     A new run is incremental (`pipeline.incremental`) when the active model comes from a run with
     compatible settings and the data changed since; `from_scratch` makes it a full one.
-    `profile` (`mipo_local.profiles`): examples only from its sources, its own runs, and the model
+    `profile` (`mipo_local.chat.profiles`): examples only from its sources, its own runs, and the model
     becomes its active model; None is the default profile (every source)."""
+    _check_arguments(settings, until, accelerate_config)
+    inputs = _gather_inputs(sources, settings, addresses, profile, progress)
+    plan = _plan_run(inputs, settings, new=new, until=until, pairs_run=pairs_run, continue_only=continue_only,
+                     from_scratch=from_scratch)
+    if plan.nothing_new:
+        return _nothing_new(plan.basis, plan.nothing_new)
+    run_dir = plan.found or new_run(plan.key, settings.to_dict(), inputs.data_fp)
+    state = load_state(run_dir)
+    log = RunLog(run_dir, progress)
+    if plan.up_to_date:
+        return _up_to_date(state, log)
+    ctx = _open_run(run_dir, state, log, plan, inputs, settings, pairs_run=pairs_run,
+                    accelerate_config=accelerate_config, should_stop=should_stop)
+    return _StageRunner(ctx, inputs.timings, until).run()
+
+
+# --- preparing a run: its arguments, base, profile, settings and the user's writing
+
+
+@dataclass
+class _Inputs:
+    """What a run works from, known before its folder is chosen."""
+    profile: Optional[str]                # normalized; None is the default profile
+    scope: object                         # the profile's sources (`chat.profiles.profile_sources`)
+    base: object                          # catalog.Base
+    data_fp: str                          # the user's writing in scope (`runs.data_fingerprint`)
+    import_summary: object                # what importing `sources` did, or None
+    timings: dict[str, float]             # seconds per stage; the run's result shares it
+
+
+def _check_arguments(settings: RunSettings, until: Optional[str], accelerate_config: Optional[Path]) -> None:
+    """Clear errors for bad arguments before any work."""
     from ..options import check_choices
 
     for part in (settings, settings.pairs, settings.train, settings.evaluation):   # the app's forms too
@@ -82,9 +114,16 @@ def run_pipeline(
         from ..train.distributed import check_config
 
         check_config(accelerate_config)
-    from ..catalog import resolve_base
+
+
+def _gather_inputs(sources: Sequence[Path], settings: RunSettings, addresses: Sequence[str],
+                   profile: Optional[str], progress: Optional[ProgressCallback]) -> _Inputs:
+    """The profile and its sources, the user's settings (with new addresses), the base, then the
+    import stage (always run: it only adds what is new) and the fingerprint of the writing in scope."""
+    from ..chat.profile_names import normalize
+    from ..chat.profiles import profile_sources
     from ..context import ContextStore, import_paths
-    from ..profiles import normalize, profile_sources
+    from ..modelio.catalog import resolve_base
     from ..settings import load_settings, save_settings
 
     profile = normalize(profile)
@@ -104,6 +143,13 @@ def run_pipeline(
         with ContextStore() as store:
             store.set_user_addresses(user.addresses)
     timings["import"] = time.perf_counter() - t0
+    return _Inputs(profile, scope, base, _writing_fingerprint(scope, profile), import_summary, timings)
+
+
+def _writing_fingerprint(scope, profile: Optional[str]) -> str:
+    """The fingerprint of the user's writing in scope; an error when there is none."""
+    from ..context import ContextStore
+
     with ContextStore(sources=scope) as store:
         data_fp = data_fingerprint(store)
         if not store.counts()["chunks"]:
@@ -112,105 +158,185 @@ def run_pipeline(
                                 "(`mipo-local import PATH`)")
             raise MipoError("the context store holds none of your writing yet; give folders or mail files to import "
                             "(`mipo-local run ~/notes`) or try `mipo-local run --demo`")
-    key = settings.key() if pairs_run is None and until in (None, "pairs") else \
-        digest([settings.key(), "pairs", pairs_run, "until", until])
-    if profile:
-        key = digest([key, "profile", profile])
+    return data_fp
+
+
+# --- deciding which run to continue or start, and in which mode
+
+
+@dataclass
+class _Plan:
+    """Which run this call continues or starts, and whether it is incremental."""
+    key: str                              # the run's settings key (`runs.find_run`)
+    found: Optional[Path]                 # a run with this key to continue (or, up to date, to return)
+    up_to_date: bool                      # `found` finished and the data has not changed since
+    basis: Optional[Basis] = None         # a new incremental run: the run whose model it continues
+    mode_reason: str = ""
+    nothing_new: str = ""                 # why there is nothing to do: the active model saw all the writing
+
+
+def _plan_run(inputs: _Inputs, settings: RunSettings, *, new: bool, until: Optional[str],
+              pairs_run: Optional[int], continue_only: bool, from_scratch: bool) -> _Plan:
+    """The run with these settings to continue, else a new one: full, or incremental on the active model."""
     plain = pairs_run is None and until in (None, "pairs")      # not the `train` command's runs
-    found, up_to_date = find_run(key, data_fp, new, continue_only=continue_only)
+    key = settings.key() if plain else digest([settings.key(), "pairs", pairs_run, "until", until])
+    if inputs.profile:
+        key = digest([key, "profile", inputs.profile])
+    found, up_to_date = find_run(key, inputs.data_fp, new, continue_only=continue_only)
     if from_scratch and found is not None and (up_to_date or load_state(found).get("mode") == "incremental"):
         found, up_to_date = None, False          # a full run asked for: neither this model nor this run will do
-    basis, mode_reason = None, "--from-scratch asked for a full run" if from_scratch else ""
+    plan = _Plan(key, found, up_to_date, mode_reason="--from-scratch asked for a full run" if from_scratch else "")
     if found is None and plain and not from_scratch:
-        basis, mode_reason = find_basis(settings, str(base.path), profile=profile)
-        if basis is not None:
-            with ContextStore(sources=scope) as store:
-                fresh = new_documents(store, basis.run_dir)
-            if not fresh and not new:
-                return _nothing_new(basis, f"nothing new or changed since {basis.run_dir.name}; its model stays active")
-            if not fresh:
-                basis, mode_reason = None, "nothing new since the active model's run; --new asked for a full run"
-    run_dir = found or new_run(key, settings.to_dict(), data_fp)
-    state = load_state(run_dir)
-    log = RunLog(run_dir, progress)
-    if up_to_date:
-        log.line("nothing changed since this run finished; nothing to do")
-        model = Path(state["outputs"]["model"])
-        return RunResult(model.parent, True, False, skipped=list(STAGES), report=read_report(model.parent),
-                         model=model, up_to_date=True, outputs=state["outputs"], stages=state.get("stages", {}),
-                         mode=state.get("mode", "full"), nothing_new=bool(state.get("nothing_new")))
-    if found is None:
-        state["mode"], state["mode_reason"] = ("incremental" if basis else "full"), mode_reason
+        _choose_basis(plan, inputs, settings, new)
+    return plan
+
+
+def _choose_basis(plan: _Plan, inputs: _Inputs, settings: RunSettings, new: bool) -> None:
+    """A new run continues the active model (`pipeline.incremental`) when its run's settings are
+    compatible and there is new or changed writing; with none, there is nothing to do unless `new`."""
+    from ..context import ContextStore
+
+    plan.basis, plan.mode_reason = find_basis(settings, str(inputs.base.path), profile=inputs.profile)
+    if plan.basis is None:
+        return
+    with ContextStore(sources=inputs.scope) as store:
+        fresh = new_documents(store, plan.basis.run_dir)
+    if not fresh and not new:
+        plan.nothing_new = f"nothing new or changed since {plan.basis.run_dir.name}; its model stays active"
+    elif not fresh:
+        plan.basis, plan.mode_reason = None, "nothing new since the active model's run; --new asked for a full run"
+
+
+# --- opening the run folder
+
+
+def _up_to_date(state: dict, log: RunLog) -> RunResult:
+    """The result of a run that finished with these settings, the data unchanged since."""
+    log.line("nothing changed since this run finished; nothing to do")
+    model = Path(state["outputs"]["model"])
+    return RunResult(model.parent, True, False, skipped=list(STAGES), report=read_report(model.parent),
+                     model=model, up_to_date=True, outputs=state["outputs"], stages=state.get("stages", {}),
+                     mode=state.get("mode", "full"), nothing_new=bool(state.get("nothing_new")))
+
+
+def _settle_mode(run_dir: Path, state: dict, plan: _Plan) -> Optional[Basis]:
+    """A new run records its mode (and the run whose model it continues); a continued one reads them back."""
+    basis = plan.basis
+    if plan.found is None:
+        state["mode"], state["mode_reason"] = ("incremental" if basis else "full"), plan.mode_reason
         if basis is not None:
             state["incremental"] = basis.to_dict()
         save_state(run_dir, state)
     elif state.get("incremental"):
         basis = Basis.from_dict(state["incremental"])
+    return basis
+
+
+def _open_run(run_dir: Path, state: dict, log: RunLog, plan: _Plan, inputs: _Inputs, settings: RunSettings, *,
+              pairs_run: Optional[int], accelerate_config: Optional[Path],
+              should_stop: Optional[Callable[[], bool]]) -> RunContext:
+    """The run's mode settled and announced, and the context its stages share, import done."""
+    basis = _settle_mode(run_dir, state, plan)
     mode, mode_reason = state.get("mode", "full"), state.get("mode_reason", "")
-    log.line(f"run {run_dir.name}: base {base.path}")
+    log.line(f"run {run_dir.name}: base {inputs.base.path}")
     report(log, "run", f"{mode} run: {mode_reason}" if mode_reason else f"{mode} run", data={"mode": mode})
-    if import_summary is not None:
-        for text in import_summary.lines():
+    if inputs.import_summary is not None:
+        for text in inputs.import_summary.lines():
             log.line(f"[import] {text}")
-    state["base"] = str(base.path)
-    if profile:
-        state["profile"], state["sources"] = profile, list(scope)    # the stages read them (pipeline.stages)
-    ctx = RunContext(settings, base, run_dir, state, log, as_stop_flag(should_stop), data_fp, adopt_pairs=pairs_run,
-                     accelerate_config=accelerate_config,
+    state["base"] = str(inputs.base.path)
+    if inputs.profile:
+        state["profile"] = inputs.profile                 # the stages read them (pipeline.stages)
+        state["sources"] = list(inputs.scope)
+    ctx = RunContext(settings, inputs.base, run_dir, state, log, as_stop_flag(should_stop), inputs.data_fp,
+                     adopt_pairs=pairs_run, accelerate_config=accelerate_config,
                      basis=basis, before={k: dict(v) for k, v in (state.get("stages") or {}).items()})
-    ctx.stages["import"] = {"status": "done", "seconds": timings["import"], "fingerprint": data_fp}
-    result = RunResult(run_dir, False, False, seconds=timings, outputs=ctx.outputs, stages=ctx.stages, mode=mode,
-                       mode_reason=mode_reason)
+    ctx.stages["import"] = {"status": "done", "seconds": inputs.timings["import"], "fingerprint": inputs.data_fp}
+    return ctx
 
-    def stopped(name: str) -> RunResult:
-        ctx.stages.setdefault(name, {})["status"] = "stopped"
-        save_state(run_dir, state)
-        log.line(f"[{name}] stopped; running again continues here")
-        result.stopped = True
-        return result
 
-    with ctx.stop.on_sigint():
+# --- running the stages
+
+
+def _reusable(previous: dict, step: Step) -> bool:
+    """A stage done before is skipped when its fingerprint is unchanged and its output is still there."""
+    return previous.get("status") == "done" and previous.get("fingerprint") == step.fingerprint and step.present
+
+
+class _StageRunner:
+    """Runs the stages in order on a run's context, saving its state around each, until the stages
+    asked for are done, the user stops (running again continues there), or there is nothing to learn."""
+
+    def __init__(self, ctx: RunContext, timings: dict[str, float], until: Optional[str]):
+        self.ctx, self.until = ctx, until
+        self.result = RunResult(ctx.run_dir, False, False, seconds=timings, outputs=ctx.outputs, stages=ctx.stages,
+                                mode=ctx.state.get("mode", "full"), mode_reason=ctx.state.get("mode_reason", ""))
+
+    def run(self) -> RunResult:
+        with self.ctx.stop.on_sigint():
+            ended = self._run_stages()
+        return ended if ended is not None else self._finish()
+
+    def _run_stages(self) -> Optional[RunResult]:
+        """None when the stages asked for are done; the result when the run ends before."""
+        ctx, result = self.ctx, self.result
         for n, (name, plan) in enumerate(STEPS):
-            started = time.perf_counter()
-            step = plan(ctx)
-            previous = ctx.stages.get(name) or {}
-            if previous.get("status") == "done" and previous.get("fingerprint") == step.fingerprint and step.present:
-                result.skipped.append(name)
-                report(log, name, "done before; skipped", finished=True, data={"skipped": True})
-            else:
-                ctx.stages[name] = {"status": "running", "fingerprint": step.fingerprint}
-                save_state(run_dir, state)
-                outcome = step.execute()
-                if outcome.stopped:
-                    return stopped(name)
-                ctx.outputs.update(outcome.outputs)
-                seconds = time.perf_counter() - started
-                timings[name] = seconds
-                ctx.stages[name] = {"status": "done", "fingerprint": step.fingerprint, "seconds": seconds, **outcome.info}
-                save_state(run_dir, state)
-                log.line(f"[{name}] finished in {seconds:.1f} s")
+            if not self._run_stage(name, plan):
+                return self._stopped(name)
             if ctx.outputs.get("model"):
                 result.model = Path(ctx.outputs["model"])
-            if name == "pairs" and basis is not None and not ctx.stages["pairs"].get("new_train_pairs"):
+            if name == "pairs" and ctx.basis is not None and not ctx.stages["pairs"].get("new_train_pairs"):
                 return _no_new_pairs(ctx, result)
-            if name == "pairs" and until == "pairs":
-                log.line("[pairs] stopping here as asked; review the pairs, then run again to train")
+            if name == "pairs" and self.until == "pairs":
+                ctx.log.line("[pairs] stopping here as asked; review the pairs, then run again to train")
                 return result
-            if name == until:
-                break
+            if name == self.until:
+                return None
             if ctx.stop() and n + 1 < len(STEPS):
-                return stopped(STEPS[n + 1][0])
+                return self._stopped(STEPS[n + 1][0])
+        return None
 
-    result.report = read_report(run_dir)
-    state["finished"] = True
-    state["until"] = until
-    if result.report:
-        state["report"] = {k: result.report.get(k) for k in ("headline", "writing", "identification",
-                                                              "fixed_text_mi_per_token", "neutral_perplexity")}
-    state["total_seconds"] = sum(v.get("seconds") or 0 for v in ctx.stages.values())
-    save_state(run_dir, state)
-    result.finished = True
-    return result
+    def _run_stage(self, name: str, plan: Callable[[RunContext], Step]) -> bool:
+        """Skips the stage when it can be reused, else runs it; False when it was stopped."""
+        ctx = self.ctx
+        started = time.perf_counter()
+        step = plan(ctx)
+        if _reusable(ctx.stages.get(name) or {}, step):
+            self.result.skipped.append(name)
+            report(ctx.log, name, "done before; skipped", finished=True, data={"skipped": True})
+            return True
+        ctx.stages[name] = {"status": "running", "fingerprint": step.fingerprint}
+        save_state(ctx.run_dir, ctx.state)
+        outcome = step.execute()
+        if outcome.stopped:
+            return False
+        ctx.outputs.update(outcome.outputs)
+        seconds = time.perf_counter() - started
+        self.result.seconds[name] = seconds
+        ctx.stages[name] = {"status": "done", "fingerprint": step.fingerprint, "seconds": seconds, **outcome.info}
+        save_state(ctx.run_dir, ctx.state)
+        ctx.log.line(f"[{name}] finished in {seconds:.1f} s")
+        return True
+
+    def _stopped(self, name: str) -> RunResult:
+        self.ctx.stages.setdefault(name, {})["status"] = "stopped"
+        save_state(self.ctx.run_dir, self.ctx.state)
+        self.ctx.log.line(f"[{name}] stopped; running again continues here")
+        self.result.stopped = True
+        return self.result
+
+    def _finish(self) -> RunResult:
+        """The run is finished: its report and totals go into its state."""
+        result, state = self.result, self.ctx.state
+        result.report = read_report(self.ctx.run_dir)
+        state["finished"] = True
+        state["until"] = self.until
+        if result.report:
+            state["report"] = {k: result.report.get(k) for k in ("headline", "writing", "identification",
+                                                                  "fixed_text_mi_per_token", "neutral_perplexity")}
+        state["total_seconds"] = sum(v.get("seconds") or 0 for v in self.ctx.stages.values())
+        save_state(self.ctx.run_dir, state)
+        result.finished = True
+        return result
 
 
 def _nothing_new(basis: Basis, text: str) -> RunResult:

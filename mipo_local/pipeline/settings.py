@@ -6,13 +6,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
-from ..eval_report import EvalSettings
+from ..evaluation.settings import EvalSettings
 from ..modelio.quantize import QUANT_TYPES
 from ..options import option
-from ..pairs.stage import PairSettings
+from ..pairs.settings import PairSettings
 from ..train.settings import TrainSettings
 from .runs import digest
-
 
 BASE_HELP = "catalog name, GGUF path or model folder (default: your chosen model, else the bundled one)"
 

@@ -207,7 +207,7 @@ def export_step(ctx: RunContext) -> Step:
 def activate_step(ctx: RunContext) -> Step:
     """The new model becomes the active one only once it loads and answers; the previous one stays
     in the history."""
-    from ..active_model import activate, active_model
+    from ..chat.active_model import activate, active_model
 
     model = Path(ctx.outputs["model"])
     profile = ctx.state.get("profile")       # a profile's run: its active model (None: the default's)
@@ -252,12 +252,13 @@ def evaluate_personal(run_dir: Path, state: dict, settings, *, progress: Optiona
     """The one evaluation entry: a run's personal model (its outputs in `state`) against its base,
     and against the `previous` model (an incremental run's) when it is still there, written as the
     run's report. Returns (report, report.md path), or (None, None) when stopped."""
-    from ..catalog import resolve_base
     from ..context import ContextStore
-    from ..eval_report import evaluate_models, heldout_examples, write_report
+    from ..evaluation.own_writing import writing_documents
+    from ..evaluation.report import write_report
+    from ..evaluation.stage import evaluate_models, heldout_examples
     from ..modelio import base_checkpoint
     from ..modelio.bases import sampling_gguf
-    from ..own_writing import writing_documents
+    from ..modelio.catalog import resolve_base
 
     outputs = state.get("outputs") or {}
     if not outputs.get("model") or not Path(outputs["model"]).is_file() or not Path(outputs.get("merged", "")).is_dir():

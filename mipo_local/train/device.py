@@ -34,8 +34,8 @@ def plan_device(requested: str = "auto", precision: str = "auto") -> DevicePlan:
     hardware (emulated, it is slower than fp32). CPU threads = physical cores."""
     import torch
 
-    from ..llama_runtime import physical_cores
-    from ..scoring import native_bf16
+    from ..inference.llama_runtime import physical_cores
+    from ..inference.scoring import native_bf16
     from .settings import PRECISIONS
 
     requested = (requested or "auto").lower()

@@ -29,9 +29,9 @@ def export_personal(base, checkpoint: Path, adapter_dir: Path, out_dir: Path, *,
     """Adapter → merged checkpoint (out_dir/merged) → personal.<quant>.gguf, adapter.gguf and a
     Modelfile, all in `out_dir`. A model file already there (perhaps the active one) is never
     overwritten: the new one gets the next free name."""
-    from ..modelfile import write_modelfile
     from ..modelio import base_gguf, export_model, inspect_gguf
     from ..modelio.gguf_file import read_metadata
+    from ..modelio.modelfile import write_modelfile
     from ..modelio.quantize import default_quant
     from .merge import lora_to_gguf, merge_adapter
 

@@ -15,7 +15,7 @@ def completion_logps(model, tokenizer, records: Sequence[dict], on_pair: OnPair 
     """(log π(chosen | prompt), log π(rejected | prompt)) for each record, tokenized as trl does: the
     whole conversation (so the end-of-turn token counts), completion = what follows the prompt.
     `on_pair(done, total)` after each record."""
-    from ..evaluate import continuation_logp
+    from ..inference.scoring import continuation_logp
 
     out = []
     model.eval()

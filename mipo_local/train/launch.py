@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ..errors import MipoError
 from ..progress import ProgressEvent
-from .distributed import EVENT_PREFIX, World
+from .distributed import EVENT_PREFIX
+from .world import World
 
 
 def _print_event(event: ProgressEvent) -> None:

@@ -21,10 +21,8 @@ import contextlib
 import dataclasses
 import json
 import os
-import threading
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -32,19 +30,11 @@ from ..errors import MipoError
 from ..progress import ProgressCallback, counting, report
 from ..workspace import atomic_path, write_text_atomic
 from .device import DevicePlan, plan_device
+from .result import TrainResult
 from .settings import LORA_TARGETS, TrainSettings
+from .world import World
 
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    adapter_dir: Optional[Path]        # the final adapter (None when stopped early)
-    steps: int
-    total_steps: int
-    stopped: bool                      # stopped before the end (Ctrl-C / cancel): resume later
-    seconds: float
-    pairs_per_second: float
-    metrics: dict
+__all__ = ["TrainResult", "compact_lm_head", "plan_memory", "split_too_long", "train_lora"]
 
 
 @contextlib.contextmanager
@@ -163,46 +153,31 @@ def split_too_long(records: Sequence[dict], tokenizer, max_length: int) -> tuple
     return kept, too_long
 
 
-def train_lora(
-    checkpoint: Path,
-    records: Sequence[dict],
-    run_dir: Path,
-    settings: TrainSettings = TrainSettings(),
-    *,
-    resume: bool = False,
-    progress: Optional[ProgressCallback] = None,
-    should_stop: Optional[Callable[[], bool]] = None,
-    max_steps: Optional[int] = None,
-    heldout: Sequence[dict] = (),
-    init_adapter: Optional[Path] = None,
-) -> TrainResult:
-    """Train a LoRA adapter with DPO on `records` (trl conversational pairs) from `checkpoint`.
-
-    Checkpoints every `settings.checkpoint_every` steps in `run_dir/checkpoints`; `resume=True`
-    continues from the last one. `should_stop()` (a `stop.StopFlag`: Ctrl-C or the app's Cancel)
-    stops at a step boundary and saves a checkpoint. `max_steps` ends the run early (tests). Held-out pairs are scored before and after.
-    `init_adapter` (an incremental run) starts from that saved adapter's weights instead of zero; the
-    reference stays the base, the adapter switched off (`continued.py`).
-    """
-    checkpoint, run_dir = Path(checkpoint), Path(run_dir)
+def _check_inputs(checkpoint: Path, records: Sequence[dict]) -> None:
     if not (checkpoint / "config.json").is_file():
         raise MipoError(f"base checkpoint {checkpoint} does not exist; prepare it with `mipo-local checkpoint`")
     if not records:
         raise MipoError("no training pairs; run `mipo-local pairs` first")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    settings_file = run_dir / "train_settings.json"
+
+
+def _resume_state(run_dir: Path, settings: TrainSettings, resume: bool) -> tuple[TrainSettings, Optional[Path]]:
+    """(the settings, the checkpoint to continue from): a resumed run keeps the settings it started with."""
     if resume:
+        settings_file = run_dir / "train_settings.json"
         if not settings_file.is_file():
             raise MipoError(f"nothing to resume in {run_dir}; start a new run without --resume")
         saved = json.loads(settings_file.read_text())
         settings = TrainSettings(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(TrainSettings)}})
-    ckpt_dir = run_dir / "checkpoints"
-    last = _last_checkpoint(ckpt_dir) if resume else None
+    last = _last_checkpoint(run_dir / "checkpoints") if resume else None
     if resume and last is None and (run_dir / "adapter").is_dir():
         raise MipoError(f"the run in {run_dir} already finished; start a new run to train again")
+    return settings, last
 
-    from .distributed import World
 
+def _prepare_process(settings: TrainSettings,
+                     progress: Optional[ProgressCallback]) -> tuple[World, DevicePlan, Optional[ProgressCallback]]:
+    """(the processes training together, this one's device, its progress callback: only the main
+    process reports), with torch's threads and seed set."""
     world = World.current()
     world.pin_gpu()                      # before plan_device touches CUDA: every process on its own GPU
     plan = plan_device(settings.device, settings.precision)
@@ -214,10 +189,12 @@ def train_lora(
     if plan.device == "cpu":
         torch.set_num_threads(max(1, plan.threads // world.local_size))   # the cores shared by this machine's processes
     torch.manual_seed(settings.seed)
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    return world, plan, progress
+
+
+def _quiet_libraries() -> None:
+    """transformers', datasets' and trl's own logs and progress bars off: our progress events replace them."""
     from transformers.utils import logging as hf_logging
-    from trl import DPOConfig, DPOTrainer
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -225,26 +202,42 @@ def train_lora(
     import datasets
 
     datasets.disable_progress_bars()
-    report(progress, "train", "loading the base model")
+
+
+def _load_model(checkpoint: Path, plan: DevicePlan):
+    """(tokenizer, model) of the base checkpoint; the tokenizer pads with end-of-sequence if it has no pad token."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=plan.dtype)
-    n_params = sum(p.numel() for p in model.parameters())
-    if world.is_main:
-        write_text_atomic(settings_file, json.dumps(dataclasses.asdict(settings), indent=2))
-    records, too_long = split_too_long(records, tokenizer, settings.max_length)
+    return tokenizer, model
+
+
+def _settings_json(settings: TrainSettings) -> str:
+    return json.dumps(dataclasses.asdict(settings), indent=2)
+
+
+def _training_dataset(records: Sequence[dict], tokenizer, max_length: int, run_dir: Path, world: World,
+                      progress: Optional[ProgressCallback]):
+    """(the dataset of the pairs that fit `max_length`, how many did not): the main process writes its
+    cache first, the others read it."""
+    records, too_long = split_too_long(records, tokenizer, max_length)
     if not records:
-        raise MipoError(f"every pair is longer than max_length={settings.max_length} tokens; raise it or lower the "
+        raise MipoError(f"every pair is longer than max_length={max_length} tokens; raise it or lower the "
                         "context budget")
     if too_long:
-        report(progress, "train", f"left out {too_long} pairs longer than {settings.max_length} tokens (not truncated)")
-
+        report(progress, "train", f"left out {too_long} pairs longer than {max_length} tokens (not truncated)")
     with world.main_first():
-        dataset = _dataset(records, tokenizer, run_dir / "data")
-    micro_batch, accum, checkpointing = plan_memory(world.share(settings), plan, model.config, n_params,
-                                                    max(dataset["length"]))
-    args = DPOConfig(
+        return _dataset(records, tokenizer, run_dir / "data"), too_long
+
+
+def dpo_config(settings: TrainSettings, plan: DevicePlan, ckpt_dir: Path, micro_batch: int, accum: int,
+               checkpointing: bool, max_steps: Optional[int]):
+    from trl import DPOConfig
+
+    return DPOConfig(
         output_dir=str(ckpt_dir),
         per_device_train_batch_size=micro_batch,
         gradient_accumulation_steps=accum,
@@ -277,54 +270,120 @@ def train_lora(
         ddp_find_unused_parameters=False,   # several processes (DDP): every LoRA weight has a gradient each step
         disable_tqdm=True,
     )
-    lora = LoraConfig(r=settings.lora_rank, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+
+
+def lora_config(settings: TrainSettings):
+    from peft import LoraConfig
+
+    return LoraConfig(r=settings.lora_rank, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
                       target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM", bias="none")
 
-    stop_flag = threading.Event()
-    start = time.perf_counter()
-    first_step: dict = {}
 
-    class Events(TrainerCallback):
-        def on_step_end(self, args_, state, control, **kw):
-            first_step.setdefault("step", state.global_step - 1)
-            first_step.setdefault("t", start)
-            asked = stop_flag.is_set() or (should_stop is not None and should_stop())
-            if world.any(asked):              # every process stops at the same step
-                stop_flag.set()
-                control.should_save = True
-                control.should_training_stop = True
-            return control
+def _dpo_trainer(model, tokenizer, dataset, args, lora, events, progress: Optional[ProgressCallback]):
+    """trl's DPOTrainer, which computes the reference log-probs as it is built (reported as progress),
+    with transformers' printing callbacks replaced by `events`."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback as HFProgress
+    from trl import DPOTrainer
 
-        def on_log(self, args_, state, control, logs=None, **kw):
-            if not logs or "loss" not in logs:
-                return
-            done = state.global_step - first_step.get("step", 0)
-            elapsed = time.perf_counter() - first_step.get("t", start)
-            pairs_s = done * settings.batch_size * settings.grad_accum / elapsed if elapsed > 0 else 0.0
-            steps_s = done / elapsed if elapsed > 0 else 0.0
-            eta = (state.max_steps - state.global_step) / steps_s if steps_s else None
-            report(progress, "train", f"loss {logs['loss']:.4f}", done=state.global_step, total=state.max_steps, unit="steps",
-                   data={"loss": logs["loss"], "reward_margin": logs.get("rewards/margins"),
-                         "reward_accuracy": logs.get("rewards/accuracies"), "pairs_per_second": pairs_s, "eta_seconds": eta,
-                         "learning_rate": logs.get("learning_rate")})
+    with warnings.catch_warnings(), reporting_reference_logps(progress):
+        warnings.simplefilter("ignore")
+        trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                             peft_config=lora, callbacks=[events])
+    trainer.remove_callback(PrinterCallback)   # our events replace its prints
+    trainer.remove_callback(HFProgress)
+    return trainer
 
+
+def _heldout_before(model, tokenizer, heldout: Sequence[dict], beta: float, continued: bool,
+                    progress: Optional[ProgressCallback]) -> tuple[list, dict]:
+    """(the reference's log-probs of the held-out pairs, their metrics before training)."""
+    from .heldout import completion_logps, reference_logps, summarize
+
+    # a new adapter starts at zero (LoRA B = 0): the policy is the reference, scored once
+    before = counting(progress, "train", "scoring the held-out pairs before training", "pairs")
+    reference = reference_logps(model, tokenizer, heldout, before)
+    earlier = counting(progress, "train", "scoring the held-out pairs with the earlier adapter", "pairs")
+    policy = completion_logps(model, tokenizer, heldout, earlier) if continued else reference
+    return reference, summarize(policy, reference, beta)
+
+
+def _heldout_after(model, tokenizer, heldout: Sequence[dict], beta: float, reference,
+                   progress: Optional[ProgressCallback]) -> dict:
+    from .heldout import heldout_metrics
+
+    after = counting(progress, "train", "scoring the held-out pairs after training", "pairs")
+    return heldout_metrics(model, tokenizer, heldout, beta, reference=reference, on_pair=after)
+
+
+def _train(trainer, events, last: Optional[Path]):
+    """trl's training loop, resumed from `last` if given, timed from now by `events`."""
+    events.restart_clock()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return trainer.train(resume_from_checkpoint=str(last) if last else None)
+
+
+def _save_adapter(trainer, tokenizer, adapter_dir: Path, settings: TrainSettings, world: World) -> Path:
+    """The adapter with its tokenizer and settings, written atomically (by the main process only)."""
+    if world.size > 1:
+        world.save_adapter(trainer, tokenizer, adapter_dir, settings)
+    else:
+        with atomic_path(adapter_dir, overwrite=True) as tmp:
+            trainer.model.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+            write_text_atomic(tmp / "train_settings.json", _settings_json(settings))
+    return adapter_dir
+
+
+def train_lora(
+    checkpoint: Path,
+    records: Sequence[dict],
+    run_dir: Path,
+    settings: TrainSettings = TrainSettings(),
+    *,
+    resume: bool = False,
+    progress: Optional[ProgressCallback] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    max_steps: Optional[int] = None,
+    heldout: Sequence[dict] = (),
+    init_adapter: Optional[Path] = None,
+) -> TrainResult:
+    """Train a LoRA adapter with DPO on `records` (trl conversational pairs) from `checkpoint`.
+
+    Checkpoints every `settings.checkpoint_every` steps in `run_dir/checkpoints`; `resume=True`
+    continues from the last one. `should_stop()` (a `stop.StopFlag`: Ctrl-C or the app's Cancel)
+    stops at a step boundary and saves a checkpoint. `max_steps` ends the run early (tests). Held-out pairs are scored before and after.
+    `init_adapter` (an incremental run) starts from that saved adapter's weights instead of zero; the
+    reference stays the base, the adapter switched off (`continued.py`).
+    """
+    checkpoint, run_dir = Path(checkpoint), Path(run_dir)
+    _check_inputs(checkpoint, records)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings, last = _resume_state(run_dir, settings, resume)
+    world, plan, progress = _prepare_process(settings, progress)
+    _quiet_libraries()
+    report(progress, "train", "loading the base model")
+    tokenizer, model = _load_model(checkpoint, plan)
+    n_params = sum(p.numel() for p in model.parameters())
+    if world.is_main:
+        write_text_atomic(run_dir / "train_settings.json", _settings_json(settings))
+    dataset, too_long = _training_dataset(records, tokenizer, settings.max_length, run_dir, world, progress)
+    micro_batch, accum, checkpointing = plan_memory(world.share(settings), plan, model.config, n_params,
+                                                    max(dataset["length"]))
+    args = dpo_config(settings, plan, run_dir / "checkpoints", micro_batch, accum, checkpointing, max_steps)
+    lora = lora_config(settings)
+    from .events import TrainingEvents
+    from .shared_prompt import shared_prompt_forward
+
+    events = TrainingEvents(world, settings, progress, should_stop)
     metrics: dict = {"device": plan.device, "dtype": plan.dtype_name, "mixed_precision": plan.mixed_precision,
                      "gradient_checkpointing": checkpointing,
                      "micro_batch": micro_batch, "grad_accum": accum, "processes": world.size,
                      "pairs": len(dataset), "pairs_too_long": too_long, "heldout_pairs": len(heldout)}
-    from .shared_prompt import shared_prompt_forward
-
     with compact_lm_head(), shared_prompt_forward(model):
         report(progress, "train", "computing reference log-probs (once)")
         t = time.perf_counter()
-        with warnings.catch_warnings(), reporting_reference_logps(progress):
-            warnings.simplefilter("ignore")
-            trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                                 peft_config=lora, callbacks=[Events()])
-        from transformers.trainer_callback import PrinterCallback, ProgressCallback as HFProgress
-
-        trainer.remove_callback(PrinterCallback)   # our events replace its prints
-        trainer.remove_callback(HFProgress)
+        trainer = _dpo_trainer(model, tokenizer, dataset, args, lora, events, progress)
         if init_adapter is not None:
             from .continued import load_into
 
@@ -333,40 +392,19 @@ def train_lora(
         heldout_reference = None
         heldout = heldout if world.is_main and not trainer.is_deepspeed_enabled else ()   # ZeRO-3 shards the weights
         if heldout and last is None:
-            from .heldout import completion_logps, reference_logps, summarize
-
-            # a new adapter starts at zero (LoRA B = 0): the policy is the reference, scored once
-            before = counting(progress, "train", "scoring the held-out pairs before training", "pairs")
-            heldout_reference = reference_logps(trainer.model, tokenizer, heldout, before)
-            earlier = counting(progress, "train", "scoring the held-out pairs with the earlier adapter", "pairs")
-            policy = heldout_reference if init_adapter is None else completion_logps(trainer.model, tokenizer, heldout,
-                                                                                     earlier)
-            metrics["heldout_before"] = summarize(policy, heldout_reference, settings.beta)
-        start = time.perf_counter()
-        first_step.clear()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            output = trainer.train(resume_from_checkpoint=str(last) if last else None)
-        seconds = time.perf_counter() - start
+            heldout_reference, metrics["heldout_before"] = _heldout_before(
+                trainer.model, tokenizer, heldout, settings.beta, init_adapter is not None, progress)
+        output = _train(trainer, events, last)
+        seconds = time.perf_counter() - events.start
         steps = trainer.state.global_step
-        stopped = stop_flag.is_set() and steps < trainer.state.max_steps
+        stopped = events.stopped and steps < trainer.state.max_steps
         adapter_dir = None
         if not stopped:
-            adapter_dir = run_dir / "adapter"
-            if world.size > 1:
-                world.save_adapter(trainer, tokenizer, adapter_dir, settings)
-            else:
-                with atomic_path(adapter_dir, overwrite=True) as tmp:
-                    trainer.model.save_pretrained(str(tmp))
-                    tokenizer.save_pretrained(str(tmp))
-                    write_text_atomic(tmp / "train_settings.json", json.dumps(dataclasses.asdict(settings), indent=2))
+            adapter_dir = _save_adapter(trainer, tokenizer, run_dir / "adapter", settings, world)
             if heldout:
-                from .heldout import heldout_metrics
-
-                after = counting(progress, "train", "scoring the held-out pairs after training", "pairs")
-                metrics["heldout_after"] = heldout_metrics(trainer.model, tokenizer, heldout, settings.beta,
-                                                           reference=heldout_reference, on_pair=after)
-        done_steps = steps - (first_step.get("step", 0) or 0)
+                metrics["heldout_after"] = _heldout_after(trainer.model, tokenizer, heldout, settings.beta,
+                                                          heldout_reference, progress)
+        done_steps = steps - (events.first_step.get("step", 0) or 0)
         metrics.update({"train_loss": output.training_loss, "steps": steps,
                         "log_history": trainer.state.log_history})
     pairs_per_second = done_steps * settings.batch_size * settings.grad_accum / seconds if seconds else 0.0

@@ -1,5 +1,5 @@
 """Chat: streamed Markdown replies, personal or base model, the snippets given to the model, past conversations.
-With profiles (`mipo_local.profiles`), a picker switches the personal model's profile mid-conversation."""
+With profiles (`mipo_local.chat.profiles`), a picker switches the personal model's profile mid-conversation."""
 
 from __future__ import annotations
 
@@ -67,8 +67,8 @@ class ChatPane(Horizontal):
     def refresh_models(self) -> None:
         """Offer the personal model once there is one; until then chat with the original model,
         labelled so, and say how to make the personal one."""
-        from mipo_local.active_model import active_model
-        from mipo_local.profiles import list_profiles
+        from mipo_local.chat.active_model import active_model
+        from mipo_local.chat.profiles import list_profiles
 
         try:
             profiles = [p.name for p in list_profiles()]
@@ -92,7 +92,7 @@ class ChatPane(Horizontal):
         refresh_profile_choice(self.query_one("#chat-profile", Select))
 
     def refresh_conversations(self) -> None:
-        from mipo_local.chat import list_conversations
+        from mipo_local.chat.session import list_conversations
 
         self.refresh_profiles()
         self.refresh_models()
@@ -127,7 +127,8 @@ class ChatPane(Horizontal):
     @work(thread=True, exit_on_error=False, group="chat")
     def switch_profile(self, name: str) -> None:
         """The personal session goes on with the profile's adapter (no reload) and sources."""
-        from mipo_local.profiles import DEFAULT, profile_model
+        from mipo_local.chat.profile_names import DEFAULT
+        from mipo_local.chat.profiles import profile_model
 
         try:
             with self.lock:
@@ -143,7 +144,7 @@ class ChatPane(Horizontal):
 
     @on(OptionList.OptionSelected, "#conversations")
     def open_conversation(self, event: OptionList.OptionSelected) -> None:
-        from mipo_local.chat import load_conversation
+        from mipo_local.chat.session import load_conversation
 
         try:
             conversation = load_conversation(event.option.id)
@@ -176,8 +177,9 @@ class ChatPane(Horizontal):
         self.send(text, self.kind, answer, str(self.query_one("#chat-profile", Select).value))
 
     def _session(self, kind: str, profile: str):
-        from mipo_local.chat import ChatSession, chat_model
-        from mipo_local.profiles import DEFAULT, profile_model
+        from mipo_local.chat.profile_names import DEFAULT
+        from mipo_local.chat.profiles import profile_model
+        from mipo_local.chat.session import ChatSession, chat_model
 
         with self.lock:
             if kind not in self.sessions:

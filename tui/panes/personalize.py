@@ -1,5 +1,5 @@
 """Personalize: the run's settings (the library's defaults), Start / Make pairs / Cancel, live progress.
-With profiles (`mipo_local.profiles`), a picker chooses whose run it is: the profile's sources, runs and
+With profiles (`mipo_local.chat.profiles`), a picker chooses whose run it is: the profile's sources, runs and
 active model."""
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class PersonalizePane(VerticalScroll):
 
     def profile(self) -> str | None:
         """The chosen profile, None for the default (every source)."""
-        from mipo_local.profiles import normalize
+        from mipo_local.chat.profile_names import normalize
 
         return normalize(str(self.query_one("#run-profile", Select).value))
 
@@ -246,7 +246,7 @@ class PersonalizePane(VerticalScroll):
             detail.update("pairs are ready: review them in Pairs, then Start to train")
             self.app.notify("Pairs are ready for review.")
         else:
-            from mipo_local.eval_report import gain_label
+            from mipo_local.evaluation.report import gain_label
 
             shown = gain_label(result.report)
             text = "done"

@@ -30,8 +30,8 @@ class ResultsPane(Vertical):
         self.reload()
 
     def reload(self) -> None:
-        from mipo_local.active_model import active_model, history
-        from mipo_local.run_summary import run_summaries
+        from mipo_local.chat.active_model import active_model, history
+        from mipo_local.pipeline.summary import run_summaries
 
         active = active_model()
         earlier = history()
@@ -63,7 +63,7 @@ class ResultsPane(Vertical):
 
     @on(Button.Pressed, "#switch-back")
     def switch_back(self) -> None:
-        from mipo_local.active_model import switch_back
+        from mipo_local.chat.active_model import switch_back
 
         try:
             model = switch_back()

@@ -12,8 +12,8 @@ from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
 from mipo_local.addresses import parse_addresses
-from mipo_local.catalog import load_catalog
 from mipo_local.errors import MipoError
+from mipo_local.modelio.catalog import load_catalog
 
 from ..messages import WorkspaceChanged
 
@@ -45,7 +45,7 @@ class SettingsPane(VerticalScroll):
 
     def reload(self) -> None:
         from mipo_local import workspace
-        from mipo_local.catalog import default_card
+        from mipo_local.modelio.catalog import default_card
         from mipo_local.settings import load_settings
 
         s = load_settings()
@@ -57,7 +57,7 @@ class SettingsPane(VerticalScroll):
 
     @on(Button.Pressed, "#save-settings")
     def save(self) -> None:
-        from mipo_local.catalog import default_card
+        from mipo_local.modelio.catalog import default_card
         from mipo_local.settings import load_settings, save_settings
 
         try:

@@ -12,8 +12,8 @@ from textual.screen import Screen
 from textual.widgets import Button, ContentSwitcher, DataTable, Footer, Header, Input, Static
 
 from mipo_local.addresses import parse_addresses
-from mipo_local.catalog import load_catalog, machine_memory, recommend
 from mipo_local.errors import MipoError
+from mipo_local.modelio.catalog import load_catalog, machine_memory, recommend
 from mipo_local.settings import load_settings, save_settings
 
 from ..widgets.import_panel import ImportPanel

@@ -10,7 +10,8 @@ def refresh_profile_choice(picker: Select, *shown_with: Widget) -> None:
     """Fill `picker` with the workspace's profiles, keeping its choice when that profile still
     exists (else the default), without posting Select.Changed; it and `shown_with` (its label) are
     shown only when there are profiles besides the default."""
-    from mipo_local.profiles import DEFAULT, list_profiles
+    from mipo_local.chat.profile_names import DEFAULT
+    from mipo_local.chat.profiles import list_profiles
 
     try:
         names = [p.name for p in list_profiles()]

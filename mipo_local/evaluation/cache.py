@@ -67,7 +67,7 @@ def _version(distribution: str) -> str:
 def checkpoint_sha256(folder: Path) -> str:
     """One content hash of a PyTorch checkpoint folder (weights, config, tokenizer, chat template):
     its files' hashes by name, each computed once and remembered by path, size and mtime."""
-    from .modelio.gguf_file import cached_sha256
+    from ..modelio.gguf_file import cached_sha256
 
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
@@ -84,7 +84,7 @@ class EvalCache:
     @contextlib.contextmanager
     def opened(cls) -> Iterator["EvalCache"]:
         """The cache in the workspace's context store, open for the block."""
-        from .context import ContextStore
+        from ..context import ContextStore
 
         with ContextStore() as store:
             yield cls(store)
@@ -92,7 +92,7 @@ class EvalCache:
     # ------------------------------------------------------------------------------ answers
     @staticmethod
     def answer_model(gguf: Path) -> str:
-        from .modelio.gguf_file import cached_sha256
+        from ..modelio.gguf_file import cached_sha256
 
         return cached_sha256(gguf)
 
@@ -135,7 +135,7 @@ def sample_completions(gguf: Path, prompts: Sequence[str], seeds: Sequence[int],
     has answers, the same number for all): the cache's answer when it holds one, else sampled with
     llama.cpp and kept (one transaction; the answers finished before a stop too). None for a prompt a
     stop left unsampled. llama.cpp is not loaded when every answer is cached."""
-    from .generation import BatchedGenerator, context_per_sequence
+    from ..inference.generation import BatchedGenerator, context_per_sequence
 
     keys = [(text_sha256(p), s) for p, s in zip(prompts, seeds)]
     model = sampling_key = None
@@ -201,7 +201,7 @@ class CachedScorer:
     def scorer(self):
         """The checkpoint's `ResponseScorer`, loaded on first use."""
         if self._scorer is None:
-            from .scoring import ResponseScorer
+            from ..inference.scoring import ResponseScorer
 
             model, tokenizer = self._load(self.checkpoint)
             self._scorer, self._tokenizer, self.loaded = ResponseScorer(model, tokenizer), tokenizer, True
@@ -224,7 +224,7 @@ class CachedScorer:
 
     def score(self, messages: Sequence[dict], responses: Sequence[str]) -> list[tuple[float, int]]:
         """(log π(response | messages), number of tokens) for each response, as `ResponseScorer.score`."""
-        from .evaluate import prompt_ids
+        from ..inference.scoring import prompt_ids
 
         if not responses:
             return []
@@ -233,7 +233,7 @@ class CachedScorer:
 
     def perplexity(self, text: str) -> float:
         """exp(mean negative log-likelihood per token) of `text` (fp32, whatever the scoring precision)."""
-        from .eval_report import text_logp
+        from ..inference.scoring import text_logp
 
         (total, count), = self._cached("fp32", f"perplexity:{PERPLEXITY_WINDOW}", [text], lambda: [
             text_logp(self.scorer().model, self.scorer().tokenizer, text, PERPLEXITY_WINDOW)])

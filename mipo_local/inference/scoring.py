@@ -9,7 +9,7 @@ copied nor repeated per response; afterwards the cache is cut back to the prompt
 no score beyond fp32 rounding (tests/test_scoring.py compares it with scoring one response alone).
 
 The responses are scored as text, without the end-of-turn token, so answers cut at a length limit
-and complete ones are scored alike (`evaluate.response_logp` scores the same way, one at a time).
+and complete ones are scored alike (`response_logp` below scores the same way, one at a time, as do `pointwise_mi` and `text_logp`).
 
 `matmul_precision("bf16-matmul")` around the scoring lets PyTorch compute the fp32 model's matrix
 products from bfloat16 inputs with fp32 accumulation (`torch.set_float32_matmul_precision("medium")`):
@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Iterator, Sequence
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+from .prompt_format import chat_messages
 
 PRECISIONS = ("fp32", "bf16-matmul")
 _MATMUL_PRECISION = {"fp32": "highest", "bf16-matmul": "medium"}
@@ -122,7 +125,7 @@ class ResponseScorer:
         return out.past_key_values, logp
 
     def prompt_ids(self, messages: Sequence[dict]) -> list[int]:
-        from .evaluate import prompt_ids
+        from .scoring import prompt_ids
 
         return prompt_ids(self.tokenizer, messages)
 
@@ -184,3 +187,69 @@ class ResponseScorer:
                 for n, i in enumerate(pack):
                     out[i] = (first_logp[encoded[i][0]].item() + sums[n].item(), len(encoded[i]))
         return out
+
+
+def continuation_logp(model, prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> float:
+    """log π(completion | prompt) summed over the completion's tokens (token ids in, one forward pass)."""
+    import torch
+
+    if not completion_ids:
+        return 0.0
+    ids = torch.tensor([list(prompt_ids) + list(completion_ids)], device=next(model.parameters()).device)
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1].float()
+    return float(torch.log_softmax(logits, -1).gather(-1, ids[0, len(prompt_ids):, None]).sum())
+
+
+def prompt_ids(tokenizer, messages: Sequence[dict]) -> list[int]:
+    """The token ids of `messages` in the model's chat template, ending with the assistant's turn start."""
+    prompt = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    return tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
+def response_logp(model, tokenizer, messages: Sequence[dict], response: str) -> tuple[float, int]:
+    """(log π(response | messages), number of response tokens), in the model's chat template. The
+    response is scored as text, without the end-of-turn token, so responses cut at a length limit
+    and complete ones are scored alike."""
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    return continuation_logp(model, prompt_ids(tokenizer, messages), response_ids), len(response_ids)
+
+
+def pointwise_mi_and_length(model, tokenizer, context: Optional[Sequence[str]], request: str, response: str,
+                            without: Optional[Sequence[str]] = None) -> tuple[float, int]:
+    """(log π(y | c, q) − log π(y | c', q), number of tokens of y); c' defaults to no context."""
+    with_c, n = response_logp(model, tokenizer, chat_messages(context, request), response)
+    without_c, _ = response_logp(model, tokenizer, chat_messages(without, request), response)
+    return with_c - without_c, n
+
+
+def pointwise_mi(model, tokenizer, context: Optional[Sequence[str]], request: str, response: str,
+                 without: Optional[Sequence[str]] = None) -> float:
+    """log π(y | c, q) − log π(y | c', q); c' defaults to no context."""
+    return pointwise_mi_and_length(model, tokenizer, context, request, response, without)[0]
+
+
+def load_torch_model(folder: Path):
+    """(model, tokenizer) of a PyTorch checkpoint folder, fp32, in eval mode, without progress bars."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model.eval()
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+def text_logp(model, tokenizer, text: str, window: int) -> tuple[float, int]:
+    """(log-likelihood of `text`'s tokens after its first, in windows of `window` tokens; their number)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    total, count = 0.0, 0
+    for start in range(0, len(ids) - 1, window):
+        piece = ids[start:start + window + 1]
+        if len(piece) < 2:
+            break
+        total += continuation_logp(model, piece[:1], piece[1:])
+        count += len(piece) - 1
+    return total, count

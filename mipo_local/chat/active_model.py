@@ -1,5 +1,5 @@
 """Which personal model is active. A new model becomes active only after it loads and answers;
-the earlier ones are kept and can be switched back to. Each profile (`mipo_local.profiles`) has its
+the earlier ones are kept and can be switched back to. Each profile (`mipo_local.chat.profiles`) has its
 own active model and history; the default profile (None) keeps `active_model.json`."""
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from . import workspace
-from .errors import MipoError
+from .. import workspace
+from ..errors import MipoError
 
 STATE_FILE = "active_model.json"
 SMOKE_PROMPT = "Say hello in one short sentence."
 
 _SMOKE = """
 import sys
-from mipo_local.llama_runtime import llama_model
+from mipo_local.inference.llama_runtime import llama_model
 with llama_model(sys.argv[1], n_ctx=512) as llm:
     out = llm.create_chat_completion([{"role": "user", "content": sys.argv[2]}], max_tokens=16, temperature=0.0)
 text = out["choices"][0]["message"]["content"] or ""
@@ -29,7 +29,7 @@ print(len(text.strip()))
 def _state_path(profile: Optional[str] = None) -> Path:
     if profile is None:
         return workspace.home() / STATE_FILE
-    from .profiles import check_name
+    from .profile_names import check_name
 
     return workspace.subdir("profiles") / f"{check_name(profile)}.{STATE_FILE}"
 
@@ -52,7 +52,7 @@ def forget(profile: str) -> None:
 
 def smoke_test(gguf: Path, timeout: float = 300.0) -> None:
     """Load the model in a child process (a crash can't take the app down) and have it answer."""
-    from .modelio.gguf_file import inspect_gguf
+    from ..modelio.gguf_file import inspect_gguf
 
     inspect_gguf(gguf)
     try:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from .errors import MipoError
-from .prompt_format import SYSTEM_BASE, ChatTemplate, RoleWrappers, role_wrappers, stop_strings
-from .workspace import write_text_atomic
+from ..errors import MipoError
+from ..inference.prompt_format import SYSTEM_BASE, ChatTemplate, RoleWrappers, role_wrappers, stop_strings
+from ..workspace import write_text_atomic
 
 
 def _go_literal(text: str) -> str:

@@ -14,37 +14,17 @@ it out of every profile.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import MipoError
-
-DEFAULT = "default"          # what the user may type for the default profile (every source)
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
-
-
-def check_name(name: str) -> str:
-    """A profile name as given, or a one-line MipoError (it also names a file in the workspace)."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise MipoError(f"{name!r} is not a profile name; use up to 40 letters, digits, '-' or '_' "
-                        "(starting with a letter or digit)")
-    if name == DEFAULT:
-        raise MipoError(f"{DEFAULT!r} is the profile of all your sources; choose another name")
-    return name
-
-
-def normalize(name: Optional[str]) -> Optional[str]:
-    """None for the default profile (None, "" or "default"), else the checked name."""
-    if name is None or name.strip() in ("", DEFAULT):
-        return None
-    return check_name(name.strip())
+from ..errors import MipoError
+from .profile_names import DEFAULT, check_name, normalize
 
 
 def create_profile(name: str, sources: Sequence[str]):
     """A new profile over imported sources (paths as imported, or ids from `context --list`)."""
-    from .context import ContextStore
+    from ..context import ContextStore
 
     check_name(name)
     if not sources:
@@ -56,7 +36,7 @@ def create_profile(name: str, sources: Sequence[str]):
 
 
 def list_profiles() -> list:
-    from .context import ContextStore
+    from ..context import ContextStore
 
     with ContextStore() as store:
         return store.profiles()
@@ -64,8 +44,8 @@ def list_profiles() -> list:
 
 def remove_profile(name: str):
     """Forget a profile and which model it had; its runs, models and sources stay."""
+    from ..context import ContextStore
     from .active_model import forget
-    from .context import ContextStore
 
     with ContextStore() as store:
         profile = store.remove_profile(check_name(name))
@@ -75,7 +55,7 @@ def remove_profile(name: str):
 
 def profile_sources(name: Optional[str]) -> Optional[tuple[int, ...]]:
     """The ids of a profile's sources; None for the default profile (every source)."""
-    from .context import ContextStore
+    from ..context import ContextStore
 
     name = normalize(name)
     if name is None:
@@ -105,9 +85,9 @@ def profile_model(name: Optional[str]) -> ProfileModel:
     """The profile's active model as base + adapter, or a one-line MipoError saying what to do."""
     import json
 
+    from ..modelio import base_gguf
+    from ..modelio.catalog import resolve_base
     from .active_model import active_model
-    from .catalog import resolve_base
-    from .modelio import base_gguf
 
     name = normalize(name)
     sources = profile_sources(name)

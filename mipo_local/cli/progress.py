@@ -6,8 +6,8 @@ import sys
 import time
 from typing import Optional, TextIO
 
-from .context.text import for_terminal
-from .progress import ProgressEvent
+from ..context.text import for_terminal
+from ..progress import ProgressEvent
 
 
 class TerminalProgress:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Optional
 
-from . import __version__, workspace
-from .llama_runtime import THREADS_ENV, count_physical_cores
+from .. import __version__, workspace
+from ..inference.llama_runtime import THREADS_ENV, count_physical_cores
 
 REBUILD_COMMAND = (
     'CMAKE_ARGS="-DGGML_NATIVE=OFF" .venv/bin/pip install --force-reinstall --no-cache-dir --no-deps '
@@ -53,7 +53,7 @@ def detect_device() -> str:
 
 _PROBE = """
 import sys
-from mipo_local.llama_runtime import llama_model
+from mipo_local.inference.llama_runtime import llama_model
 with llama_model(sys.argv[1], n_ctx=256) as llm:
     out = llm.create_completion("The capital of France is", max_tokens=4, temperature=0.0)
 print(repr(out["choices"][0]["text"]))
@@ -82,7 +82,7 @@ def decode_probe(gguf_path: str, timeout: float = 180.0) -> Check:
 def _llama_device(versions: dict) -> str:
     if not versions.get("llama_cpp_python"):
         return "nothing (llama-cpp-python is missing)"
-    from .llama_runtime import llama_device
+    from ..inference.llama_runtime import llama_device
 
     return llama_device()
 
@@ -108,7 +108,7 @@ def run_doctor(probe: bool = True) -> list[Check]:
     home = workspace.home()
     free = workspace.free_bytes(home)
     checks.append(Check("workspace", free > 2 * 1024**3, f"{home} ({free / 1024**3:.1f} GiB free)"))
-    from .catalog import default_card
+    from ..modelio.catalog import default_card
 
     card = default_card()
     path = card.local_path()

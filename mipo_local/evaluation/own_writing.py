@@ -20,15 +20,15 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
 
-from .evaluate import ci_dict
-from .prompt_format import chat_messages
+from ..inference.prompt_format import chat_messages
+from .statistics import ci_dict
 
 
 def writing_documents(store, pair_settings, limit: int, text_tokens: int) -> list[dict]:
     """Up to `limit` held-out pieces of the person's own writing, replies and notes taken in turn
     (in the split's stable order), each {id, kind, request, context, text, placebo}: `placebo` is the
     context of another of them that shares no document with its own (None when there is none)."""
-    from .pairs.examples import build_examples, own_text_answer
+    from ..pairs.examples import build_examples, own_text_answer
 
     everything = build_examples(store, max_examples=10 ** 9, heldout_fraction=pair_settings.heldout_fraction,
                                 context_tokens=pair_settings.context_tokens, own_document=pair_settings.own_document)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .eval_report import gain_label
+from ..evaluation.report import gain_label
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class RunSummary:
 
 
 def summarize_run(folder: Path) -> RunSummary:
-    from .pipeline import load_state
+    from . import load_state
 
     folder = Path(folder)
     state = load_state(folder)
@@ -41,6 +41,6 @@ def summarize_run(folder: Path) -> RunSummary:
 
 def run_summaries() -> list[RunSummary]:
     """Every run in the workspace, the newest first."""
-    from .pipeline import list_runs
+    from . import list_runs
 
     return [summarize_run(run) for run in reversed(list_runs())]

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from .errors import MipoError
+from ..errors import MipoError
 
 SYSTEM_BASE = "You are a helpful personal assistant."
 CONTEXT_HEADER = ("Below are excerpts from the user's own notes and emails. Use what is relevant in them "

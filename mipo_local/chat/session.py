@@ -15,7 +15,7 @@ excerpts and the conversation is decoded again — then only the most recent exc
 Conversations are saved after every turn in the workspace's `conversations/` folder and can be
 continued later.
 
-Profiles (`mipo_local.profiles`): a session opened on the base GGUF with a profile's LoRA adapter
+Profiles (`mipo_local.chat.profiles`): a session opened on the base GGUF with a profile's LoRA adapter
 switches to another profile's adapter at run time (`ChatSession.use_profile`, llama.cpp's
 `llama_set_adapters_lora`: no reload), and retrieves from that profile's sources only.
 """
@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
-from . import workspace
-from .errors import MipoError
-from .prompt_format import ChatTemplate, chat_messages, role_wrappers, stop_strings, user_message
+from .. import workspace
+from ..errors import MipoError
+from ..inference.prompt_format import ChatTemplate, chat_messages, role_wrappers, stop_strings, user_message
 
 
 @dataclass(frozen=True)
@@ -114,9 +114,9 @@ def load_conversation(conversation_id: str) -> Conversation:
 def chat_model(base: bool = False, base_spec: Optional[str] = None) -> Path:
     """The GGUF to chat with: the active personal model, or (`base`) the base model."""
     if base:
-        from .catalog import resolve_base
-        from .modelio import base_gguf
-        from .settings import load_settings
+        from ..modelio import base_gguf
+        from ..modelio.catalog import resolve_base
+        from ..settings import load_settings
 
         return base_gguf(resolve_base(base_spec or load_settings().base_model or None))
     from .active_model import active_model
@@ -134,7 +134,7 @@ _now = workspace.now_utc
 def prompt_settings(model: Path):
     """The pairs settings a model was trained with (its run's settings.json beside it), so chat puts
     the context where training did; the defaults for a base model or a model from elsewhere."""
-    from .pairs.stage import PairSettings
+    from ..pairs.settings import PairSettings
 
     try:
         data = json.loads((Path(model).parent / "settings.json").read_text()).get("pairs") or {}
@@ -149,8 +149,8 @@ def retrieve(text: str, context_tokens: int, store: Optional[Path] = None, sourc
     relevant to `text` (hits), and those of them that fit the budget of `context_tokens` (snippets).
     From the context store at `store` (default: the workspace's); only from `sources` (a profile's
     source ids) when given."""
-    from .context import ContextStore
-    from .pairs.examples import fit_context, relevant_hits
+    from ..context import ContextStore
+    from ..context.retrieval import fit_context, relevant_hits
 
     with ContextStore(store, sources=sources) as store:
         hits = relevant_hits(text, store.search(text, 12))
@@ -160,13 +160,13 @@ def retrieve(text: str, context_tokens: int, store: Optional[Path] = None, sourc
 class ChatModel:
     """One GGUF opened for chat through llama.cpp: its own chat template, the strings that end a turn,
     and where (and how much of) the user's context its run put in the prompt. ChatSession and the
-    server (`mipo_local.serve`) both talk through it, so they build and stream prompts the same way.
+    server (`mipo_local.chat.server`) both talk through it, so they build and stream prompts the same way.
     Not thread-safe: one generation at a time."""
 
     def __init__(self, model: Path, *, n_ctx: int = 4096, seed: int = 0, context_tokens: Optional[int] = None,
                  context_in: Optional[str] = None, store: Optional[Path] = None, adapter: Optional[Path] = None,
                  sources: Optional[Sequence[int]] = None) -> None:
-        from .llama_runtime import open_llama
+        from ..inference.llama_runtime import open_llama
 
         self.path = Path(model)
         self.template = ChatTemplate.from_gguf(self.path)

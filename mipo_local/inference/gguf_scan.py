@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import MipoError
+from ..errors import MipoError
 
 GGUF_MAGIC = b"GGUF"
 
