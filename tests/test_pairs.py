@@ -20,7 +20,7 @@ from mipo_local.inference.prompt_format import ChatTemplate, chat_messages, syst
 from mipo_local.pairs import PairSettings, build_examples, export_jsonl, generate_pairs, pair_rows
 from mipo_local.pairs.filters import is_degenerate, judge_pair, trim_cut
 
-from .helpers import assert_greedy_agree, greedy_tokens, run_cli
+from .helpers import LOGIT_TOLERANCE, assert_greedy_agree, greedy_tokens, run_cli
 
 # one candidate per side and no MI filter: these tests are about prompts and bookkeeping, not selection
 PLAIN = {"candidates": 1, "min_context_mi": None}
@@ -255,9 +255,10 @@ def test_completions_are_scored_under_their_own_prompt_and_others_as_llama_cpp_s
         assert len(c.scores) == 2 and all(len(s) == len(tokens) == len(c.piece_ends) for s in c.scores)
         for prompt, got in zip(alts, c.scores):
             want = _reference_logps(bundled_gguf, prompt, tokens)
-            # llama.cpp splits a text's decoding differently in the two (max |Δlogit| ~0.6 measured), and
-            # a sampled token was decoded in a step with other sequences' tokens
-            assert max(abs(a - b) for a, b in zip(got, want)) < 0.25, (prompt[-60:], got, want)
+            # llama.cpp splits a text's decoding differently in the two, and a sampled token was decoded
+            # in a step with other sequences' tokens: two roundings, within the tolerance of any two
+            # computations (0.30 measured on llama.cpp built for AVX2 only, 0.25 with AVX-512)
+            assert max(abs(a - b) for a, b in zip(got, want)) < LOGIT_TOLERANCE, (prompt[-60:], got, want)
             assert abs(sum(got) - sum(want)) < 0.05 * len(got)
 
 
