@@ -46,7 +46,8 @@ def measures(report: dict) -> list[tuple[str, dict, float, int]]:
 def print_writing(w: dict) -> None:
     from mipo_local.evaluation.report import format_estimate
 
-    print(f"own writing: {w['documents']} held-out texts ({w['notes']} notes, {w['replies']} replies), "
+    print(f"own writing: {w['documents']} held-out texts ({w['notes']} notes, {w['replies']} replies, "
+          f"{w.get('emails', 0)} other emails), "
           f"{w['tokens']} tokens; improved on {100 * (w['improved'] or 0):.0f}%")
     for name, key in (("writing PMI gain / token", "pmi_gain"), ("placebo gain / token", "placebo_gain"),
                       ("true minus placebo", "true_minus_placebo"), ("likelihood gain / token", "likelihood_gain")):

@@ -124,7 +124,7 @@ def test_held_out_replies_keep_their_thread_out(mipo_home):
         thread = thread_documents(store)
         pairs = {f"email:{r['message_id'] or r['id']}": (i["id"], r["id"]) for i, r in store.reply_pairs()}
         examples = build_examples(store, max_examples=10 ** 6, heldout_fraction=0.5)
-        held = [e for e in examples if e.heldout and e.source == "email"]
+        held = [e for e in examples if e.heldout and e.id in pairs]
         assert held
         kept_out = set()
         for e in held:
@@ -175,3 +175,59 @@ def test_own_text_as_an_answer_keeps_whole_sentences():
     assert own_text_answer(Example("n", "note", "q", (), (), False, text="tiny."), 20) == "tiny."
     assert own_text_answer(Example("n", "note", "q", (), (), False), 20) is None
     assert json.dumps(short)
+
+
+def test_the_emails_a_person_wrote_that_answer_no_stored_mail_are_their_writing_too(mipo_home, tmp_path):
+    """An email of theirs that quotes a message the store lacks is a reply to the quoted message; one
+    that quotes none asks for an email on its subject; a one-liner or one without subject is neither."""
+    from mipo_local.context.quotes import quoted_message
+    from mipo_local.settings import UserSettings
+
+    from .mail_fixtures import ME, plain, thread_messages, write_mbox
+
+    own = f"Ada Lind <{ME}>"
+    quoting = plain("own-1", own, "RE: kayak trip",
+                    "Count me in: I will bring the red kayak and the spare paddle for Karin.\n\n"
+                    "-----Original Message-----\nFrom: Tor Vik [mailto:tor@example.net]\n"
+                    "Sent: Monday, March 02, 2026 9:00 AM\nTo: Lind, Ada\nSubject: kayak trip\n\n"
+                    "Who wants to paddle to Askøy on Saturday?\n\n"
+                    "-----Original Message-----\nFrom: Eli Dahl\nSent: Sunday, March 01, 2026\n\nAn older message.",
+                    to="tor@example.net")
+    fresh = plain("own-2", own, "Fwd: Garden plans for May",
+                  "The zucchini go by the south fence this year, and the beans along the shed wall.", to="karin@example.net")
+    short = plain("own-3", own, "Re: dinner", "Thanks, see you then!", to="bob@example.net")
+    no_subject = plain("own-4", own, "", "A long enough message with no subject line at all, written to a friend.",
+                       to="bob@example.net")
+    write_mbox(tmp_path / "mail.mbox", thread_messages() + [quoting, fresh, short, no_subject])
+    _write_notes(tmp_path / "notes", {"kayak": "The red kayak and the spare paddle live in the shed. Askøy trips "
+                                                "start at the pier on Saturday mornings.",
+                                       "garden": "Garden plans: zucchini and beans need sun, so the fence and shed "
+                                                 "wall are the places for them in May."})
+    import_paths([tmp_path / "mail.mbox", tmp_path / "notes"], settings=UserSettings().with_addresses([ME]))
+    with ContextStore() as store:
+        mail = {r["message_id"]: r for r in store.documents(kind="email")}
+        name, text = quoted_message(mail["<own-1@example.org>"]["quoted"])
+        assert name == "Tor Vik" and text == "Who wants to paddle to Askøy on Saturday?"
+        examples = {e.id: e for e in build_examples(store, max_examples=10 ** 6, heldout_fraction=0.0)}
+        held = {e.id: e for e in build_examples(store, max_examples=10 ** 6, heldout_fraction=0.9999)}
+    reply, written = examples.get("sent:<own-1@example.org>"), examples.get("sent:<own-2@example.org>")
+    assert reply and reply.source == "email"
+    assert reply.request == ("Reply to this email.\n\nFrom: Tor Vik\nSubject: RE: kayak trip\n\n"
+                             "Who wants to paddle to Askøy on Saturday?")
+    assert reply.text == reply.reference and reply.text.startswith("Count me in") and "Original" not in reply.text
+    assert written and written.source == "sent" and written.reference is None
+    assert written.request in ("Write an email about Garden plans for May.", "Draft a short email about Garden plans for May.")
+    assert written.text.startswith("The zucchini")
+    assert "sent:<own-3@example.org>" not in examples and "sent:<own-4@example.org>" not in examples
+    for e in (reply, written):           # never its own context, held out or not
+        assert e.documents == (mail[e.id[5:]]["id"],) and not set(e.context_docs) & set(e.documents)
+    for e in held.values():
+        assert e.heldout and not set(e.context_docs) & set(e.documents)
+
+
+def test_the_sentence_names_each_kind_of_writing():
+    from mipo_local.evaluation.own_writing import _kinds
+
+    assert _kinds({"notes": 3, "replies": 1, "emails": 2}) == "3 notes, 1 reply to email and 2 emails you wrote"
+    assert _kinds({"notes": 0, "replies": 0, "emails": 1}) == "1 email you wrote"
+    assert _kinds({"notes": 2, "replies": 2}) == "2 notes and 2 replies to email"

@@ -39,7 +39,7 @@ def test_examples_are_stable_and_split(demo_store):
     a = build_examples(demo_store, max_examples=500, heldout_fraction=0.1)
     b = build_examples(demo_store, max_examples=500, heldout_fraction=0.1)
     assert [e.id for e in a] == [e.id for e in b]
-    assert {e.source for e in a} == {"email", "note", "everyday"}
+    assert {e.source for e in a} == {"email", "sent", "note", "everyday"}
     assert all(e.context for e in a)
     held = [e for e in a if e.heldout]
     assert 0.04 < len(held) / len(a) < 0.2

@@ -44,6 +44,23 @@ _LINE_CHARS = 2000
 def parse_quoted(quoted: str) -> QuotedOriginal:
     """Sender, date and first words of the first message quoted in `quoted` (an empty record when
     it names none: plain `>` quoting still gives the first words)."""
+    return _first_quoted(quoted)[0]
+
+
+def quoted_message(quoted: str) -> tuple[str, str]:
+    """(sender's name, text) of the first message quoted in `quoted`: its words after its header, up
+    to where it quotes an earlier one in turn; ("", "") when it quotes none that can be told apart."""
+    found, lines, start = _first_quoted(quoted)
+    if start is None:
+        return "", ""
+    body = _unquote(lines[start:]).split("\n")
+    while body and (not body[0].strip() or _HEADER_NAMES.match(body[0].strip())):
+        body.pop(0)                      # header lines after a blank one (Lotus Notes' "Subject:")
+    return found.name, split_reply("\n".join(body))[0]
+
+
+def _first_quoted(quoted: str) -> tuple[QuotedOriginal, list[str], Optional[int]]:
+    """`parse_quoted`'s record, the quote's lines and the line its message's text starts on (None: no message)."""
     # a quote's header opens it: only its first lines are looked at, and only so much of each line
     lines = [line.rstrip()[:_LINE_CHARS] for line in (quoted or "").replace("\r\n", "\n").split("\n", _SCAN_LINES)]
     n = len(lines)
@@ -63,7 +80,7 @@ def parse_quoted(quoted: str) -> QuotedOriginal:
                     date = parse_loose_date(d.group(2))
                 j += 1
             name, address = _who(m.group(2))
-            return QuotedOriginal(name, address, date, first_words(_unquote(lines[j:j + 20])))
+            return QuotedOriginal(name, address, date, first_words(_unquote(lines[j:j + 20]))), lines, j
         for k in (1, 2, 3):      # an attribution may be wrapped over up to three lines
             if i + k > n:
                 break
@@ -73,8 +90,8 @@ def parse_quoted(quoted: str) -> QuotedOriginal:
             found = _attribution(joined)
             if found:
                 name, address = _who(found[0])
-                return QuotedOriginal(name, address, parse_loose_date(found[1]),
-                                      first_words(_unquote(lines[i + k:i + k + 20])))
+                return (QuotedOriginal(name, address, parse_loose_date(found[1]),
+                                       first_words(_unquote(lines[i + k:i + k + 20]))), lines, i + k)
         lotus = _LOTUS_DATE.match(stripped) if stripped[-1:] in ("M", "m") and "/" in stripped else None
         if lotus and any(_HEADER_NAMES.match(lines[j].strip()) for j in range(i + 1, min(n, i + 3))):
             who = lotus.group("who") or (lines[i - 1].strip() if i > 0 else "")
@@ -82,10 +99,11 @@ def parse_quoted(quoted: str) -> QuotedOriginal:
             while j < n and lines[j].strip():
                 j += 1
             name, address = _who(who)
-            return QuotedOriginal(name, address, parse_loose_date(lotus.group("date")), first_words(_unquote(lines[j:j + 20])))
+            return (QuotedOriginal(name, address, parse_loose_date(lotus.group("date")),
+                                   first_words(_unquote(lines[j:j + 20]))), lines, j)
         if line.lstrip().startswith(">"):
-            return QuotedOriginal(words=first_words(_unquote(lines[i:i + 20])))
-    return QuotedOriginal()
+            return QuotedOriginal(words=first_words(_unquote(lines[i:i + 20]))), lines, i
+    return QuotedOriginal(), lines, None
 
 
 def _attribution(line: str) -> Optional[tuple[str, str]]:

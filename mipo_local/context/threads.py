@@ -22,10 +22,15 @@ _LEADING = re.compile(rf"^(?:\s*(?:{_REPLY}|{_FORWARD})\s*(?:\[\d+\]|\(\d+\))?\s
 _REPLY_PREFIX = re.compile(rf"^\s*(?:\[[^\]]{{1,40}}\]\s*)?{_REPLY}\s*(?:\[\d+\]|\(\d+\))?\s*:", re.I)
 
 
+def bare_subject(subject: str) -> str:
+    """A subject without its reply/forward prefixes and list tags, spaces folded ("" for none)."""
+    text = " ".join(_LEADING.sub("", (subject or "")[:1000], count=1).split())
+    return "" if text.casefold() == "(no subject)" else text
+
+
 def normalize_subject(subject: str) -> str:
-    """The subject a thread shares: reply/forward prefixes and list tags stripped, case and spaces folded."""
-    text = " ".join(_LEADING.sub("", (subject or "")[:1000], count=1).split()).casefold()
-    return "" if text == "(no subject)" else text
+    """The subject a thread shares: `bare_subject`, case folded."""
+    return bare_subject(subject).casefold()
 
 
 def is_reply_subject(subject: str) -> bool:

@@ -2,8 +2,9 @@
 that it never saw?
 
 For held-out notes (the request to write about the note's title; the text y* is the note's body,
-whole sentences up to a token budget) and held-out emails the person answered (the incoming mail;
-y* is their real reply, their own words only), each with a context retrieved as for a pair but never
+whole sentences up to a token budget), held-out emails the person answered (the incoming mail, linked
+or quoted in their reply; y* is their real reply, their own words only) and emails they wrote that
+answer none (the request to write about the subject; y* is the email), each with a context retrieved as for a pair but never
 holding y*'s own document, its thread or a copy of it (`pairs.examples.build_examples`), both models
 score y* in place — no sampling, no model judging its own answers:
 
@@ -23,9 +24,12 @@ from typing import Callable, Optional, Sequence
 from ..inference.prompt_format import chat_messages
 from .statistics import ci_dict
 
+# the kinds of held-out writing, each with the examples' source it comes from (taken in this order)
+KINDS = (("reply", "email"), ("sent", "sent"), ("note", "note"))
+
 
 def writing_documents(store, pair_settings, limit: int, text_tokens: int) -> list[dict]:
-    """Up to `limit` held-out pieces of the person's own writing, replies and notes taken in turn
+    """Up to `limit` held-out pieces of the person's own writing, replies, emails and notes taken in turn
     (in the split's stable order), each {id, kind, request, context, text, placebo}: `placebo` is the
     context of another of them that shares no document with its own (None when there is none)."""
     from ..pairs.examples import build_examples, own_text_answer
@@ -33,10 +37,10 @@ def writing_documents(store, pair_settings, limit: int, text_tokens: int) -> lis
     everything = build_examples(store, max_examples=10 ** 9, heldout_fraction=pair_settings.heldout_fraction,
                                 context_tokens=pair_settings.context_tokens, own_document=pair_settings.own_document)
     by_kind = {kind: [e for e in everything if e.heldout and e.source == source and e.text]
-               for kind, source in (("reply", "email"), ("note", "note"))}
+               for kind, source in KINDS}
     taken, docs = [], []
     while len(docs) < limit and any(by_kind.values()):
-        for kind in ("reply", "note"):
+        for kind, _ in KINDS:
             if by_kind[kind] and len(docs) < limit:
                 e = by_kind[kind].pop(0)
                 text = own_text_answer(e, text_tokens)
@@ -78,13 +82,14 @@ def writing_summary(docs: Sequence[dict], base: Sequence[dict], personal: Sequen
     with_placebo = [i for i, d in enumerate(docs) if d.get("placebo") is not None]
     placebo_gains = [placebo(personal[i]) - placebo(base[i]) for i in with_placebo]
     by_kind = {}
-    for kind in ("note", "reply"):
+    for kind, _ in KINDS:
         mine = [g for d, g in zip(docs, gains) if d["kind"] == kind]
         by_kind[kind] = ci_dict(mine)
     return {
         "documents": len(docs),
         "notes": sum(d["kind"] == "note" for d in docs),
         "replies": sum(d["kind"] == "reply" for d in docs),
+        "emails": sum(d["kind"] == "sent" for d in docs),
         "tokens": sum(s["tokens"] for s in base),
         "pmi_gain": ci_dict(gains),
         "likelihood_gain": ci_dict([(p["with"] - b["with"]) / max(1, b["tokens"]) for p, b in zip(personal, base)]),
@@ -99,9 +104,12 @@ def writing_summary(docs: Sequence[dict], base: Sequence[dict], personal: Sequen
 
 
 def _kinds(w: dict) -> str:
-    parts = [f"{w['notes']} note{'s' * (w['notes'] != 1)}" if w["notes"] else "",
-             f"{w['replies']} repl{'ies' if w['replies'] != 1 else 'y'} to email" if w["replies"] else ""]
-    return " and ".join(p for p in parts if p)
+    """"3 notes, 2 replies to email and 1 email you wrote": the held-out texts by kind."""
+    emails = w.get("emails", 0)
+    parts = [p for p in (f"{w['notes']} note{'s' * (w['notes'] != 1)}" if w["notes"] else "",
+                         f"{w['replies']} repl{'ies' if w['replies'] != 1 else 'y'} to email" if w["replies"] else "",
+                         f"{emails} email{'s' * (emails != 1)} you wrote" if emails else "") if p]
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
 
 
 def writing_sentence(w: Optional[dict]) -> str:

@@ -9,6 +9,7 @@ from typing import Optional
 
 from ..workspace import write_text_atomic
 
+KIND_NAMES = {"note": "notes", "reply": "replies", "sent": "other emails"}   # held-out writing, by kind
 CEILING = 0.95      # identification of the base's answers at or above this leaves a gain no room to show
 
 
@@ -130,14 +131,16 @@ def _writing_markdown(w: Optional[dict]) -> list[str]:
         return []
     row = lambda name, stat, d=3: f"| {name} | {format_estimate(stat, d)} |"  # noqa: E731
     return [
-        f"## Your own writing ({w['documents']} held-out texts: {w['notes']} notes, {w['replies']} replies; "
+        f"## Your own writing ({w['documents']} held-out texts: {w['notes']} notes, {w['replies']} replies, "
+        f"{w.get('emails', 0)} other emails; "
         f"each scored up to {w.get('text_tokens', '?')} tokens)", "",
         "| measure, nats per token | personal − original |", "|---|---|",
         row("writing PMI gain: how much more your other writing makes your real text likely", w["pmi_gain"]),
         row("placebo: the same with someone else's context (must gain less)", w["placebo_gain"]),
         row("true minus placebo", w["true_minus_placebo"]),
         row("likelihood of your real text with your context", w["likelihood_gain"]),
-        *(row(f"writing PMI gain on {kind}s", stat) for kind, stat in w["by_kind"].items() if stat.get("n")), "",
+        *(row(f"writing PMI gain on {KIND_NAMES.get(kind, kind + 's')}", stat) for kind, stat in w["by_kind"].items()
+          if stat.get("n")), "",
         f"Improved on {w['improved']:.0%} of the texts. PMI of your text under the original: "
         f"{format_estimate(w['pmi']['base'], 3)}; under the personal model: {format_estimate(w['pmi']['personal'], 3)}.",
         "", "## Sampled answers (judged by the base model)", "",

@@ -1,7 +1,8 @@
 """Examples for MIPO pairs: a request q and the user's context c, retrieved from the store.
 
-Three sources: email threads (the incoming message the user answered), notes (a request to write
-about the note's topic) and everyday assistant requests shipped with the app. A stable share of
+Four sources: email threads (the incoming message the user answered, linked or quoted in their
+reply), emails the user wrote without one (a request to write about the subject), notes (a request to
+write about the note's topic) and everyday assistant requests shipped with the app. A stable share of
 examples is held out for evaluation: whether an example is held out depends only on its id.
 """
 
@@ -25,12 +26,19 @@ NOTE_REQUESTS = (
     "Summarize what I know about {title}.",
     "Give me an update on {title}.",
 )
+EMAIL_REQUESTS = (
+    "Write an email about {subject}.",
+    "Draft a short email about {subject}.",
+)
+# an email of the user's that answers no stored mail is an example when it holds this many words of
+# their own (a sentence: "Thanks!" says nothing of how they write)
+MIN_OWN_WORDS = 8
 
 
 @dataclass(frozen=True)
 class Example:
     id: str                          # stable across runs: where the example comes from
-    source: str                      # "email" | "note" | "everyday"
+    source: str                      # "email" (a reply) | "sent" (an email of theirs) | "note" | "everyday"
     request: str                     # q
     context: tuple[str, ...]         # c: excerpts of the user's own writing
     context_docs: tuple[int, ...]    # the documents those excerpts come from
@@ -111,18 +119,29 @@ def thread_documents(store: ContextStore) -> Callable[[int, int], tuple[int, ...
     return thread
 
 
+def _reply_request(sender: str, subject: str, body: str, request_tokens: int, count: Callable[[str], int]) -> str:
+    body = _truncate(body, request_tokens, count)
+    return f"Reply to this email.\n\nFrom: {sender or 'someone'}\nSubject: {subject}\n\n{body}"
+
+
 def _drafts(store: ContextStore, request_tokens: int, count: Callable[[str], int]) -> list[_Draft]:
     drafts: list[_Draft] = []
     pairs = store.reply_pairs()
-    thread = thread_documents(store) if pairs else None
+    own_emails = store.documents(kind="email", user_only=True)
+    thread = thread_documents(store) if pairs or own_emails else None
     for incoming, reply in pairs:
-        sender = json.loads(incoming["meta"] or "{}").get("from_name") or incoming["author"] or "someone"
-        body = _truncate(incoming["body"], request_tokens, count)
-        request = f"Reply to this email.\n\nFrom: {sender}\nSubject: {incoming['title']}\n\n{body}"
+        sender = json.loads(incoming["meta"] or "{}").get("from_name") or incoming["author"]
+        request = _reply_request(sender, incoming["title"], incoming["body"], request_tokens, count)
         eid = f"email:{reply['message_id'] or reply['id']}"
         drafts.append(_Draft(eid, "email", request, f"{incoming['title']} {incoming['body']}",
                              (incoming["id"], reply["id"]), (reply["id"],), thread(incoming["id"], reply["id"]),
                              reply["body"], reply["body"]))
+    linked = {reply["id"] for _, reply in pairs}
+    for mail in own_emails:
+        if mail["id"] not in linked:
+            draft = _own_email_draft(mail, thread, request_tokens, count)
+            if draft is not None:
+                drafts.append(draft)
     for note in store.documents(kind="note"):
         eid = f"note:{note['file_id']}:{note['locator']}:{note['title']}"
         template = NOTE_REQUESTS[int(stable_fraction(eid) * len(NOTE_REQUESTS))]
@@ -132,6 +151,31 @@ def _drafts(store: ContextStore, request_tokens: int, count: Callable[[str], int
     for request in everyday_requests():
         drafts.append(_Draft(f"everyday:{request}", "everyday", request, request, (), (), ()))
     return drafts
+
+
+def _own_email_draft(mail, thread, request_tokens: int, count: Callable[[str], int]) -> Optional[_Draft]:
+    """An email the user wrote that answers no stored mail: a reply to the message it quotes, where it
+    quotes one, else a request to write about its subject; None when it holds under MIN_OWN_WORDS
+    words of their own, or has neither a quoted message nor a subject."""
+    from ..context.quotes import quoted_message
+    from ..context.threads import bare_subject
+
+    own = mail["body"].strip()
+    if len(own.split()) < MIN_OWN_WORDS:
+        return None
+    eid = f"sent:{mail['message_id'] or mail['id']}"
+    sender, quoted = quoted_message(mail["quoted"]) if mail["quoted"] else ("", "")
+    if quoted.strip():
+        request = _reply_request(sender, mail["title"], quoted, request_tokens, count)
+        source, query = "email", f"{mail['title']} {quoted}"
+    else:
+        subject = bare_subject(mail["title"])
+        if not subject:
+            return None
+        template = EMAIL_REQUESTS[int(stable_fraction(eid) * len(EMAIL_REQUESTS))]
+        source, request, query = "sent", template.format(subject=subject), f"{subject} {own.split(chr(10) * 2, 1)[0]}"
+    return _Draft(eid, source, request, query, (mail["id"],), (mail["id"],), thread(mail["id"], mail["id"]),
+                  own if source == "email" else None, own)
 
 
 def build_examples(store: ContextStore, *, max_examples: int = 200, heldout_fraction: float = 0.1,
@@ -156,7 +200,7 @@ def build_examples(store: ContextStore, *, max_examples: int = 200, heldout_frac
         if not held[d.id] and kept_out.intersection(d.documents):
             continue            # made from a held-out document: it must not be trained on
         exclude = set(kept_out)
-        if held[d.id] or own_document == "exclude" or d.source == "email":
+        if held[d.id] or own_document == "exclude" or d.source in ("email", "sent"):
             exclude.update(d.own)
         context, docs = retrieve_context(store, d.query, context_tokens, exclude_documents=sorted(exclude),
                                          count=count, avoid=d.text if held[d.id] else None)
