@@ -44,7 +44,7 @@ def measures(report: dict) -> list[tuple[str, dict, float, int]]:
 
 
 def print_writing(w: dict) -> None:
-    from mipo_local.evaluation.report import format_estimate
+    from mipo_local.evaluation.report import KIND_NAMES, format_estimate
 
     print(f"own writing: {w['documents']} held-out texts ({w['notes']} notes, {w['replies']} replies, "
           f"{w.get('emails', 0)} other emails), "
@@ -54,7 +54,7 @@ def print_writing(w: dict) -> None:
         print(f"  {name:32} {format_estimate(w[key], 3)}")
     for kind, stat in w["by_kind"].items():
         if stat.get("n"):
-            print(f"  {'writing PMI gain, ' + kind + 's':32} {format_estimate(stat, 3)}")
+            print(f"  {'writing PMI gain, ' + KIND_NAMES.get(kind, kind):32} {format_estimate(stat, 3)}")
 
 
 def targets(report: dict) -> dict[str, bool]:
@@ -137,8 +137,8 @@ def build_settings(base, **overrides):
                                            "heldout_fraction") if overrides.get(k) is not None}
     if overrides.get("copy_ceiling") is not None:
         pairs["copy_ceiling"] = None if overrides["copy_ceiling"] < 0 else overrides["copy_ceiling"]
-    if overrides.get("real_text"):
-        pairs["real_text"] = True
+    if overrides.get("real_text") is not None:
+        pairs["real_text"] = overrides["real_text"]
     if overrides.get("no_mirror"):
         train["mirror"] = False
     if overrides.get("rank") is not None:
@@ -165,7 +165,8 @@ def main(argv=None) -> int:
                        ("rpo", float)):
         ap.add_argument(f"--{name}", type=kind, default=None)
     ap.add_argument("--copy-ceiling", type=float, default=None, help="a negative value: no ceiling")
-    ap.add_argument("--real-text", action="store_true", help="the person's own text as chosen answers too")
+    ap.add_argument("--real-text", action=argparse.BooleanOptionalAction, default=None,
+                    help="the person's own text as chosen answers too (--no-real-text: MIPO pairs only)")
     ap.add_argument("--no-mirror", action="store_true", help="train each pair from its positive's prompt only")
     args = ap.parse_args(argv)
 

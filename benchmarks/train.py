@@ -80,9 +80,13 @@ def child(variant: str, pairs: Path, work: Path, device: str) -> None:
         warnings.simplefilter("ignore")
         tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+        from mipo_local.train import TrainSettings
+
+        sft = TrainSettings().sft_weight             # the same loss as ours: DPO, plus RPO's term where it is on
         args = DPOConfig(output_dir=str(work / "trl"), per_device_train_batch_size=BATCH, num_train_epochs=1,
                          bf16=plan.dtype_name == "bfloat16", use_cpu=plan.device == "cpu", report_to=[],
-                         save_strategy="no", disable_tqdm=True)
+                         save_strategy="no", disable_tqdm=True, loss_type=["sigmoid", "sft"] if sft else ["sigmoid"],
+                         loss_weights=[1.0, sft] if sft else None)
         lora = LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
                           "gate_proj", "up_proj", "down_proj"], task_type="CAUSAL_LM")
         trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(records), processing_class=tokenizer,

@@ -62,9 +62,22 @@ def small_run(module_home, sampling_model):
                               examples=examples, template=ChatTemplate.from_gguf(sampling_model))
 
 
-def test_every_example_gets_a_pair_made_or_dropped(small_run):
-    assert len(small_run.rows) == 12 and small_run.summary.made + sum(small_run.summary.dropped.values()) == 12
-    assert sum(r["heldout"] for r in small_run.rows) == 4
+def test_every_example_gets_a_pair_made_or_dropped_and_its_own_text_one_more(small_run):
+    from mipo_local.pairs.examples import own_text_answer
+
+    mipo = [r for r in small_run.rows if r["sample"] < SMALL.samples]
+    real = [r for r in small_run.rows if r["sample"] >= SMALL.samples]
+    assert len(mipo) == 12 and sum(r["heldout"] for r in mipo) == 4
+    assert small_run.summary.made + sum(small_run.summary.dropped.values()) == len(small_run.rows)
+    # beyond the paper (`real_text`, on by default): a trained example with text of the person's own and
+    # a kept MIPO pair gets one more pair under the same prompt: their text over the same negative
+    kept = {r["example_id"]: r for r in mipo if r["status"] == "ok" and not r["heldout"]}
+    own = {i: own_text_answer(small_run.examples[i], SMALL.max_new_tokens) for i in kept}
+    assert {r["example_id"] for r in real} == {i for i, text in own.items() if text} != set()
+    for r in real:
+        m = kept[r["example_id"]]
+        assert r["heldout"] == 0 and r["status"] == "ok" and r["chosen"] == own[r["example_id"]]
+        assert r["prompt"] == m["prompt"] and r["rejected"] == m["rejected"] and r["chosen"] != m["chosen"]
 
 
 def test_pair_prompt_holds_its_examples_context(small_run):
@@ -145,7 +158,7 @@ def test_killed_run_resumes_without_duplicates_or_losses(demo_store, sampling_mo
     # the bundled base: its checkpoint and sampling copy are in the session's cache already
     # 12 training pairs and the 3 held-out ones the demo supports at this context budget
     args = ["pairs", "--examples", "12", "--heldout-pairs", "4", "--candidates", "1", "--max-new-tokens", "48",
-            "--context-tokens", "128", "--parallel", "4"]
+            "--context-tokens", "128", "--parallel", "4", "--no-real-text"]
     env = {**os.environ}
     proc = subprocess.Popen([sys.executable, "-m", "mipo_local", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300

@@ -49,9 +49,9 @@ class PairSettings:
                                            "context: the candidate with the largest MI among those that do not paste "
                                            "the context back (none left: the pair is dropped; empty: no ceiling)",
                                            kind=float, low=0, high=1)
-    real_text: bool = option(False, "also train on your own text where it exists (your reply; a note's text for its "
-                             "title) as the chosen answer against the base's answer without context (beyond the "
-                             "paper; off: BENCHMARKS.md)")
+    real_text: bool = option(True, "also train on your own text where it exists (your reply or email; a note's text "
+                             "for its title) as the chosen answer against the base's answer without context (beyond "
+                             "the paper; with the likelihood term it raised your held-out writing most: BENCHMARKS.md)")
     scoring: str = option("auto", "what scores the candidates: the base in PyTorch, with bf16 weights where this CPU "
                           "computes them natively (auto), fp32 or bf16; or the sampling model in llama.cpp as it samples "
                           "(sampler: no second model in memory, the same pair as fp32 for 42 of 48 examples measured)",

@@ -16,9 +16,9 @@ PRECISIONS = ("auto", "fp32", "bf16")
 @dataclass(frozen=True)
 class TrainSettings:
     beta: float = option(0.1, "DPO beta: how far the model may move from the base (the MIPO paper's 0.1)", above=0)
-    sft_weight: float = option(0.0, "weight of a likelihood (SFT) term on each pair's chosen answer added to the "
+    sft_weight: float = option(1.0, "weight of a likelihood (SFT) term on each pair's chosen answer added to the "
                                "DPO loss, as in RPO, so training keeps the chosen answers likely; 0: plain DPO "
-                               "(0.3 and 1 were swept and not kept: BENCHMARKS.md)", low=0)
+                               "(with real_text it keeps your real text likely: BENCHMARKS.md, issue 27)", low=0)
     learning_rate: float = option(2e-4, "learning rate (from the sweep in BENCHMARKS.md; the paper: 5e-7, full "
                                   "fine-tune)", flag="--lr", above=0)
     epochs: float = option(1.0, "passes over the pairs", above=0)
