@@ -106,7 +106,8 @@ def test_the_sampler_scores_the_candidates_as_the_base_does(mipo_home, sampling_
     from mipo_local.pairs import generate_pairs
 
     import_paths(demo_sources())
-    settings = PairSettings(examples=6, heldout_pairs=0, max_new_tokens=32, n_parallel=8, scoring="sampler")
+    settings = PairSettings(examples=6, heldout_pairs=0, max_new_tokens=32, n_parallel=8, scoring="sampler",
+                            real_text=False)          # MIPO pairs only: each kept one has its scores
     with ContextStore() as store:
         summary = generate_pairs(store, sampling_model, settings)     # no PyTorch checkpoint needed
         rows = store.pairs(summary.run_id, include_dropped=False)
