@@ -44,7 +44,8 @@ def measures(report: dict) -> list[tuple[str, dict, float, int]]:
 
 
 def print_writing(w: dict) -> None:
-    from mipo_local.evaluation.report import KIND_NAMES, format_estimate
+    from mipo_local.evaluation.own_writing import KIND_NAMES
+    from mipo_local.evaluation.report import format_estimate
 
     print(f"own writing: {w['documents']} held-out texts ({w['notes']} notes, {w['replies']} replies, "
           f"{w.get('emails', 0)} other emails), "

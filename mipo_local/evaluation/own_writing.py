@@ -26,6 +26,7 @@ from .statistics import ci_dict
 
 # the kinds of held-out writing, each with the examples' source it comes from (taken in this order)
 KINDS = (("reply", "email"), ("sent", "sent"), ("note", "note"))
+KIND_NAMES = {"note": "notes", "reply": "replies", "sent": "other emails"}   # as the report names them
 
 
 def writing_documents(store, pair_settings, limit: int, text_tokens: int) -> list[dict]:

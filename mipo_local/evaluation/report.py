@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..workspace import write_text_atomic
+from .own_writing import KIND_NAMES
 
-KIND_NAMES = {"note": "notes", "reply": "replies", "sent": "other emails"}   # held-out writing, by kind
 CEILING = 0.95      # identification of the base's answers at or above this leaves a gain no room to show
 
 

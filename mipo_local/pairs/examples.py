@@ -164,7 +164,7 @@ def _own_email_draft(mail, thread, request_tokens: int, count: Callable[[str], i
     if len(own.split()) < MIN_OWN_WORDS:
         return None
     eid = f"sent:{mail['message_id'] or mail['id']}"
-    sender, quoted = quoted_message(mail["quoted"]) if mail["quoted"] else ("", "")
+    sender, quoted = quoted_message(mail["quoted"])
     if quoted.strip():
         request = _reply_request(sender, mail["title"], quoted, request_tokens, count)
         source, query = "email", f"{mail['title']} {quoted}"
@@ -173,7 +173,8 @@ def _own_email_draft(mail, thread, request_tokens: int, count: Callable[[str], i
         if not subject:
             return None
         template = EMAIL_REQUESTS[int(stable_fraction(eid) * len(EMAIL_REQUESTS))]
-        source, request, query = "sent", template.format(subject=subject), f"{subject} {own.split(chr(10) * 2, 1)[0]}"
+        first = own.split("\n\n", 1)[0]
+        source, request, query = "sent", template.format(subject=subject), f"{subject} {first}"
     return _Draft(eid, source, request, query, (mail["id"],), (mail["id"],), thread(mail["id"], mail["id"]),
                   own if source == "email" else None, own)
 
