@@ -10,7 +10,8 @@ import pytest
 from mipo_local.context import ContextStore, import_paths
 from mipo_local.context.overlap import copy_share
 from mipo_local.demo import demo_sources
-from mipo_local.evaluation.own_writing import score_writing, writing_documents, writing_sentence, writing_summary
+from mipo_local.evaluation.own_writing import (placebo_context, score_writing, writing_documents, writing_sentence,
+                                               writing_summary)
 from mipo_local.pairs import PairSettings, build_examples
 from mipo_local.pairs.examples import Example, own_text_answer
 from mipo_local.pairs.stage import CandidateScorer, select_pair
@@ -166,6 +167,19 @@ def test_copy_aware_selection_prefers_the_answer_that_uses_the_context_without_p
     assert select_pair(lengths, lengths, mi, mi, PairSettings(), copied) == (None, 1, 2)
     only_pastes = select_pair(lengths[:1], lengths, mi[:1], mi, PairSettings(), copied[:1])
     assert only_pastes[0] == "positive copies the context"
+
+
+def test_the_placebo_is_another_context_even_when_one_document_is_retrieved_for_every_text():
+    # an index of all the notes (a TIL README) is retrieved into every context: the placebo is still
+    # another text's context, the one with the fewest documents in common, and never one holding y*'s own
+    def note(i, docs, own):
+        return Example(f"note:{i}", "note", "q", tuple(f"c{d}" for d in docs), docs, True, documents=own)
+    e = note(0, (1, 10, 11), (100,))
+    others = [note(1, (1, 10, 12), (101,)), note(2, (1, 13, 100), (102,)), note(3, (1, 14, 15), (103,)),
+              note(4, (1, 16), (104,))]
+    assert placebo_context(e, others) == ["c1", "c14", "c15"]
+    assert placebo_context(e, [others[1]]) is None and placebo_context(e, []) is None
+    assert placebo_context(e, [note(5, (), (105,))]) is None
 
 
 def test_own_text_as_an_answer_keeps_whole_sentences():

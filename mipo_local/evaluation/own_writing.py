@@ -32,7 +32,8 @@ KIND_NAMES = {"note": "notes", "reply": "replies", "sent": "other emails"}   # a
 def writing_documents(store, pair_settings, limit: int, text_tokens: int) -> list[dict]:
     """Up to `limit` held-out pieces of the person's own writing, replies, emails and notes taken in turn
     (in the split's stable order), each {id, kind, request, context, text, placebo}: `placebo` is the
-    context of another of them that shares no document with its own (None when there is none)."""
+    context of another of them that shares the fewest documents with its own (none where one exists) and
+    holds none of y*'s own (None when there is none)."""
     from ..pairs.examples import build_examples, own_text_answer
 
     everything = build_examples(store, max_examples=10 ** 9, heldout_fraction=pair_settings.heldout_fraction,
@@ -49,13 +50,20 @@ def writing_documents(store, pair_settings, limit: int, text_tokens: int) -> lis
                     taken.append(e)
                     docs.append({"id": e.id, "kind": kind, "request": e.request, "context": list(e.context),
                                  "text": text, "placebo": None})
-    for i, (e, d) in enumerate(zip(taken, docs)):
-        for j in range(1, len(taken)):
-            other = taken[(i + j) % len(taken)]
-            if not set(other.context_docs) & (set(e.context_docs) | set(e.documents)):
-                d["placebo"] = list(other.context)
-                break
+    for i, d in enumerate(docs):
+        d["placebo"] = placebo_context(taken[i], [taken[(i + j) % len(taken)] for j in range(1, len(taken))])
     return docs
+
+
+def placebo_context(example, others: Sequence) -> Optional[list]:
+    """The context of the first of `others` that shares the fewest documents with `example`'s context and
+    holds none of its own documents (y*'s): a document retrieved for every text, such as an index of all
+    the notes, may be in every context. None when no other example has a context."""
+    own, mine = set(example.documents), set(example.context_docs) | set(example.documents)
+    others = [o for o in others if o.context and not set(o.context_docs) & own]
+    if not others:
+        return None
+    return list(min(others, key=lambda o: len(set(o.context_docs) & mine)).context)
 
 
 def score_writing(scorer, docs: Sequence[dict], context_in: str,
