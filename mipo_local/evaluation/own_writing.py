@@ -31,9 +31,8 @@ KIND_NAMES = {"note": "notes", "reply": "replies", "sent": "other emails"}   # a
 
 def writing_documents(store, pair_settings, limit: int, text_tokens: int) -> list[dict]:
     """Up to `limit` held-out pieces of the person's own writing, replies, emails and notes taken in turn
-    (in the split's stable order), each {id, kind, request, context, text, placebo}: `placebo` is the
-    context of another of them that shares the fewest documents with its own (none where one exists) and
-    holds none of y*'s own (None when there is none)."""
+    (in the split's stable order), each {id, kind, request, context, text, placebo}: `placebo` is another
+    one's context (`placebo_context`)."""
     from ..pairs.examples import build_examples, own_text_answer
 
     everything = build_examples(store, max_examples=10 ** 9, heldout_fraction=pair_settings.heldout_fraction,
@@ -59,7 +58,7 @@ def placebo_context(example, others: Sequence) -> Optional[list]:
     """The context of the first of `others` that shares the fewest documents with `example`'s context and
     holds none of its own documents (y*'s): a document retrieved for every text, such as an index of all
     the notes, may be in every context. None when no other example has a context."""
-    own, mine = set(example.documents), set(example.context_docs) | set(example.documents)
+    own, mine = set(example.documents), set(example.context_docs)
     others = [o for o in others if o.context and not set(o.context_docs) & own]
     if not others:
         return None
