@@ -50,7 +50,7 @@ def writing_documents(store, pair_settings, limit: int, text_tokens: int) -> lis
                     docs.append({"id": e.id, "kind": kind, "request": e.request, "context": list(e.context),
                                  "text": text, "placebo": None})
     for i, d in enumerate(docs):
-        d["placebo"] = placebo_context(taken[i], [taken[(i + j) % len(taken)] for j in range(1, len(taken))])
+        d["placebo"] = placebo_context(taken[i], taken[i + 1:] + taken[:i])   # the others, from the next one on
     return docs
 
 
