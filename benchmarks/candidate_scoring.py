@@ -2,7 +2,7 @@
 and by the base in PyTorch with bf16 weights, against the base in fp32 (the exact reference), on the
 same sampled candidates — time, and whether the same pair is chosen.
 
-The candidates are sampled once as the stage samples them (demo settings: 2 per side, ≤ 64 tokens),
+The candidates are sampled once as the stage samples them (demo settings: 2 per side, up to their token limit),
 twice in fact: without scoring, and with the sampler's scores under both prompts (`score_under`); the
 sampler's time is the difference. Then each example's candidates are scored under the base, MI(y) =
 log π₀(y|c,q) − log π₀(y|q), and `select_pair` picks (drop reason, positive, negative) from each.
