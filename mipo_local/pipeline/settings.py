@@ -44,13 +44,13 @@ class RunSettings:
 
 
 def demo_settings() -> RunSettings:
-    """Settings for `run --demo`: the whole pipeline on the demo corpus in a few minutes on 2 cores."""
+    """Settings for `run --demo`: the whole pipeline on the demo corpus in about 20 minutes on 2 cores."""
     return RunSettings(
         # answers up to 128 tokens: with 64 the demo's held-out texts lost likelihood with their context on
         # every seed measured, with 128 they did not (BENCHMARKS.md, "A longer answer limit", issue 27)
         pairs=PairSettings(examples=40, heldout_pairs=8, max_new_tokens=128, heldout_fraction=0.3, context_tokens=256),
-        train=TrainSettings(max_length=768, epochs=2.0),   # 40 steps: the fixed-text MI gain's CI > 0 on both
-                                                          # seeds (BENCHMARKS.md, "Twice the training")
+        train=TrainSettings(max_length=768, epochs=2.0),   # two epochs (~70 steps): the fixed-text MI gain's CI > 0
+                                                          # on both seeds (BENCHMARKS.md, "Twice the training")
         quant="Q8_0",
         evaluation=EvalSettings(examples=24),
     )
